@@ -1,0 +1,163 @@
+"""All settings of the trainer and the server, in one typed object.
+
+Settings come from defaults, then an optional TOML file (``--config`` or ``RECSVC_CONFIG``), then environment
+variables ``RECSVC_<SECTION>__<FIELD>`` (e.g. ``RECSVC_SERVER__PORT=50051``,
+``RECSVC_TRAINING__ALS_FACTORS=128``). The server and trainer print the result at start-up, so an operator
+can see what a process actually runs with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "RECSVC_"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value of the wrong type; the message names it."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How the trainer reads the logs and builds the models."""
+
+    #: Interest weight of one event of each type; ``return`` events cancel purchases instead of adding.
+    event_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"view": 1.0, "cart": 4.0, "purchase": 10.0})
+    #: Channel assumed for events whose ``channel`` column is missing or empty.
+    default_channel: str = "web"
+    #: Half-life (days) of the recency decay applied to ALS confidence and popularity.
+    recency_half_life_days: float = 60.0
+    #: Popularity counts only the last this-many days of the log.
+    popularity_window_days: int = 28
+    #: Items kept per store in the per-store popularity list.
+    popularity_store_top_k: int = 200
+    als_factors: int = 64
+    als_regularization: float = 0.05
+    als_iterations: int = 15
+    #: ALS confidence = 1 + alpha * log1p(weighted interactions).
+    als_alpha: float = 8.0
+    als_random_state: int = 42
+    #: A pair of items must share at least this many baskets to count as bought together.
+    copurchase_min_support: int = 2
+    copurchase_top_k: int = 50
+    #: Shrinkage of the co-purchase confidence toward 0 for rare anchors: n_ab / (n_a + shrinkage).
+    copurchase_shrinkage: float = 5.0
+    #: Baskets bigger than this are skipped for co-purchase (wholesale orders say little about pairs).
+    copurchase_max_basket: int = 60
+    #: Versions kept under the artifact root (the current one always stays).
+    keep_versions: int = 5
+    #: Show progress bars (only ever on a terminal).
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the gRPC server listens and what it serves."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    #: Folder holding ``CURRENT`` and ``versions/`` (written by the trainer).
+    artifact_root: str = "artifacts"
+    max_workers: int = 8
+    default_num_items: int = 10
+    max_num_items: int = 100
+    max_ids_per_request: int = 1000
+    max_context_items: int = 100
+    #: Seconds in-flight requests get to finish after SIGTERM.
+    shutdown_grace_seconds: float = 10.0
+    #: Verify every artifact checksum at load (refuse corrupt sets).
+    verify_checksums: bool = True
+    log_json: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """One JSON line for the start-up log."""
+        return json.dumps(self.as_dict(), sort_keys=True, default=str)
+
+
+def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    where = f"{section}.{name}"
+    if isinstance(value, str) and hint is not str:
+        text = value.strip()
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        if origin in (Mapping, dict):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: expected a JSON object, got {value!r}") from exc
+        else:
+            try:
+                return hint(text)
+            except (TypeError, ValueError) as exc:
+                expected = getattr(hint, "__name__", hint)
+                raise ConfigError(f"{where}: expected {expected}, got {value!r}") from exc
+    if origin in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table/object, got {value!r}")
+        return {str(k): float(v) for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in [{section}]: {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    return cls(**{k: _coerce(section, k, hints[k], v) for k, v in values.items()})
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, overridden by the TOML file at ``path`` (or ``$RECSVC_CONFIG``), then by environment."""
+    env = os.environ if env is None else env
+    raw: dict[str, dict[str, Any]] = {"training": {}, "server": {}}
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        for key, value in data.items():
+            if key not in raw or not isinstance(value, dict):
+                raise ConfigError(f"config file {path}: unknown section [{key}]; use [training] or [server]")
+            raw[key].update(value)
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, _, name = key[len(ENV_PREFIX):].partition("__")
+        section = section.lower()
+        if section not in raw:
+            raise ConfigError(f"environment variable {key}: unknown section {section!r}")
+        raw[section][name.lower()] = value
+    return Settings(training=_section(TrainingSettings, "training", raw["training"]),
+                    server=_section(ServerSettings, "server", raw["server"]))
