@@ -108,7 +108,9 @@ class IdIndex:
 
     def lookup(self, values: Iterable[str]) -> np.ndarray:
         """Rows of ``values`` (int64), ``-1`` where an id is unknown."""
-        query = np.asarray(list(values), dtype=self.ids.dtype if self.ids.size else "U1")
+        # The query keeps its own width: casting it to the ids' width would cut "c10" to "c1" and
+        # serve an unknown customer as somebody else.
+        query = np.asarray(list(values), dtype=np.str_)
         if self.ids.size == 0 or query.size == 0:
             return np.full(query.shape, -1, dtype=np.int64)
         pos = np.searchsorted(self.ids, query)

@@ -43,7 +43,7 @@ class TrainingSettings:
     als_factors: int = 64
     als_regularization: float = 0.05
     als_iterations: int = 15
-    #: ALS confidence = 1 + alpha * log1p(weighted interactions).
+    #: ALS confidence of a customer-item cell = alpha * log1p(weighted, recency-decayed interactions).
     als_alpha: float = 8.0
     als_random_state: int = 42
     #: A pair of items must share at least this many baskets to count as bought together.

@@ -1,0 +1,559 @@
+"""Read a data folder into :class:`~recsvc_training.dataset.TrainingData`: validate, quarantine, resolve ids.
+
+A data folder holds one file per table (``<table>.csv``, ``<table>.csv.gz`` or ``<table>.parquet``; see
+:mod:`recsvc_training.columns`): ``events`` and ``items`` are required, ``customers``, ``identities`` and
+``stock`` optional. Every value is read as a string, so ids keep their leading zeros; ids are trimmed of
+surrounding whitespace.
+
+Nothing valid is dropped and nothing invalid is silently guessed: a bad row goes to
+``<quarantine_dir>/<table>.quarantine.csv`` with its original values, a ``reason`` and its ``source_row``
+(1-based data row number in the input file, header not counted), and is counted per reason in the
+:class:`~recsvc_training.dataset.IngestReport`. For every table ``rows_kept + quarantined == rows_read``.
+
+Events, in this order (a row gets the first reason that applies):
+
+* ``missing_id``: empty ``customer_id`` or ``item_id``;
+* ``unknown_event``: ``event`` (trimmed, case-insensitive) not in ``view|cart|purchase|return``;
+* ``bad_timestamp``: ``timestamp`` not ISO 8601 (with or without zone; naive = UTC; plain dates allowed) and
+  not a numeric date such as ``11/1/2000`` (read month first), or outside 1677..2262;
+* ``bad_quantity``: ``quantity`` not a finite non-zero number (empty = 1), or negative on a view/cart;
+* ``duplicate``: same values in every column as an earlier valid row, compared after normalisation (trimmed
+  ids, lower-case event/channel, default channel filled, parsed timestamp/quantity/price), so the same event
+  exported twice with different spelling still counts once; the first is kept.
+
+A purchase with a negative quantity becomes a return of ``abs(quantity)`` (counted in
+``negative_quantities_as_returns``); a negative return is made positive. An unparseable price is NaN, not a
+reason to quarantine. Items: an empty ``item_id`` is ``missing_id``, a repeated one ``duplicate`` (first
+kept); items seen only in events are added to the catalog. Customers and stock quarantine empty ids (and
+stock an unparseable ``quantity_on_hand`` as ``bad_quantity``, a repeated store x item as ``duplicate``).
+Identity links follow :mod:`recsvc_training.identity` (reasons ``missing_id`` and ``identity_conflict``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsvc.config import ConfigError, TrainingSettings
+from recsvc_training.columns import (
+    ALIAS_ID,
+    BASKET_ID,
+    CATEGORY,
+    CHANNEL,
+    CHANNEL_SEPARATOR,
+    CHANNELS,
+    CUSTOMER_COLUMNS,
+    CUSTOMER_ID,
+    CUSTOMERS,
+    DAY,
+    EVENT,
+    EVENT_COLUMNS,
+    EVENT_TYPES,
+    EVENTS,
+    IDENTITIES,
+    IDENTITY_COLUMNS,
+    ITEM_COLUMNS,
+    ITEM_ID,
+    ITEMS,
+    ORDER_ID,
+    PRICE,
+    PURCHASE,
+    QUANTITY,
+    QUANTITY_ON_HAND,
+    REASON_BAD_QUANTITY,
+    REASON_BAD_TIMESTAMP,
+    REASON_DUPLICATE,
+    REASON_MISSING_ID,
+    REASON_UNKNOWN_EVENT,
+    REQUIRED_EVENT_COLUMNS,
+    REQUIRED_ITEM_COLUMNS,
+    RETURN,
+    STOCK,
+    STOCK_COLUMNS,
+    STORE_ID,
+    TABLE_SUFFIXES,
+    TIMESTAMP,
+    TITLE,
+)
+from recsvc_training.dataset import IngestReport, TrainingData
+from recsvc_training.identity import REASON_COLUMN, SOURCE_ROW_COLUMN, resolve_column, resolve_identities
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_TABLES = (EVENTS, ITEMS)
+OPTIONAL_TABLES = (CUSTOMERS, IDENTITIES, STOCK)
+#: Column order of ``TrainingData.events``.
+EVENT_OUTPUT_COLUMNS = (CUSTOMER_ID, ITEM_ID, EVENT, CHANNEL, STORE_ID, ORDER_ID, BASKET_ID, QUANTITY, PRICE,
+                        TIMESTAMP, DAY)
+QUARANTINE_SUFFIX = ".quarantine.csv"
+
+# Timestamps a datetime64[ns] can hold; anything outside is a bad timestamp, not an overflow.
+_MIN_TIMESTAMP = pd.Timestamp("1677-09-22", tz="UTC")
+_MAX_TIMESTAMP = pd.Timestamp("2262-04-11", tz="UTC")
+# Non-ISO dates the fallback parser may read (e.g. "11/1/2000", "01.02.2024 10:00"). Anything else that is
+# not ISO 8601 is rejected rather than handed to dateutil, which reads "5" or "May" as a date this month.
+_NUMERIC_DATE = re.compile(r"^\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+
+
+class InputError(ValueError):
+    """The data folder cannot be used as given; the message names the file, what it has and what it needs."""
+
+
+def find_table_files(data_dir: Path) -> dict[str, Path]:
+    """The file of each table present in ``data_dir`` (table name -> path), in contract order.
+
+    Raises
+    ------
+    InputError
+        If ``data_dir`` is not a folder, a required table (``events``, ``items``) has no file, or a table has
+        more than one file (e.g. both ``events.csv`` and ``events.parquet``), which would be ambiguous.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"data folder {data_dir} does not exist or is not a folder")
+    found: dict[str, Path] = {}
+    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
+        candidates = [data_dir / f"{table}{suffix}" for suffix in TABLE_SUFFIXES]
+        present = [p for p in candidates if p.is_file()]
+        if len(present) > 1:
+            raise InputError(f"data folder {data_dir} has more than one file for table {table!r}: "
+                             f"{', '.join(p.name for p in present)}; keep exactly one")
+        if present:
+            found[table] = present[0]
+        elif table in REQUIRED_TABLES:
+            raise InputError(f"data folder {data_dir} has no {table} table: expected one of "
+                             f"{', '.join(p.name for p in candidates)}")
+    return found
+
+
+def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path) -> TrainingData:
+    """Read, validate and clean every table of ``data_dir`` and resolve every event to its customer.
+
+    Parameters
+    ----------
+    data_dir
+        Folder holding the tables of the input contract (:mod:`recsvc_training.columns`).
+    settings
+        Uses ``default_channel`` (for events without a channel).
+    quarantine_dir
+        Where ``<table>.quarantine.csv`` files go; created only when a row is quarantined. A quarantine file
+        left there by an earlier run for a table that has nothing to quarantine now is removed, so the folder
+        always describes this run.
+
+    Returns
+    -------
+    TrainingData
+        Cleaned tables exactly as its docstring describes, plus the filled :class:`IngestReport`.
+
+    Raises
+    ------
+    InputError
+        Missing folder or required table, ambiguous table files, an unreadable file, a missing required
+        column, or a table with rows but none valid (``events`` and ``items`` must also not be empty).
+    ConfigError
+        ``settings.default_channel`` is empty.
+    """
+    if not settings.default_channel.strip():
+        raise ConfigError("training.default_channel must not be empty: events without a channel get it")
+    files = find_table_files(Path(data_dir))
+    quarantine_dir = Path(quarantine_dir)
+    quarantine: dict[str, pd.DataFrame] = {}
+    try:
+        data = _load(files, settings, quarantine_dir, quarantine)
+    except InputError:
+        # Write what was quarantined before the failure: a table with nothing valid is explained there.
+        _write_quarantine(quarantine_dir, quarantine)
+        raise
+    for table in data.report.rows_read:
+        logger.info("%s: read %d rows, kept %d, quarantined %s", table, data.report.rows_read[table],
+                    data.report.rows_kept[table], data.report.quarantined.get(table) or "none")
+    if data.report.items_added_from_events:
+        logger.info("items: added %d item(s) seen only in events to the catalog",
+                    data.report.items_added_from_events)
+    if data.report.negative_quantities_as_returns:
+        logger.info("events: %d purchase(s) with a negative quantity read as returns",
+                    data.report.negative_quantities_as_returns)
+    return data
+
+
+def _load(files: dict[str, Path], settings: TrainingSettings, quarantine_dir: Path,
+          quarantine: dict[str, pd.DataFrame]) -> TrainingData:
+    """The body of :func:`load_training_data`; fills ``quarantine`` (table -> rows) as it goes."""
+    report = IngestReport(input_files=list(files.values()))
+    raw_events = _read_table(files[EVENTS], EVENTS, REQUIRED_EVENT_COLUMNS)
+    events, quarantine[EVENTS], report.negative_quantities_as_returns = _clean_events(
+        raw_events, settings.default_channel)
+    raw_items = _read_table(files[ITEMS], ITEMS, REQUIRED_ITEM_COLUMNS)
+    items, quarantine[ITEMS] = _clean_items(raw_items)
+    for table, raw, kept in ((EVENTS, raw_events, events), (ITEMS, raw_items, items)):
+        _count(report, table, len(raw), len(kept), quarantine[table])
+        _require_valid(files[table], table, len(raw), len(kept), quarantine_dir, required=True)
+
+    customers = pd.DataFrame({CUSTOMER_ID: pd.Series([], dtype=str)})
+    if CUSTOMERS in files:
+        raw_customers = _read_table(files[CUSTOMERS], CUSTOMERS, CUSTOMER_COLUMNS)
+        customers, quarantine[CUSTOMERS] = _clean_customers(raw_customers)
+        _count(report, CUSTOMERS, len(raw_customers), len(customers), quarantine[CUSTOMERS])
+        _require_valid(files[CUSTOMERS], CUSTOMERS, len(raw_customers), len(customers), quarantine_dir,
+                       required=False)
+
+    alias_to_customer: dict[str, str] = {}
+    if IDENTITIES in files:
+        raw_links = _read_table(files[IDENTITIES], IDENTITIES, IDENTITY_COLUMNS)
+        links = raw_links.copy()
+        for column in IDENTITY_COLUMNS:
+            links[column] = raw_links[column].str.strip()
+        resolution = resolve_identities(links, customers[CUSTOMER_ID].tolist())
+        alias_to_customer = resolution.alias_to_customer
+        rejected = resolution.quarantined()
+        quarantine[IDENTITIES] = _quarantine_frame(raw_links, rejected[SOURCE_ROW_COLUMN].to_numpy() - 1,
+                                                   rejected[REASON_COLUMN].to_numpy())
+        report.identity_conflicts = resolution.n_conflicts
+        _count(report, IDENTITIES, resolution.links_read, resolution.links_kept, quarantine[IDENTITIES])
+        _require_valid(files[IDENTITIES], IDENTITIES, resolution.links_read, resolution.links_kept,
+                       quarantine_dir, required=False)
+    aliases = pd.DataFrame({ALIAS_ID: pd.Series(list(alias_to_customer.keys()), dtype=str),
+                            CUSTOMER_ID: pd.Series(list(alias_to_customer.values()), dtype=str)})
+    aliases = aliases.sort_values(ALIAS_ID, kind="stable", ignore_index=True)
+
+    events[CUSTOMER_ID] = resolve_column(events[CUSTOMER_ID], alias_to_customer)
+    events = _finish_events(events)
+    if len(customers):
+        customers = _merge_customers(customers, alias_to_customer)
+
+    items, report.items_added_from_events = _add_items_from_events(items, events)
+
+    stock = pd.DataFrame({STORE_ID: pd.Series([], dtype=str), ITEM_ID: pd.Series([], dtype=str),
+                          QUANTITY_ON_HAND: pd.Series([], dtype=np.float64)})
+    if STOCK in files:
+        raw_stock = _read_table(files[STOCK], STOCK, STOCK_COLUMNS)
+        stock, quarantine[STOCK] = _clean_stock(raw_stock)
+        _count(report, STOCK, len(raw_stock), len(stock), quarantine[STOCK])
+        _require_valid(files[STOCK], STOCK, len(raw_stock), len(stock), quarantine_dir, required=False)
+
+    report.quarantine_files = _write_quarantine(quarantine_dir, quarantine)
+    channels = sorted(set(events[CHANNEL].unique().tolist()) | _catalog_channels(items[CHANNELS]))
+    return TrainingData(events=events, items=items, customers=customers, aliases=aliases, stock=stock,
+                        channels=channels, report=report)
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+def _read_table(path: Path, table: str, required: tuple[str, ...]) -> pd.DataFrame:
+    """Every column of ``path`` as strings ("" if missing), header names trimmed; checks required columns."""
+    try:
+        if path.name.endswith(".parquet"):
+            frame = _all_str(pd.read_parquet(path))
+        else:
+            # utf-8-sig: exports from Excel and some databases start with a byte-order mark, which would
+            # otherwise stick to the first column name.
+            # index_col=False: rows with more fields than the header must not silently become an index
+            # (which shifts every value one column); the warning pandas gives instead is made an error.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig",
+                                    index_col=False)
+            frame = frame.fillna("")  # short rows still come back as NaN
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"{path}: file is empty (no header row); the {table} table needs columns "
+                         f"{list(required)}") from exc
+    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the {table} table: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing required column(s) {missing}; the file has columns "
+                         f"{list(frame.columns)}; the {table} table needs {list(required)}")
+    return frame.reset_index(drop=True)
+
+
+def _all_str(frame: pd.DataFrame) -> pd.DataFrame:
+    """A parquet frame with every column as strings, nulls as "", like a CSV read with ``dtype=str``.
+
+    Typed parquet columns are written out with ``str()``: integers as digits, datetimes as
+    "2024-01-01 10:00:00+00:00" (which the timestamp parser reads). An integer id column cannot carry leading
+    zeros, so exporters should write ids as strings.
+    """
+    out = {}
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype):
+            out[column] = values.fillna("")
+            continue
+        missing = values.isna().to_numpy()
+        out[column] = values.astype(object).where(~missing, "").astype(str)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A string column trimmed of whitespace, or all "" when the (optional) column is absent."""
+    if column in frame.columns:
+        return frame[column].astype(str).str.strip()
+    return pd.Series([""] * len(frame), index=frame.index, dtype=str)
+
+
+def _number(text: pd.Series) -> pd.Series:
+    """Parse numbers; anything unparseable or non-finite becomes NaN."""
+    values = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    return values.where(np.isfinite(values.to_numpy()), np.nan)
+
+
+def _parse_timestamps(text: pd.Series) -> pd.Series:
+    """ISO 8601 strings (naive = UTC) to datetime64[ns, UTC]; NaT for anything unparseable or out of range.
+
+    Fast path: one vectorised ISO 8601 parse. Strings that fail and look like numeric dates ("11/1/2000") are
+    parsed once per distinct value with pandas' mixed-format parser (month first), which keeps a folder of
+    non-ISO day-resolution dates fast too.
+    """
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    retry = (parsed.isna() & (text != "")).to_numpy()
+    if retry.any():
+        failed = text[retry]
+        distinct = pd.Series(pd.unique(failed), dtype=str)
+        distinct = distinct[distinct.str.match(_NUMERIC_DATE)].reset_index(drop=True)
+        if len(distinct):
+            values = pd.to_datetime(distinct, format="mixed", utc=True, errors="coerce").astype(parsed.dtype)
+            position = pd.Index(distinct).get_indexer(failed)
+            fallback = values.array.take(position, allow_fill=True)  # -1 (not date-like) -> NaT
+            parsed.iloc[np.flatnonzero(retry)] = fallback
+            logger.warning("events: %d timestamp(s) are not ISO 8601; read %d of them as month-first dates",
+                           int(retry.sum()), int(pd.notna(fallback).sum()))
+    parsed = parsed.where((parsed >= _MIN_TIMESTAMP) & (parsed < _MAX_TIMESTAMP))
+    return parsed.astype("datetime64[ns, UTC]")
+
+
+# --- events -------------------------------------------------------------------------------------------------
+
+def _clean_events(raw: pd.DataFrame, default_channel: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Validate and normalise events; returns (valid events, quarantined raw rows, purchases made returns).
+
+    The valid frame has the contract columns except ``day`` and ``basket_id`` (added after identity
+    resolution), in input order, with a RangeIndex.
+    """
+    n = len(raw)
+    customer = _text(raw, CUSTOMER_ID)
+    item = _text(raw, ITEM_ID)
+    event = _text(raw, EVENT).str.lower()
+    channel = _text(raw, CHANNEL).str.lower()
+    channel = channel.where(channel != "", default_channel.strip().lower())
+    quantity_text = _text(raw, QUANTITY)
+    quantity = _number(quantity_text.where(quantity_text != "", "1"))
+    price = _number(_text(raw, PRICE))
+    timestamp = _parse_timestamps(_text(raw, TIMESTAMP))
+
+    is_return_type = event.isin([PURCHASE, RETURN]).to_numpy()
+    q = quantity.to_numpy()
+    checks = (
+        (REASON_MISSING_ID, ((customer == "") | (item == "")).to_numpy()),
+        (REASON_UNKNOWN_EVENT, ~event.isin(EVENT_TYPES).to_numpy()),
+        (REASON_BAD_TIMESTAMP, timestamp.isna().to_numpy()),
+        # Only purchases and returns have a meaning for a negative quantity (a return); a negative view or
+        # cart has none we could keep without guessing.
+        (REASON_BAD_QUANTITY, np.isnan(q) | (q == 0) | ((q < 0) & ~is_return_type)),
+    )
+    reasons = np.full(n, "", dtype=object)  # "" = valid so far
+    for reason, bad in checks:
+        reasons[bad & (reasons == "")] = reason
+
+    negative = q < 0
+    as_return = negative & (event == PURCHASE).to_numpy()
+    event = event.where(~as_return, RETURN)
+    quantity = quantity.abs()
+    cleaned = pd.DataFrame({
+        CUSTOMER_ID: customer, ITEM_ID: item, EVENT: event, CHANNEL: channel, STORE_ID: _text(raw, STORE_ID),
+        ORDER_ID: _text(raw, ORDER_ID), QUANTITY: quantity, PRICE: price, TIMESTAMP: timestamp,
+    })
+    # Duplicates are judged among rows that passed every other check, on normalised values plus any extra
+    # (non-contract) columns as given, so the first valid copy is the one kept.
+    valid = reasons == ""
+    extra = [c for c in raw.columns if c not in EVENT_COLUMNS]
+    compare = pd.concat([cleaned, raw[extra]], axis=1) if extra else cleaned
+    duplicate = np.zeros(n, dtype=bool)
+    duplicate[valid] = compare[valid].duplicated(keep="first").to_numpy()
+    reasons[duplicate] = REASON_DUPLICATE
+    valid &= ~duplicate
+
+    bad_rows = np.flatnonzero(~valid)
+    quarantined = _quarantine_frame(raw, bad_rows, reasons[bad_rows])
+    n_as_returns = int((as_return & valid).sum())
+    return cleaned[valid].reset_index(drop=True), quarantined, n_as_returns
+
+
+def _finish_events(events: pd.DataFrame) -> pd.DataFrame:
+    """Add ``day`` and ``basket_id`` to resolved events, sort by timestamp (stable), fix column order."""
+    naive = events[TIMESTAMP].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    # Casting to days floors toward -inf, so 1969-12-31T23:00 is day -1, not 0.
+    day = naive.astype("datetime64[D]").astype(np.int64).astype(np.int32)
+    events[DAY] = day
+    order = events[ORDER_ID]
+    per_day = events[CUSTOMER_ID] + "@" + pd.Series(day, index=events.index).astype(str)
+    events[BASKET_ID] = order.where(order != "", per_day)
+    events = events.sort_values(TIMESTAMP, kind="stable", ignore_index=True)
+    return events[list(EVENT_OUTPUT_COLUMNS)]
+
+
+# --- items --------------------------------------------------------------------------------------------------
+
+def _clean_items(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid catalog rows (contract columns first, then attributes as given) and the quarantined raw rows."""
+    item = _text(raw, ITEM_ID)
+    missing = (item == "").to_numpy()
+    duplicate = ~missing & item.duplicated(keep="first").to_numpy()
+    reasons = np.where(missing, REASON_MISSING_ID, np.where(duplicate, REASON_DUPLICATE, ""))
+    bad_rows = np.flatnonzero(missing | duplicate)
+    quarantined = _quarantine_frame(raw, bad_rows, reasons[bad_rows])
+
+    attributes = [c for c in raw.columns if c not in ITEM_COLUMNS]
+    items = pd.DataFrame({
+        ITEM_ID: item, TITLE: _text(raw, TITLE), CATEGORY: _text(raw, CATEGORY),
+        PRICE: _number(_text(raw, PRICE)),
+        CHANNELS: _normalise_channel_lists(_text(raw, CHANNELS)),
+    })
+    for column in attributes:
+        items[column] = raw[column]
+    keep = ~(missing | duplicate)
+    return items[keep].reset_index(drop=True), quarantined
+
+
+def _normalise_channel_lists(text: pd.Series) -> pd.Series:
+    """Channel lists such as "App| web|web" -> "app|web": lower case, trimmed, sorted unique; "" stays ""."""
+    normalised = {}
+    for value in pd.unique(text):  # a catalog has few distinct channel lists
+        names = {part.strip().lower() for part in str(value).split(CHANNEL_SEPARATOR)} - {""}
+        normalised[value] = CHANNEL_SEPARATOR.join(sorted(names))
+    return text.map(normalised).astype(str)
+
+
+def _catalog_channels(channels: pd.Series) -> set[str]:
+    names: set[str] = set()
+    for value in pd.unique(channels):
+        names.update(part for part in str(value).split(CHANNEL_SEPARATOR) if part)
+    return names
+
+
+def _add_items_from_events(items: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Append items that occur in events but not in the catalog (never drop their events); return the count.
+
+    Added items get title/category/channels/attributes "" and as price the median price seen in their events
+    (NaN when none).
+    """
+    unknown = ~events[ITEM_ID].isin(items[ITEM_ID])
+    if not unknown.any():
+        return items, 0
+    seen = events.loc[unknown, [ITEM_ID, PRICE]]
+    median_price = seen.groupby(ITEM_ID, sort=False)[PRICE].median()
+    added = pd.DataFrame({column: pd.Series([""] * len(median_price), dtype=str) for column in items.columns})
+    added[ITEM_ID] = median_price.index.astype(str).to_numpy()
+    added[PRICE] = median_price.to_numpy(dtype=np.float64)
+    added = added.sort_values(ITEM_ID, kind="stable")
+    combined = pd.concat([items, added], ignore_index=True)
+    combined[PRICE] = combined[PRICE].astype(np.float64)
+    return combined, len(added)
+
+
+# --- customers, stock ---------------------------------------------------------------------------------------
+
+def _clean_customers(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Customer rows with an id (trimmed; attributes as given) and the quarantined raw rows."""
+    customer = _text(raw, CUSTOMER_ID)
+    missing = (customer == "").to_numpy()
+    bad_rows = np.flatnonzero(missing)
+    quarantined = _quarantine_frame(raw, bad_rows, np.full(len(bad_rows), REASON_MISSING_ID, dtype=object))
+    customers = raw.copy()
+    customers[CUSTOMER_ID] = customer
+    return customers[~missing].reset_index(drop=True), quarantined
+
+
+def _merge_customers(customers: pd.DataFrame, alias_to_customer: dict[str, str]) -> pd.DataFrame:
+    """Map customer rows to canonical ids and merge the rows of one customer (per attribute, first non-empty
+    value wins)."""
+    resolved = customers.copy()
+    resolved[CUSTOMER_ID] = resolve_column(customers[CUSTOMER_ID], alias_to_customer)
+    attributes = [c for c in resolved.columns if c != CUSTOMER_ID]
+    if not resolved[CUSTOMER_ID].duplicated().any():
+        return resolved
+    if not attributes:
+        return resolved.drop_duplicates(CUSTOMER_ID, ignore_index=True)
+    blank_as_missing = resolved[attributes].where(resolved[attributes] != "")
+    blank_as_missing.insert(0, CUSTOMER_ID, resolved[CUSTOMER_ID])
+    merged = blank_as_missing.groupby(CUSTOMER_ID, sort=False).first().reset_index()
+    for column in attributes:
+        merged[column] = merged[column].fillna("").astype(str)
+    return merged
+
+
+def _clean_stock(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stock rows (store_id, item_id, quantity_on_hand float64) and the quarantined raw rows.
+
+    A zero or negative quantity on hand is kept (out of stock, or an inventory correction); only a value that
+    is not a number is quarantined.
+    """
+    store = _text(raw, STORE_ID)
+    item = _text(raw, ITEM_ID)
+    on_hand = _number(_text(raw, QUANTITY_ON_HAND))
+    reasons = np.full(len(raw), "", dtype=object)  # "" = valid so far
+    reasons[((store == "") | (item == "")).to_numpy()] = REASON_MISSING_ID
+    reasons[on_hand.isna().to_numpy() & (reasons == "")] = REASON_BAD_QUANTITY
+    stock = pd.DataFrame({STORE_ID: store, ITEM_ID: item, QUANTITY_ON_HAND: on_hand})
+    valid = reasons == ""
+    duplicate = np.zeros(len(raw), dtype=bool)
+    duplicate[valid] = stock[valid].duplicated([STORE_ID, ITEM_ID], keep="first").to_numpy()
+    reasons[duplicate] = REASON_DUPLICATE
+    valid &= ~duplicate
+    bad_rows = np.flatnonzero(~valid)
+    return stock[valid].reset_index(drop=True), _quarantine_frame(raw, bad_rows, reasons[bad_rows])
+
+
+# --- quarantine and report ----------------------------------------------------------------------------------
+
+def _quarantine_frame(raw: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray) -> pd.DataFrame:
+    """Raw rows at 0-based positions ``rows`` with ``reason`` and 1-based ``source_row``, in input order."""
+    order = np.argsort(rows, kind="stable")
+    rows = np.asarray(rows, dtype=np.int64)[order]
+    out = raw.iloc[rows].reset_index(drop=True)
+    out[REASON_COLUMN] = pd.Series(np.asarray(reasons, dtype=object)[order], dtype=str)
+    out[SOURCE_ROW_COLUMN] = rows + 1
+    return out
+
+
+def _count(report: IngestReport, table: str, read: int, kept: int, quarantined: pd.DataFrame) -> None:
+    report.rows_read[table] = read
+    report.rows_kept[table] = kept
+    counts = quarantined[REASON_COLUMN].value_counts() if len(quarantined) else pd.Series(dtype=np.int64)
+    report.quarantined[table] = {str(reason): int(count) for reason, count in sorted(counts.items())}
+    assert kept + len(quarantined) == read, f"{table}: kept {kept} + quarantined {len(quarantined)} != {read}"
+
+
+def _require_valid(path: Path, table: str, read: int, kept: int, quarantine_dir: Path, *,
+                   required: bool) -> None:
+    """Refuse a table with rows but none valid (a wrong export, not data to train on), or an empty required
+    table."""
+    if kept:
+        return
+    if read:
+        raise InputError(f"{path}: none of the {read} {table} rows is valid; every row was quarantined, see "
+                         f"{quarantine_dir / (table + QUARANTINE_SUFFIX)} for the reasons")
+    if required:
+        raise InputError(f"{path}: the {table} table has no rows")
+
+
+def _write_quarantine(quarantine_dir: Path, quarantine: dict[str, pd.DataFrame]) -> list[Path]:
+    """Write each non-empty quarantine frame; remove a stale file of a table with nothing quarantined."""
+    written: list[Path] = []
+    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
+        path = quarantine_dir / f"{table}{QUARANTINE_SUFFIX}"
+        frame = quarantine.get(table)
+        if frame is not None and len(frame):
+            quarantine_dir.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path, index=False)
+            written.append(path)
+            logger.warning("%s: quarantined %d row(s) to %s", table, len(frame), path)
+        elif path.is_file():
+            path.unlink()
+            logger.info("removed %s left by an earlier run (nothing quarantined in %s now)", path, table)
+    return written
