@@ -1,0 +1,315 @@
+"""The training run: ingest a data folder, build every model, publish one artifact set.
+
+:func:`build_artifacts` is the pure part (cleaned :class:`TrainingData` in, validated :class:`ArtifactSet`
+out), :func:`train` the whole job the ``recsvc train`` command runs. Each builder is a function in its own
+module; this module only orders them, times them and fills the manifest metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from recsvc.artifacts import ArtifactSet, fingerprint_files, new_version_name, publish_artifacts
+from recsvc.config import TrainingSettings
+from recsvc_training import columns as C
+from recsvc_training.catalog import build_catalog
+from recsvc_training.cf import fit_als
+from recsvc_training.copurchase import build_copurchase, count_baskets
+from recsvc_training.dataset import IngestReport, TrainingData
+from recsvc_training.id_maps import build_id_maps, event_rows
+from recsvc_training.interactions import QUANTITY_CAP, build_confidence
+from recsvc_training.popularity import build_popularity
+from recsvc_training.repurchase import build_repurchase
+
+logger = logging.getLogger(__name__)
+
+#: Build steps in run order (the keys of the per-step timings, after ``ingest``).
+BUILD_STEPS: tuple[str, ...] = ("id_maps", "catalog", "interactions", "als", "popularity", "repurchase",
+                                "copurchase")
+
+#: Signature of the ingest entry point (``recsvc_training.ingest.load_training_data``).
+Loader = Callable[[Path, TrainingSettings, Path], TrainingData]
+#: A check run on the built set before publishing; see :func:`train`.
+BeforePublish = Callable[[TrainingData, ArtifactSet], None]
+
+
+class _StepClock:
+    """Times named steps, logs each and advances one progress bar (shown only on a terminal)."""
+
+    def __init__(self, steps: tuple[str, ...], show_progress: bool) -> None:
+        self.timings: dict[str, float] = {}
+        self._bar = tqdm(total=len(steps), desc="training", unit="step", disable=not show_progress,
+                         leave=False)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self._bar.set_description(name)
+        started = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - started
+        self.timings[name] = round(seconds, 3)
+        logger.info("step %s done in %.2fs", name, seconds)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _show_progress(settings: TrainingSettings) -> bool:
+    return bool(settings.progress) and sys.stderr.isatty()
+
+
+def settings_params(settings: TrainingSettings) -> dict[str, Any]:
+    """The settings as a JSON-ready dict for the manifest's ``params`` (mappings become plain dicts)."""
+    params: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        params[f.name] = dict(value) if isinstance(value, Mapping) else value
+    return params
+
+
+def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactSet:
+    """Build every model array from cleaned training data.
+
+    Parameters
+    ----------
+    data
+        Output of ingest: events resolved to customers, with ``day`` and ``basket_id`` (see
+        :class:`~recsvc_training.dataset.TrainingData`).
+    settings
+        Every knob the builders use; all of them are recorded in ``params``.
+
+    Returns
+    -------
+    ArtifactSet
+        Validated, unpublished (empty ``version``). ``data_end_day`` is the last event day, the reference
+        of every recency decay; ``extra["build_seconds"]`` holds the per-step timings.
+
+    Raises
+    ------
+    ValueError
+        When there are no events to learn from.
+    """
+    if data.events.empty:
+        raise ValueError("no events to train on: the events table is empty after cleaning")
+    show_progress = _show_progress(settings)
+    clock = _StepClock(BUILD_STEPS, show_progress)
+    end_day = int(data.events[C.DAY].max())
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with clock.step("id_maps"):
+            maps = build_id_maps(data)
+            events = event_rows(data, maps)
+            arrays.update(item_ids=maps.item_ids, customer_ids=maps.customer_ids, store_ids=maps.store_ids,
+                          alias_ids=maps.alias_ids, alias_customer=maps.alias_customer)
+        with clock.step("catalog"):
+            arrays.update(build_catalog(data.items, maps))
+        with clock.step("interactions"):
+            confidence = build_confidence(events, maps, settings, end_day)
+        with clock.step("als"):
+            arrays["als_user_factors"], arrays["als_item_factors"] = fit_als(confidence, settings,
+                                                                            show_progress=show_progress)
+        with clock.step("popularity"):
+            arrays.update(build_popularity(events, maps, settings, end_day))
+        with clock.step("repurchase"):
+            arrays.update(build_repurchase(events, maps))
+        with clock.step("copurchase"):
+            arrays.update(build_copurchase(events, maps, settings))
+    finally:
+        clock.close()
+
+    report = data.report
+    row_counts = {
+        "events": len(events),
+        **{f"events_{name}": int(events.mask(name).sum()) for name in C.EVENT_TYPES},
+        "customers": maps.n_customers,
+        "customers_with_interactions": int((np.diff(confidence.indptr) > 0).sum()),
+        "customers_with_history": int((np.diff(arrays["hist_indptr"]) > 0).sum()),
+        "items": maps.n_items,
+        "aliases": int(maps.alias_ids.size),
+        "stores": maps.n_stores,
+        "channels": maps.n_channels,
+        "baskets": count_baskets(events),
+        "history_pairs": int(arrays["hist_items"].size),
+        "copurchase_pairs": int(arrays["copurchase_items"].size),
+        "quarantined": report.total_quarantined(),
+        "identity_conflicts": report.identity_conflicts,
+        "items_added_from_events": report.items_added_from_events,
+        "negative_quantities_as_returns": report.negative_quantities_as_returns,
+    }
+    artifacts = ArtifactSet(
+        arrays=arrays,
+        channels=list(maps.channels),
+        data_end_day=end_day,
+        input_fingerprint=_fingerprint(report),
+        row_counts={k: int(v) for k, v in row_counts.items()},
+        params=settings_params(settings),
+        extra={"build_seconds": dict(clock.timings), "quantity_cap": QUANTITY_CAP},
+    )
+    artifacts.validate()
+    logger.info("built artifact set: %s", ", ".join(f"{k} {v}" for k, v in artifacts.row_counts.items()))
+    return artifacts
+
+
+def _fingerprint(report: IngestReport) -> str:
+    files = [Path(p) for p in report.input_files]
+    if not files or not all(p.is_file() for p in files):
+        return ""
+    return fingerprint_files(files)
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (0 where the platform cannot say)."""
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run did; :meth:`summary` is what ``recsvc train`` prints.
+
+    ``timings`` maps step name to seconds (``ingest``, the build steps, ``before_publish`` when a hook ran,
+    ``publish`` and ``total``); ``peak_rss_mb`` is the process's peak resident memory in MiB.
+    """
+
+    version: str
+    path: Path
+    artifact_root: Path
+    quarantine_dir: Path
+    timings: Mapping[str, float]
+    peak_rss_mb: float
+    report: IngestReport
+    row_counts: Mapping[str, int]
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The human run summary: what was read, what was set aside and why, what was built, how long."""
+        rep, counts = self.report, self.row_counts
+        lines = [f"Published artifact set {self.version} (now CURRENT under {self.artifact_root})",
+                 f"  location     {self.path}"]
+        tables = sorted(set(rep.rows_read) | set(rep.rows_kept))
+        if tables:
+            lines.append("  input        " + "; ".join(
+                f"{t} {rep.rows_kept.get(t, 0):,} kept of {rep.rows_read.get(t, 0):,}" for t in tables))
+        total_q = rep.total_quarantined()
+        if total_q:
+            reasons = ", ".join(f"{table}/{reason} {n:,}" for table, per in sorted(rep.quarantined.items())
+                                for reason, n in sorted(per.items()) if n)
+            lines.append(f"  quarantined  {total_q:,} rows ({reasons}) -> {self.quarantine_dir}")
+        else:
+            lines.append("  quarantined  none")
+        fixes = [(rep.identity_conflicts, "identity conflicts resolved"),
+                 (rep.items_added_from_events, "items added from events"),
+                 (rep.negative_quantities_as_returns, "negative quantities read as returns")]
+        if any(n for n, _ in fixes):
+            lines.append("  repaired     " + ", ".join(f"{n:,} {what}" for n, what in fixes if n))
+        events = ", ".join(f"{counts.get(f'events_{t}', 0):,} {t}" for t in C.EVENT_TYPES)
+        lines += [
+            f"  events       {counts.get('events', 0):,} ({events})",
+            f"  customers    {counts.get('customers', 0):,} ({counts.get('customers_with_interactions', 0):,}"
+            f" with interactions, {counts.get('customers_with_history', 0):,} with purchases), "
+            f"{counts.get('aliases', 0):,} aliases",
+            f"  catalog      {counts.get('items', 0):,} items, {counts.get('stores', 0):,} stores, "
+            f"{counts.get('channels', 0)} channels",
+            f"  models       {counts.get('baskets', 0):,} baskets, {counts.get('history_pairs', 0):,} "
+            f"history pairs, {counts.get('copurchase_pairs', 0):,} co-purchase pairs",
+        ]
+        if self.evaluation:
+            lines.append("  evaluation   " + ", ".join(f"{k} {_fmt(v)}" for k, v in self.evaluation.items()))
+        lines.append("  timings      " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        lines.append(f"  peak memory  {self.peak_rss_mb:,.0f} MiB")
+        return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _default_loader(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path) -> TrainingData:
+    from recsvc_training.ingest import load_training_data
+
+    return load_training_data(data_dir, settings, quarantine_dir)
+
+
+def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
+          before_publish: BeforePublish | None = None, loader: Loader | None = None) -> TrainResult:
+    """Ingest ``data_dir``, build every model and publish the set under ``artifact_root``.
+
+    Parameters
+    ----------
+    data_dir
+        Folder of input tables (:mod:`recsvc_training.columns`).
+    artifact_root
+        Root holding ``CURRENT`` and ``versions/``; quarantined rows of this run go to
+        ``<artifact_root>/quarantine/<version>/``.
+    settings
+        Training settings; ``keep_versions`` bounds the versions kept after publishing.
+    before_publish
+        The evaluation / quality-gate hook: called with the cleaned data and the built, validated set just
+        before publishing. It may fill ``artifacts.evaluation`` (it lands in the manifest and the summary)
+        and set ``artifacts.forced``; it stops the run by raising, and then nothing is published and
+        ``CURRENT`` keeps pointing at the previous version.
+    loader
+        Replaces ingest (tests); defaults to ``recsvc_training.ingest.load_training_data``.
+
+    Raises
+    ------
+    recsvc_training.ingest.InputError
+        The data folder is unusable (from ingest).
+    recsvc.artifacts.ArtifactError
+        Publishing failed; the previous version stays current.
+    """
+    data_dir, artifact_root = Path(data_dir), Path(artifact_root)
+    run_started = time.perf_counter()
+    version = new_version_name()
+    quarantine_dir = artifact_root / "quarantine" / version
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    data = (loader or _default_loader)(data_dir, settings, quarantine_dir)
+    timings["ingest"] = round(time.perf_counter() - started, 3)
+    logger.info("ingest done in %.2fs: %d events, %d items", timings["ingest"], len(data.events),
+                len(data.items))
+
+    artifacts = build_artifacts(data, settings)
+    timings.update(artifacts.extra.get("build_seconds", {}))
+
+    # ---- Evaluation and quality gate plug in here, before anything becomes visible to a server. ----
+    # ``before_publish`` (e.g. an offline evaluation on a time split plus a gate comparing it with the
+    # current version's ``manifest.evaluation``) sees the data and the finished set; it records metrics in
+    # ``artifacts.evaluation`` and raises to refuse the set. Publishing below is atomic, so a refused or
+    # crashed run leaves the served version untouched.
+    if before_publish is not None:
+        started = time.perf_counter()
+        before_publish(data, artifacts)
+        timings["before_publish"] = round(time.perf_counter() - started, 3)
+        artifacts.validate()  # the hook must not leave a broken set behind
+
+    started = time.perf_counter()
+    artifacts.version = version
+    path = publish_artifacts(artifacts, artifact_root, keep=settings.keep_versions)
+    timings["publish"] = round(time.perf_counter() - started, 3)
+    timings["total"] = round(time.perf_counter() - run_started, 3)
+
+    result = TrainResult(
+        version=version, path=path, artifact_root=artifact_root, quarantine_dir=quarantine_dir,
+        timings=timings, peak_rss_mb=round(_peak_rss_mb(), 1), report=data.report,
+        row_counts=dict(artifacts.row_counts), evaluation=dict(artifacts.evaluation),
+    )
+    logger.info("training run %s finished in %.1fs", version, timings["total"])
+    return result
