@@ -1,0 +1,64 @@
+"""Customers like you: implicit-ALS scores (customer factor · item factors) over the whole catalog.
+
+Nothing is excluded here — items the customer already bought stay candidates, since in retail they are often
+exactly what is wanted; the repurchase source explains those better and usually wins their reason in the
+blend. The reason names the customer's own history items most similar to each candidate, so a clerk can say
+"because you bought X".
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.reasons import ReasonKind
+from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, top_k
+
+logger = logging.getLogger(__name__)
+
+
+def most_similar_sources(model: LoadedModel, candidates: np.ndarray, sources: np.ndarray,
+                         n: int = 2) -> np.ndarray:
+    """For each candidate row, the up-to-``n`` ``sources`` rows with the highest cosine (int64 ``[c, n]``).
+
+    A candidate is never its own source, and only positively similar sources count; missing ones are ``-1``.
+    Cost is ``len(candidates) * len(sources)`` dot products, so callers cap ``sources``.
+    """
+    out = np.full((candidates.size, n), -1, dtype=np.int64)
+    if candidates.size == 0 or sources.size == 0:
+        return out
+    sims = model.normed_vectors(candidates) @ model.normed_vectors(sources).T
+    sims[candidates[:, None] == sources[None, :]] = -np.inf
+    width = min(n, sources.size)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :width]
+    chosen_sims = np.take_along_axis(sims, order, axis=1)
+    out[:, :width] = np.where(chosen_sims > 0, sources[order], -1)
+    return out
+
+
+class CollaborativeSource(CandidateSource):
+    """Top-``k`` items by ALS score for a known customer; reason CUSTOMERS_LIKE_YOU.
+
+    ``max_explain_history`` caps how many of the customer's (most recent) history items are compared with the
+    candidates to name the reason's source items.
+    """
+
+    name = "collaborative"
+    needs_customer = True
+    max_explain_history: int = 200
+
+    def candidates(self, ctx: RankingContext, k: int) -> Candidates:
+        m = self.model
+        if ctx.customer_row < 0 or m.n_factors == 0:
+            return Candidates.empty(self.name)
+        user = np.asarray(m.user_factors[ctx.customer_row], dtype=np.float32)
+        if not np.any(user):
+            return Candidates.empty(self.name)
+        scores = user @ m.item_factors_t
+        best = top_k(scores, k)
+        hist = ctx.history
+        recent = np.argsort(-hist.last_day, kind="stable")[: self.max_explain_history]
+        sources = most_similar_sources(m, best, hist.items[recent].astype(np.int64))
+        return Candidates.build(self.name, best, scores[best], ReasonKind.CUSTOMERS_LIKE_YOU, sources)

@@ -1,0 +1,255 @@
+"""The loaded model: one artifact set, indexed and precomputed for ranking, read-only after load.
+
+:class:`LoadedModel` is built once per artifact set (the server builds a new one for each version it loads)
+and then only read, so any number of request threads may share it without locks. Every array it exposes is a
+read-only view (writing raises), ids are looked up through :class:`~recsvc.artifacts.IdIndex` (sorted
+arrays, no Python dict over the catalog), and the work that does not depend on a request — normalised item
+factors, popularity orders, category codes — happens here, at load, not per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from recsvc.artifacts import ArtifactSet, IdIndex
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = date(1970, 1, 1)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``: the caller's array keeps its own flags, ours cannot be written."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def day_to_iso(day: int) -> str:
+    """``YYYY-MM-DD`` of a day number (days since 1970-01-01), as artifacts store dates."""
+    return (_EPOCH + timedelta(days=int(day))).isoformat()
+
+
+@dataclass(frozen=True)
+class CustomerHistory:
+    """One customer's purchased items (read-only views into the history CSR arrays).
+
+    Every array has one entry per distinct item the customer bought (net of returns). ``last_channel`` is
+    a channel index (``-1`` unknown) and ``last_store`` a row of the store ids (``-1`` none or unknown);
+    days are days since 1970-01-01.
+    """
+
+    items: np.ndarray
+    count: np.ndarray
+    first_day: np.ndarray
+    last_day: np.ndarray
+    last_channel: np.ndarray
+    last_store: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.items.size)
+
+    def positions_of(self, item_rows: np.ndarray) -> np.ndarray:
+        """Index into this history of each item row (int64), ``-1`` where the customer never bought it."""
+        item_rows = np.asarray(item_rows, dtype=np.int64)
+        if self.items.size == 0 or item_rows.size == 0:
+            return np.full(item_rows.shape, -1, dtype=np.int64)
+        order = np.argsort(self.items, kind="stable")
+        sorted_items = self.items[order]
+        pos = np.minimum(np.searchsorted(sorted_items, item_rows), sorted_items.size - 1)
+        found = sorted_items[pos] == item_rows
+        return np.where(found, order[pos], -1).astype(np.int64)
+
+
+class LoadedModel:
+    """An :class:`~recsvc.artifacts.ArtifactSet` made ready for ranking; immutable and thread-safe to read.
+
+    Parameters
+    ----------
+    artifacts
+        A validated artifact set (``load_current`` validates; a hand-built set is validated here).
+    loaded_at
+        When the set was loaded (defaults to now, UTC); reported by ``GetModelInfo``.
+
+    Notes
+    -----
+    Rows, not ids, flow through the ranking code: ``items.row("A1")`` gives an item's row, ``-1`` when
+    unknown, and every per-item array is indexed by that row. Customers are addressed by their own id or by
+    any alias (see :meth:`resolve_customer`).
+    """
+
+    def __init__(self, artifacts: ArtifactSet, loaded_at: datetime | None = None) -> None:
+        artifacts.validate()
+        a = {name: _frozen(array) for name, array in artifacts.arrays.items()}
+        self.version: str = artifacts.version
+        self.created_at: str = artifacts.created_at
+        self.input_fingerprint: str = artifacts.input_fingerprint
+        self.data_end_day: int = int(artifacts.data_end_day)
+        self.evaluation: Mapping[str, Any] = dict(artifacts.evaluation)
+        self.row_counts: Mapping[str, Any] = dict(artifacts.row_counts)
+        self.forced: bool = bool(artifacts.forced)
+        self.loaded_at: str = (loaded_at or datetime.now(UTC)).isoformat(timespec="seconds")
+        self.channels: tuple[str, ...] = tuple(artifacts.channels)
+
+        self.items = IdIndex(a["item_ids"])
+        self.customers = IdIndex(a["customer_ids"])
+        self.aliases = IdIndex(a["alias_ids"])
+        self.stores = IdIndex(a["store_ids"])
+        self.alias_customer: np.ndarray = a["alias_customer"]
+
+        self.item_titles: np.ndarray = a["item_titles"]
+        self.item_categories: np.ndarray = a["item_categories"]
+        self.item_channels: np.ndarray = a["item_channels"]
+        # Categories as small integer codes, so a category filter is one fancy-index, not string compares.
+        names, codes = np.unique(np.asarray(a["item_categories"]), return_inverse=True)
+        self.category_names: np.ndarray = _frozen(names)
+        self.category_codes: np.ndarray = _frozen(codes.astype(np.int32).reshape(-1))
+
+        self.user_factors: np.ndarray = a["als_user_factors"]
+        # Item factors are kept transposed, [f, n_items] C-contiguous: scoring the catalog is then
+        # ``user @ item_factors_t``, which BLAS runs ~1.6x faster than ``item_factors @ user`` on a tall
+        # [n_items, f] matrix (measured: 0.48 vs 0.80 ms for 100k x 64, one thread). Row-major copies are not
+        # kept, so the factors cost their size twice (raw + normalised), not three times.
+        item_factors = np.asarray(a["als_item_factors"], dtype=np.float32)
+        self.item_factors_t: np.ndarray = _frozen(np.ascontiguousarray(item_factors.T))
+        norms = np.linalg.norm(item_factors, axis=1)
+        # Items without factors (never interacted) get a zero vector: cosine 0 to everything, never NaN.
+        self.item_factors_normed_t: np.ndarray = _frozen(
+            np.ascontiguousarray((item_factors / np.where(norms > 0, norms, 1.0)[:, None]).T, dtype=np.float32))
+
+        self.hist_indptr: np.ndarray = a["hist_indptr"]
+        self.hist_items: np.ndarray = a["hist_items"]
+        self.hist_count: np.ndarray = a["hist_count"]
+        self.hist_first_day: np.ndarray = a["hist_first_day"]
+        self.hist_last_day: np.ndarray = a["hist_last_day"]
+        self.hist_last_channel: np.ndarray = a["hist_last_channel"]
+        self.hist_last_store: np.ndarray = a["hist_last_store"]
+        self.item_repurchase_days: np.ndarray = a["item_repurchase_days"]
+        self.item_repurchase_rate: np.ndarray = a["item_repurchase_rate"]
+
+        self.pop_global: np.ndarray = a["pop_global"]
+        self.pop_channel: np.ndarray = a["pop_channel"]
+        self.pop_store_items: np.ndarray = a["pop_store_items"]
+        self.pop_store_scores: np.ndarray = a["pop_store_scores"]
+        # Popularity orders, most popular first, ties broken by global popularity then by row, so a request
+        # reads a prefix instead of sorting the catalog.
+        rows = np.arange(self.n_items)
+        self.pop_order_global: np.ndarray = _frozen(np.lexsort((rows, -self.pop_global)).astype(np.int64))
+        channel_orders = [np.lexsort((rows, -self.pop_global, -self.pop_channel[c])).astype(np.int64)
+                          for c in range(len(self.channels))]
+        self.pop_order_channel: np.ndarray = _frozen(
+            np.stack(channel_orders) if channel_orders else np.zeros((0, self.n_items), dtype=np.int64))
+
+        self.copurchase_indptr: np.ndarray = a["copurchase_indptr"]
+        self.copurchase_items: np.ndarray = a["copurchase_items"]
+        self.copurchase_scores: np.ndarray = a["copurchase_scores"]
+        self.copurchase_support: np.ndarray = a["copurchase_support"]
+
+        self._channel_rows = {name: i for i, name in enumerate(self.channels)}  # a handful of channels
+        logger.info("model %s ready: %d items, %d customers, %d aliases, %d stores, channels %s",
+                    self.version, self.n_items, self.n_customers, len(self.aliases), len(self.stores),
+                    ",".join(self.channels))
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.customers)
+
+    @property
+    def n_factors(self) -> int:
+        return int(self.item_factors_t.shape[0])
+
+    def normed_vectors(self, item_rows: np.ndarray) -> np.ndarray:
+        """Unit-length ALS factors of ``item_rows``, ``[len(item_rows), f]`` (zero rows for items without)."""
+        vectors: np.ndarray = self.item_factors_normed_t[:, np.asarray(item_rows, dtype=np.int64)].T
+        return vectors
+
+    def cosine_to(self, vector: np.ndarray) -> np.ndarray:
+        """Dot product of every item's unit factors with ``vector`` — the cosine when ``vector`` has unit length
+        (float32 ``[n_items]``; 0 for items without factors). One pass over the catalog's factors."""
+        sims: np.ndarray = np.asarray(vector, dtype=np.float32) @ self.item_factors_normed_t
+        return sims
+
+    def channel_row(self, channel: str) -> int:
+        """Index of ``channel`` on every channel axis, ``-1`` when the model has no data for it."""
+        return self._channel_rows.get(channel, -1)
+
+    def channel_name(self, row: int) -> str:
+        """Name of a channel index, ``""`` for ``-1`` or out of range."""
+        return self.channels[row] if 0 <= row < len(self.channels) else ""
+
+    def store_id(self, row: int) -> str:
+        """Id of a store row, ``""`` for ``-1``."""
+        return str(self.stores.ids[row]) if 0 <= row < len(self.stores) else ""
+
+    def customer_id(self, row: int) -> str:
+        """Id of a customer row, ``""`` for ``-1``."""
+        return str(self.customers.ids[row]) if 0 <= row < self.n_customers else ""
+
+    def item_id(self, row: int) -> str:
+        return str(self.items.ids[row])
+
+    def item_title(self, row: int) -> str:
+        """Display title, falling back to the id when the catalog has none."""
+        title = str(self.item_titles[row])
+        return title or self.item_id(row)
+
+    def resolve_customer(self, customer_id: str) -> int:
+        """Customer row of ``customer_id`` — a customer id or any alias — or ``-1`` when unknown.
+
+        A customer id wins over an alias with the same text; an empty id is unknown.
+        """
+        if not customer_id:
+            return -1
+        row = self.customers.row(customer_id)
+        if row >= 0:
+            return row
+        alias = self.aliases.row(customer_id)
+        return int(self.alias_customer[alias]) if alias >= 0 else -1
+
+    def history(self, customer_row: int) -> CustomerHistory:
+        """The customer's purchase history (empty for ``-1``); views, no copies."""
+        if customer_row < 0:
+            lo = hi = 0
+        else:
+            lo, hi = int(self.hist_indptr[customer_row]), int(self.hist_indptr[customer_row + 1])
+        return CustomerHistory(
+            items=self.hist_items[lo:hi], count=self.hist_count[lo:hi],
+            first_day=self.hist_first_day[lo:hi], last_day=self.hist_last_day[lo:hi],
+            last_channel=self.hist_last_channel[lo:hi], last_store=self.hist_last_store[lo:hi])
+
+    def channel_mask(self, channel_row: int, item_rows: np.ndarray) -> np.ndarray:
+        """Which ``item_rows`` are sellable on the channel; all of them for an unknown channel (``-1``)."""
+        if channel_row < 0:
+            return np.ones(np.shape(item_rows), dtype=bool)
+        mask: np.ndarray = self.item_channels[item_rows, channel_row]
+        return mask
+
+    def flat_evaluation(self) -> dict[str, float]:
+        """The manifest's evaluation summary as ``dotted.name -> float``, numbers only (bools skipped)."""
+        flat: dict[str, float] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, Mapping):
+                for key, sub in value.items():
+                    walk(f"{prefix}.{key}" if prefix else str(key), sub)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and prefix:
+                flat[prefix] = float(value)
+
+        walk("", self.evaluation)
+        return flat
+
+    def int_row_counts(self) -> dict[str, int]:
+        """The manifest's row counts that are whole numbers."""
+        return {str(k): int(v) for k, v in self.row_counts.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}

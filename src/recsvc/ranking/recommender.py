@@ -1,0 +1,548 @@
+"""The recommendation engine: validate a query, blend the candidate sources, filter, fill, explain.
+
+Public methods (:meth:`RecommendationEngine.recommend`, :meth:`~RecommendationEngine.bundle`,
+:meth:`~RecommendationEngine.similar_items`) validate and raise :class:`~recsvc.errors.InvalidRequest` /
+:class:`~recsvc.errors.NotFound` with a message naming the field; private ``_`` methods compute and assume a
+valid query. The engine holds one :class:`~recsvc.ranking.model.LoadedModel` and no mutable state, so one
+instance serves any number of threads; a new model version means a new engine.
+
+Ranking is vectorised over item rows: candidate sources take top-k with ``argpartition``, the blend and every
+filter are array operations, and Python loops only touch the final (<= ``max_num_items``) suggestions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from recsvc.config import ServerSettings
+from recsvc.errors import InvalidRequest, NotFound
+from recsvc.ranking.blend import BlendWeights, continue_below, fuse
+from recsvc.ranking.collaborative import CollaborativeSource, most_similar_sources
+from recsvc.ranking.copurchase import CoPurchaseSource, copurchase_neighbours, copurchase_score
+from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.popularity import PopularitySource
+from recsvc.ranking.reasons import Reason, ReasonKind, explain
+from recsvc.ranking.repurchase import RepurchaseSource
+from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, csr_gather, top_k
+
+logger = logging.getLogger(__name__)
+
+#: Policy names reported with every recommendation (``RecommendResponse.policy``).
+POLICY_BLEND = "blend"          # known customer: every source, blended
+POLICY_CONTEXT = "context"      # unknown customer with known cart/context items: co-purchase + popularity
+POLICY_POPULAR = "popular"      # unknown customer, nothing to go on: popularity
+
+DEFAULT_BUNDLE_SIZE = 3
+MIN_BUNDLE_SIZE = 2
+MAX_BUNDLE_SIZE = 4
+
+
+def _strings(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    """One Recommend request, as the servicer (or a test) hands it to the engine.
+
+    ``customer_id`` may be a customer id, any alias, or empty (anonymous). ``channel`` is required;
+    ``num_items`` 0 means the default. Id lists may be any sequence; they are stored as tuples.
+    """
+
+    customer_id: str = ""
+    channel: str = ""
+    store_id: str = ""
+    num_items: int = 0
+    exclude_item_ids: Sequence[str] = ()
+    context_item_ids: Sequence[str] = ()
+    include_categories: Sequence[str] = ()
+    exclude_categories: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("exclude_item_ids", "context_item_ids", "include_categories", "exclude_categories"):
+            object.__setattr__(self, name, _strings(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One suggested item; ``score`` is higher for better items and comparable only within one response."""
+
+    item_id: str
+    score: float
+    title: str
+    category: str
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class RecommendResult:
+    """Suggestions for one customer, best first, and how they were made.
+
+    ``resolved_customer_id`` is the customer an alias resolved to (empty when unknown); ``policy`` is one of
+    ``"blend"``, ``"context"``, ``"popular"``; ``unknown_item_ids`` lists context and exclude ids the model
+    does not know (they are ignored, not an error).
+    """
+
+    items: tuple[Suggestion, ...]
+    model_version: str
+    resolved_customer_id: str
+    known_customer: bool
+    policy: str
+    unknown_item_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BundleQuery:
+    """One RecommendBundle request: the basket (1..max_context_items ids) and optional channel/store.
+
+    ``customer_id`` is accepted for the API's sake but not used for ranking yet (bundles are about the basket).
+    """
+
+    basket_item_ids: Sequence[str] = ()
+    customer_id: str = ""
+    channel: str = ""
+    store_id: str = ""
+    num_items: int = 0
+    bundle_size: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "basket_item_ids", _strings(self.basket_item_ids))
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A small set that goes together: the basket item it is built around and the items to add to it.
+
+    ``items`` are in pick order; each item's score is its co-purchase with the anchor plus the items picked
+    before it (so a later item can score higher), and ``score`` is their sum. Items filled from the
+    completions when co-purchase runs out score just below the item before them and add nothing to ``score``.
+    """
+
+    anchor_item_id: str
+    items: tuple[Suggestion, ...]
+    score: float
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """Completions of a basket (never items already in it), the bundle (``None`` when no basket item is
+    known) and the basket ids the model does not know."""
+
+    items: tuple[Suggestion, ...]
+    bundle: Bundle | None
+    model_version: str
+    unknown_item_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _ItemFilter:
+    """Which items may be shown: sellable on the channel, in an allowed category, not blocked."""
+
+    model: LoadedModel
+    channel_row: int = -1
+    category_allowed: np.ndarray | None = None
+    blocked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def allows(self, items: np.ndarray) -> np.ndarray:
+        mask = self.model.channel_mask(self.channel_row, items)
+        if self.category_allowed is not None:
+            mask &= self.category_allowed[self.model.category_codes[items]]
+        if self.blocked.size:
+            mask &= ~np.isin(items, self.blocked)
+        return mask
+
+
+def _unknown_ids(ids: Sequence[str], rows: np.ndarray) -> list[str]:
+    """Ids whose row is -1, first occurrence order, no duplicates (loops over <= request-limit ids)."""
+    return list(dict.fromkeys(i for i, r in zip(ids, rows, strict=True) if r < 0))
+
+
+def _ordered_unique(rows: np.ndarray) -> np.ndarray:
+    """Known rows (>= 0), duplicates removed, first occurrence order kept."""
+    rows = rows[rows >= 0]
+    _, first = np.unique(rows, return_index=True)
+    return rows[np.sort(first)].astype(np.int64)
+
+
+class RecommendationEngine:
+    """Answers Recommend, RecommendBundle and SimilarItems for one loaded model.
+
+    Parameters
+    ----------
+    model
+        The loaded artifact set; the engine never changes it.
+    settings
+        Request limits (``default_num_items``, ``max_num_items``, ``max_ids_per_request``,
+        ``max_context_items``); defaults to :class:`~recsvc.config.ServerSettings`.
+    weights
+        Blend weights per candidate source (see :class:`~recsvc.ranking.blend.BlendWeights`).
+    sources
+        Candidate sources, in reason tie-break order; defaults to repurchase, co-purchase, collaborative
+        filtering and popularity built on ``model``.
+    clock
+        Returns the current time (UTC); used only to age the model: "today" for day counts is the last day of
+        the training data plus the whole days elapsed since the model was created, so a model trained on
+        old data (a public data set) still measures recency as of its own data.
+    """
+
+    def __init__(self, model: LoadedModel, settings: ServerSettings | None = None,
+                 weights: BlendWeights | None = None, sources: Sequence[CandidateSource] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self._model = model
+        self._settings = settings or ServerSettings()
+        self._weights = weights or BlendWeights()
+        self._popularity = PopularitySource(model)
+        self._sources: tuple[CandidateSource, ...] = tuple(sources) if sources is not None else (
+            RepurchaseSource(model), CoPurchaseSource(model), CollaborativeSource(model), self._popularity)
+        self._anonymous_sources = tuple(s for s in self._sources if not s.needs_customer)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        try:
+            created = datetime.fromisoformat(model.created_at) if model.created_at else None
+        except ValueError:
+            logger.warning("model %s: created_at %r is not ISO 8601; day counts use the data end day",
+                           model.version, model.created_at)
+            created = None
+        if created is not None and created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        self._created = created
+
+    @property
+    def model(self) -> LoadedModel:
+        return self._model
+
+    @property
+    def model_version(self) -> str:
+        return self._model.version
+
+    @property
+    def weights(self) -> BlendWeights:
+        return self._weights
+
+    # ------------------------------------------------------------------------------------------ public API
+
+    def recommend(self, query: RecommendQuery) -> RecommendResult:
+        """Ranked suggestions for one customer on one channel.
+
+        Unknown customers get popular items (``known_customer`` False, policy ``"popular"``, or
+        ``"context"`` when known context items let co-purchase help); unknown channels, stores, categories
+        and item ids are not errors (a channel without data gets global popularity and every item).
+        Context items feed co-purchase and, like excluded ids, never appear in the result; items not
+        sellable on the channel never appear either. Fewer candidates than asked are filled from popularity.
+
+        Raises
+        ------
+        InvalidRequest
+            Empty ``channel``; ``num_items`` outside 0..max_num_items; more than ``max_ids_per_request``
+            exclude ids or categories, more than ``max_context_items`` context ids; an empty string among
+            the ids.
+        """
+        if not query.channel:
+            raise InvalidRequest("channel: required; name the channel the customer is on, e.g. 'web', 'app' "
+                                 "or 'store'")
+        n = self._num_items(query.num_items, "num_items")
+        limit = self._settings.max_ids_per_request
+        self._check_ids(query.exclude_item_ids, "exclude_item_ids", limit)
+        self._check_ids(query.context_item_ids, "context_item_ids", self._settings.max_context_items)
+        self._check_ids(query.include_categories, "include_categories", limit)
+        self._check_ids(query.exclude_categories, "exclude_categories", limit)
+        return self._recommend(query, n)
+
+    def bundle(self, query: BundleQuery) -> BundleResult:
+        """Items that complete a basket, and one bundle built around the basket's strongest anchor.
+
+        Completions are co-purchase neighbours of the basket (scores summed over basket items, the reason
+        naming the basket items behind it), then items similar to the basket (ALS), then popular items;
+        never basket items, and only items sold on ``channel`` when it is set and known. Unknown basket ids
+        are reported; with no known basket item the completions are popular items and there is no bundle.
+
+        Raises
+        ------
+        InvalidRequest
+            Empty basket or more than ``max_context_items`` ids, an empty id, ``num_items`` outside
+            0..max_num_items, ``bundle_size`` outside 2..4 (0 means 3).
+        """
+        if not query.basket_item_ids:
+            raise InvalidRequest(f"basket_item_ids: required; send 1 to {self._settings.max_context_items} "
+                                 "item ids from the basket or cart")
+        self._check_ids(query.basket_item_ids, "basket_item_ids", self._settings.max_context_items)
+        n = self._num_items(query.num_items, "num_items")
+        size = query.bundle_size or DEFAULT_BUNDLE_SIZE
+        if not MIN_BUNDLE_SIZE <= size <= MAX_BUNDLE_SIZE:
+            raise InvalidRequest(f"bundle_size: must be between {MIN_BUNDLE_SIZE} and {MAX_BUNDLE_SIZE} items "
+                                 f"including the anchor (0 means {DEFAULT_BUNDLE_SIZE}), got {query.bundle_size}")
+        return self._bundle(query, n, size)
+
+    def similar_items(self, item_id: str, n: int = 0, channel: str = "") -> list[Suggestion]:
+        """Items most similar to ``item_id`` by cosine of ALS item factors, best first (reason SIMILAR_ITEM).
+
+        Only positively similar items are returned, so the list may be shorter than ``n`` (empty for an
+        item without factors). ``channel``, when set and known, keeps only items sold on it.
+
+        Raises
+        ------
+        InvalidRequest
+            Empty ``item_id`` or ``n`` outside 0..max_num_items (0 means the default).
+        NotFound
+            ``item_id`` is not in the model's catalog.
+        """
+        if not item_id:
+            raise InvalidRequest("item_id: required; name the item to find similar items for")
+        count = self._num_items(n, "num_items")
+        row = self._model.items.row(item_id)
+        if row < 0:
+            raise NotFound(f"item_id: unknown item {item_id!r}; the model {self._model.version} does not know it")
+        return self._similar_items(row, count, self._model.channel_row(channel) if channel else -1)
+
+    # -------------------------------------------------------------------------------------------- validation
+
+    def _num_items(self, value: int, field_name: str) -> int:
+        limit = self._settings.max_num_items
+        if value == 0:
+            return min(self._settings.default_num_items, limit)
+        if not 1 <= value <= limit:
+            raise InvalidRequest(f"{field_name}: must be between 1 and {limit} (0 means "
+                                 f"{self._settings.default_num_items}), got {value}")
+        return int(value)
+
+    @staticmethod
+    def _check_ids(ids: Sequence[str], field_name: str, limit: int) -> None:
+        if len(ids) > limit:
+            raise InvalidRequest(f"{field_name}: at most {limit} entries allowed, got {len(ids)}")
+        for i, value in enumerate(ids):
+            if not value:
+                raise InvalidRequest(f"{field_name}: entry {i} is an empty string; send only non-empty ids")
+
+    # ------------------------------------------------------------------------------------------- computation
+
+    def _today(self) -> int:
+        """Reference day for "days since": the data's last day, aged by the model's time in service."""
+        if self._created is None:
+            return self._model.data_end_day
+        age_days = (self._clock() - self._created).days
+        return self._model.data_end_day + max(0, age_days)
+
+    def _category_allowed(self, include: Sequence[str], exclude: Sequence[str]) -> np.ndarray | None:
+        """Per category code, whether it passes the filters (``None`` = no filter); unknown names match none."""
+        if not include and not exclude:
+            return None
+        names = self._model.category_names
+        allowed = np.zeros(names.size, dtype=bool) if include else np.ones(names.size, dtype=bool)
+        for values, keep in ((include, True), (exclude, False)):
+            if not values or names.size == 0:
+                continue
+            wanted = np.asarray(list(values), dtype=np.str_)  # own width: casting would cut "bakeryX" to "bakery"
+            pos = np.minimum(np.searchsorted(names, wanted), names.size - 1)
+            allowed[pos[names[pos] == wanted]] = keep
+        return allowed
+
+    def _context(self, customer_row: int, channel_row: int, store_row: int,
+                 context_items: np.ndarray) -> RankingContext:
+        return RankingContext(customer_row=customer_row, channel_row=channel_row, store_row=store_row,
+                              context_items=context_items, today=self._today(),
+                              history=self._model.history(customer_row))
+
+    def _suggestion(self, row: int, score: float, reason: Reason) -> Suggestion:
+        m = self._model
+        return Suggestion(item_id=m.item_id(row), score=float(score), title=str(m.item_titles[row]),
+                          category=str(m.item_categories[row]), reason=reason)
+
+    def _popular(self, ctx: RankingContext, item_filter: _ItemFilter, taken: np.ndarray, need: int
+                 ) -> Candidates:
+        """Up to ``need`` popular items the filter allows and not in ``taken``, reading ever deeper prefixes
+        of the popularity order (a few array passes even when filters reject most of the catalog)."""
+        if need <= 0:
+            return Candidates.empty(self._popularity.name)
+        n_items = self._model.n_items
+        k = min(n_items, need + taken.size + item_filter.blocked.size + 16)
+        while True:
+            popular = self._popularity.candidates(ctx, k)
+            mask = item_filter.allows(popular.items)
+            if taken.size:
+                mask &= ~np.isin(popular.items, taken)
+            keep = np.flatnonzero(mask)
+            if keep.size >= need or k >= n_items:
+                return popular.take(keep[:need])
+            k = min(n_items, k * 4)
+
+    def _pool_size(self, n: int, blocked: int) -> int:
+        """How many candidates each source proposes: enough that filters rarely force a popularity fill."""
+        return min(self._model.n_items, max(3 * n, 50) + blocked)
+
+    def _recommend(self, query: RecommendQuery, n: int) -> RecommendResult:
+        m = self._model
+        customer_row = m.resolve_customer(query.customer_id)
+        known = customer_row >= 0
+        context_all = m.items.lookup(query.context_item_ids)
+        exclude_all = m.items.lookup(query.exclude_item_ids)
+        unknown = _unknown_ids([*query.context_item_ids, *query.exclude_item_ids],
+                               np.concatenate([context_all, exclude_all]))
+        context_rows = _ordered_unique(context_all)
+        ctx = self._context(customer_row, m.channel_row(query.channel), m.stores.row(query.store_id)
+                            if query.store_id else -1, context_rows)
+        blocked = np.unique(np.concatenate([context_rows, exclude_all[exclude_all >= 0]]))
+        item_filter = _ItemFilter(m, ctx.channel_row,
+                                  self._category_allowed(query.include_categories, query.exclude_categories),
+                                  blocked)
+        if known:
+            sources, policy = self._sources, POLICY_BLEND
+        else:
+            sources = self._anonymous_sources
+            policy = POLICY_CONTEXT if context_rows.size else POLICY_POPULAR
+
+        k = self._pool_size(n, blocked.size)
+        lists = [source.candidates(ctx, k) for source in sources]
+        fused = fuse(lists, self._weights)
+        chosen = np.flatnonzero(item_filter.allows(fused.items))[:n]
+        suggestions = [self._suggestion(int(fused.items[i]), float(fused.scores[i]),
+                                        lists[int(fused.source[i])].reason_at(int(fused.position[i]), m, ctx))
+                       for i in chosen]
+        if len(suggestions) < n:
+            fill = self._popular(ctx, item_filter, fused.items[chosen], n - len(suggestions))
+            rrf = self._weights.popularity / (self._weights.rank_offset + 1.0 + np.arange(len(fill)))
+            scores = continue_below(suggestions[-1].score if suggestions else None, rrf)
+            suggestions += [self._suggestion(int(fill.items[i]), float(scores[i]), fill.reason_at(i, m, ctx))
+                            for i in range(len(fill))]
+        return RecommendResult(
+            items=tuple(suggestions), model_version=m.version,
+            resolved_customer_id=m.customer_id(customer_row) if known else "",
+            known_customer=known, policy=policy, unknown_item_ids=tuple(unknown))
+
+    def _similar_to_basket(self, basket: np.ndarray, item_filter: _ItemFilter, taken: np.ndarray, need: int
+                           ) -> Candidates:
+        """Items closest (cosine) to the mean of the basket's normalised ALS factors, positively similar only;
+        the reason names the most similar basket item."""
+        m = self._model
+        if need <= 0 or basket.size == 0:
+            return Candidates.empty("similar")
+        centroid = m.normed_vectors(basket).mean(axis=0)
+        if not np.any(centroid):
+            return Candidates.empty("similar")
+        sims = m.cosine_to(centroid)
+        if item_filter.channel_row >= 0:
+            sims = np.where(m.item_channels[:, item_filter.channel_row], sims, -np.inf)
+        sims[item_filter.blocked] = -np.inf
+        sims[taken] = -np.inf
+        best = top_k(sims, need)
+        best = best[sims[best] > 0]
+        sources = most_similar_sources(m, best, basket, n=1)
+        return Candidates.build("similar", best, sims[best], ReasonKind.SIMILAR_ITEM, sources)
+
+    def _bundle(self, query: BundleQuery, n: int, size: int) -> BundleResult:
+        m = self._model
+        rows_all = m.items.lookup(query.basket_item_ids)
+        unknown = tuple(_unknown_ids(query.basket_item_ids, rows_all))
+        basket = _ordered_unique(rows_all)
+        channel_row = m.channel_row(query.channel) if query.channel else -1
+        store_row = m.stores.row(query.store_id) if query.store_id else -1
+        ctx = self._context(-1, channel_row, store_row, basket)
+        item_filter = _ItemFilter(m, channel_row, None, np.unique(basket))
+
+        # Tier 1: co-purchase neighbours of the basket, summed; reason = the strongest basket item(s).
+        found = copurchase_neighbours(m, basket)
+        allowed = np.flatnonzero(item_filter.allows(found.items))
+        best = allowed[top_k(found.scores[allowed], n)]
+        second = found.second_seed[best]
+        reason_items = np.stack([basket[found.best_seed[best]],
+                                 np.where(second >= 0, basket[np.maximum(second, 0)], -1)], axis=1)
+        tiers = [Candidates.build("copurchase", found.items[best], found.scores[best],
+                                  ReasonKind.BOUGHT_TOGETHER, reason_items)]
+        # Tier 2: similar to the basket; tier 3: popular.
+        taken = tiers[0].items
+        tiers.append(self._similar_to_basket(basket, item_filter, taken, n - taken.size))
+        taken = np.concatenate([taken, tiers[1].items])
+        tiers.append(self._popular(ctx, item_filter, taken, n - taken.size))
+
+        suggestions: list[Suggestion] = []
+        completion_rows: list[int] = []
+        for tier_no, tier in enumerate(tiers):
+            last = suggestions[-1].score if suggestions else None
+            # Co-purchase keeps its own score; the fill tiers score just below the item before them.
+            scores = (tier.scores.astype(np.float64) if tier_no == 0
+                      else continue_below(last, np.full(len(tier), np.inf)))
+            for i in range(len(tier)):
+                reason = tier.reason_at(i, m, ctx)
+                suggestions.append(self._suggestion(int(tier.items[i]), float(scores[i]), reason))
+                completion_rows.append(int(tier.items[i]))
+        completions = list(zip(completion_rows, suggestions, strict=True))
+        bundle = self._build_bundle(basket, item_filter, size - 1, completions) if basket.size else None
+        return BundleResult(items=tuple(suggestions), bundle=bundle, model_version=m.version,
+                            unknown_item_ids=unknown)
+
+    def _anchor(self, basket: np.ndarray, item_filter: _ItemFilter, need: int) -> tuple[int, float]:
+        """The basket item whose ``need`` strongest allowed co-purchase neighbours sum highest (first basket
+        item on a tie or when no item has neighbours), and that sum."""
+        m = self._model
+        positions, owner = csr_gather(m.copurchase_indptr, basket)
+        items = m.copurchase_items[positions].astype(np.int64)
+        ok = item_filter.allows(items)
+        owner, scores = owner[ok], m.copurchase_scores[positions][ok].astype(np.float64)
+        if owner.size == 0:
+            return int(basket[0]), 0.0
+        order = np.lexsort((-scores, owner))
+        owner, scores = owner[order], scores[order]
+        starts = np.searchsorted(owner, np.arange(basket.size))
+        rank = np.arange(owner.size) - starts[owner]
+        strength = np.bincount(owner, weights=np.where(rank < need, scores, 0.0), minlength=basket.size)
+        best = int(np.argmax(strength))
+        return int(basket[best]), float(strength[best])
+
+    def _build_bundle(self, basket: np.ndarray, item_filter: _ItemFilter, need: int,
+                      completions: list[tuple[int, Suggestion]]) -> Bundle:
+        """Greedy bundle: the anchor's best co-purchase neighbour, then each time the candidate with the most
+        co-purchase with the anchor plus the items already picked; completions fill what co-purchase lacks."""
+        m = self._model
+        anchor, _ = self._anchor(basket, item_filter, need)
+        lo, hi = int(m.copurchase_indptr[anchor]), int(m.copurchase_indptr[anchor + 1])
+        cand = m.copurchase_items[lo:hi].astype(np.int64)
+        gain = m.copurchase_scores[lo:hi].astype(np.float64)
+        ok = item_filter.allows(cand)
+        cand, gain = cand[ok], gain[ok]
+        partner = np.full(cand.size, -1, dtype=np.int64)  # the picked item adding most to each candidate
+        partner_gain = np.zeros(cand.size)
+        picked: list[Suggestion] = []
+        picked_rows: list[int] = []
+        total = 0.0
+        while len(picked) < need and cand.size:
+            j = int(np.argmax(gain))
+            if gain[j] <= 0:
+                break
+            row = int(cand[j])
+            reason = explain(m, ReasonKind.BOUGHT_TOGETHER, [anchor, int(partner[j])])
+            picked.append(self._suggestion(row, float(gain[j]), reason))
+            picked_rows.append(row)
+            total += float(gain[j])
+            rest = np.arange(cand.size) != j
+            cand, gain, partner, partner_gain = cand[rest], gain[rest], partner[rest], partner_gain[rest]
+            extra = copurchase_score(m, row, cand)
+            better = extra > partner_gain
+            partner[better], partner_gain[better] = row, extra[better]
+            gain = gain + extra
+        for row, suggestion in completions:
+            if len(picked) >= need:
+                break
+            if row != anchor and row not in picked_rows:
+                last = picked[-1].score if picked else None
+                score = float(continue_below(last, np.array([np.inf]))[0])
+                picked.append(Suggestion(suggestion.item_id, score, suggestion.title, suggestion.category,
+                                         suggestion.reason))
+                picked_rows.append(row)
+        return Bundle(anchor_item_id=m.item_id(anchor), items=tuple(picked), score=total)
+
+    def _similar_items(self, row: int, n: int, channel_row: int) -> list[Suggestion]:
+        m = self._model
+        query = m.normed_vectors(np.array([row]))[0]
+        if not np.any(query):
+            return []
+        sims = m.cosine_to(query)
+        sims[row] = -np.inf
+        if channel_row >= 0:
+            sims = np.where(m.item_channels[:, channel_row], sims, -np.inf)
+        best = top_k(sims, n)
+        best = best[sims[best] > 0]
+        reason = explain(m, ReasonKind.SIMILAR_ITEM, [row])
+        return [self._suggestion(int(r), float(sims[r]), reason) for r in best]

@@ -1,0 +1,95 @@
+"""The one place where exceptions become gRPC statuses.
+
+A :class:`~recsvc.errors.RecsvcError` raised anywhere under a recsvc method becomes its own status code with
+its message (the message is written for the caller). Any other exception is a bug: the caller gets INTERNAL
+with a generic message carrying a request id, and the traceback goes to the log under the same id, so an
+operator can find it without internals leaking to clients. Servicers therefore never catch exceptions or set
+status codes themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from recsvc.errors import RecsvcError, StatusCode
+
+logger = logging.getLogger(__name__)
+
+#: Metadata key a caller may set to choose the request id reported with INTERNAL errors.
+REQUEST_ID_KEY = "x-request-id"
+
+#: Only methods under this prefix are wrapped; health and reflection keep their own handlers untouched
+#: (the health Watch handler relies on grpc's experimental non-blocking attributes, which a wrapper hides).
+RECSVC_METHOD_PREFIX = "/recsvc."
+
+_GRPC_CODE = {code: grpc.StatusCode[code.name] for code in StatusCode}
+_QUIET = {StatusCode.INVALID_ARGUMENT, StatusCode.NOT_FOUND}
+
+
+def _request_id(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and value:
+            return str(value)[:64]
+    return uuid.uuid4().hex[:16]
+
+
+class ExceptionToStatusInterceptor(grpc.ServerInterceptor):
+    """Maps exceptions raised by recsvc servicer methods to gRPC statuses (see the module docstring)."""
+
+    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+                          handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith(RECSVC_METHOD_PREFIX):
+            return handler
+        if handler.unary_unary:
+            return handler._replace(unary_unary=self._wrap_unary(handler.unary_unary, method))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=self._wrap_unary(handler.stream_unary, method))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=self._wrap_stream(handler.unary_stream, method))
+        if handler.stream_stream:
+            return handler._replace(stream_stream=self._wrap_stream(handler.stream_stream, method))
+        return handler
+
+    def _wrap_unary(self, behavior: Callable[[Any, grpc.ServicerContext], Any], method: str
+                    ) -> Callable[[Any, grpc.ServicerContext], Any]:
+        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return behavior(request, context)
+            except Exception as exc:
+                self._abort(exc, context, method)
+                raise  # not reached: abort raises
+
+        return wrapper
+
+    def _wrap_stream(self, behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str
+                     ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+        def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from behavior(request, context)
+            except Exception as exc:
+                self._abort(exc, context, method)
+                raise
+
+        return wrapper
+
+    @staticmethod
+    def _abort(exc: Exception, context: grpc.ServicerContext, method: str) -> None:
+        """Abort the RPC with the status ``exc`` maps to (always raises)."""
+        code = context.code()
+        if code is not None and code != grpc.StatusCode.OK:
+            raise exc  # the handler already aborted (context.abort raises): keep its status
+        if isinstance(exc, RecsvcError):
+            level = logging.DEBUG if exc.code in _QUIET else logging.WARNING
+            logger.log(level, "%s -> %s: %s", method, exc.code.name, exc)
+            context.abort(_GRPC_CODE[exc.code], str(exc))
+        request_id = _request_id(context)
+        logger.error("%s failed (request id %s)", method, request_id, exc_info=exc,
+                     extra={"request_id": request_id})
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error; see server log, request id {request_id}")

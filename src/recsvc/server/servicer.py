@@ -1,0 +1,98 @@
+"""The gRPC servicer: converts messages to core queries and core results to messages, nothing else.
+
+Ranking, validation and fallbacks live in :mod:`recsvc.ranking`; errors raised there become statuses in
+:mod:`recsvc.server.interceptors`. Each RPC takes the current engine from the model provider exactly once, at
+its start, so a model swap between two requests never mixes two versions in one response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+import grpc
+
+from recsvc.ranking import (
+    BundleQuery,
+    RecommendationEngine,
+    RecommendQuery,
+    Suggestion,
+)
+from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+
+class EngineProvider(Protocol):
+    """Anything that hands out the engine to use for one request (e.g. :class:`recsvc.server.app.ModelHolder`).
+
+    ``current()`` raises :class:`~recsvc.errors.ModelUnavailable` when no model is loaded.
+    """
+
+    def current(self) -> RecommendationEngine: ...
+
+
+def scored_items(suggestions: Iterable[Suggestion]) -> list[recsvc_pb2.ScoredItem]:
+    """Core suggestions as ``ScoredItem`` messages (the reason kind maps by value)."""
+    out = []
+    for s in suggestions:
+        r = s.reason
+        reason = recsvc_pb2.Reason(
+            kind=int(r.kind), source_item_ids=list(r.source_item_ids), text=r.text,  # type: ignore[arg-type]
+            days_since_last_purchase=r.days_since_last_purchase, typical_interval_days=r.typical_interval_days,
+            source_channel=r.source_channel, source_store_id=r.source_store_id)
+        out.append(recsvc_pb2.ScoredItem(item_id=s.item_id, score=s.score, title=s.title, category=s.category,
+                                         reason=reason))
+    return out
+
+
+class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
+    """``recsvc.v1.Recommender`` over an :class:`EngineProvider`; every response names the model version."""
+
+    def __init__(self, provider: EngineProvider) -> None:
+        self._provider = provider
+
+    def Recommend(self, request: recsvc_pb2.RecommendRequest, context: grpc.ServicerContext
+                  ) -> recsvc_pb2.RecommendResponse:
+        engine = self._provider.current()
+        result = engine.recommend(RecommendQuery(
+            customer_id=request.customer_id, channel=request.channel, store_id=request.store_id,
+            num_items=request.num_items, exclude_item_ids=list(request.exclude_item_ids),
+            context_item_ids=list(request.context_item_ids), include_categories=list(request.include_categories),
+            exclude_categories=list(request.exclude_categories)))
+        return recsvc_pb2.RecommendResponse(
+            items=scored_items(result.items), model_version=result.model_version,
+            resolved_customer_id=result.resolved_customer_id, known_customer=result.known_customer,
+            policy=result.policy, unknown_item_ids=list(result.unknown_item_ids))
+
+    def RecommendBundle(self, request: recsvc_pb2.RecommendBundleRequest, context: grpc.ServicerContext
+                        ) -> recsvc_pb2.RecommendBundleResponse:
+        engine = self._provider.current()
+        result = engine.bundle(BundleQuery(
+            basket_item_ids=list(request.basket_item_ids), customer_id=request.customer_id,
+            channel=request.channel, store_id=request.store_id, num_items=request.num_items,
+            bundle_size=request.bundle_size))
+        response = recsvc_pb2.RecommendBundleResponse(
+            items=scored_items(result.items), unknown_item_ids=list(result.unknown_item_ids),
+            model_version=result.model_version)
+        if result.bundle is not None:
+            response.bundle.CopyFrom(recsvc_pb2.Bundle(
+                anchor_item_id=result.bundle.anchor_item_id, items=scored_items(result.bundle.items),
+                score=result.bundle.score))
+        return response
+
+    def SimilarItems(self, request: recsvc_pb2.SimilarItemsRequest, context: grpc.ServicerContext
+                     ) -> recsvc_pb2.SimilarItemsResponse:
+        engine = self._provider.current()
+        items = engine.similar_items(request.item_id, request.num_items, request.channel)
+        return recsvc_pb2.SimilarItemsResponse(items=scored_items(items), model_version=engine.model_version)
+
+    def GetModelInfo(self, request: recsvc_pb2.GetModelInfoRequest, context: grpc.ServicerContext
+                     ) -> recsvc_pb2.ModelInfo:
+        model = self._provider.current().model
+        return recsvc_pb2.ModelInfo(
+            version=model.version, created_at=model.created_at, input_fingerprint=model.input_fingerprint,
+            loaded_at=model.loaded_at, evaluation=model.flat_evaluation(), row_counts=model.int_row_counts(),
+            num_items=model.n_items, num_customers=model.n_customers, channels=list(model.channels),
+            forced=model.forced)
