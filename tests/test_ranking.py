@@ -198,7 +198,7 @@ def test_copurchase_reason_names_the_source_item_and_where_it_was_bought(engine:
     assert bread.reason.kind == ReasonKind.BOUGHT_TOGETHER
     assert bread.reason.source_item_ids == ("D01",)
     assert bread.reason.source_store_id == "S02" and bread.reason.source_channel == "store"
-    assert bread.reason.text == "Bought together with Milk 1 l (bought in store S02 on 2026-05-04)"
+    assert bread.reason.text == "Bought together with Milk 1 l (bought in store S02 on 4 May)"
 
 
 def test_context_items_feed_copurchase_and_are_never_suggested(engine: RecommendationEngine) -> None:

@@ -14,6 +14,11 @@ Publishing writes the new version into ``<root>/.staging-<version>`` first, veri
 into ``versions/`` (atomic on one file system) and only then swaps ``CURRENT`` with ``os.replace``; a reader
 therefore sees either the old set or the whole new one, never half of it.
 
+Running servers follow ``CURRENT`` (:mod:`recsvc.server.lifecycle`: poll, SIGHUP, Admin API), verifying each
+new version before it serves; rolling back is pointing ``CURRENT`` at an older version (:func:`set_current`,
+``recsvc rollback``). A published version is therefore never changed in place: servers check its sha256 once,
+at load, and may memory-map its files for as long as they serve it.
+
 Arrays (``n_items`` = catalog size, ``n_customers`` = resolved customers, ``f`` = ALS factors). Item and
 customer ids are stored **sorted**, so an id's row is found with ``np.searchsorted`` (see :class:`IdIndex`)
 instead of a Python dict on the hot path.
@@ -38,6 +43,9 @@ hist_first_day                 int32, [nnz]               first purchase, days s
 hist_last_day                  int32, [nnz]               last purchase, days since 1970-01-01
 hist_last_channel              int16, [nnz]               channel index of the last purchase
 hist_last_store                int32, [nnz]               row in ``store_ids`` of the last purchase, -1
+hist_decayed                   float32, [nnz]             optional: recency-weighted purchase count at
+                                                          ``data_end_day`` (half-life in
+                                                          ``extra.hist_decayed_half_life_days``)
 item_repurchase_days           float32, [n_items]         median days between repeat buys (NaN = none)
 item_repurchase_rate           float32, [n_items]         share of buyers who bought it again
 store_ids                      U, [n_stores]              sorted store ids
@@ -49,12 +57,40 @@ copurchase_indptr              int64, [n_items + 1]       CSR rows: items bought
 copurchase_items               int32, [nnz]               neighbour item row, best first per row
 copurchase_scores              float32, [nnz]             confidence-style score P(b | a), shrunk
 copurchase_support             int32, [nnz]               number of baskets holding both
+ann_index                      uint8, [nbytes]            optional, catalogs >= ``ann_min_items``: faiss
+                                                          IVF index over the item factors, serialised
+                                                          (``recsvc.ranking.ann``); ``extra.ann`` holds
+                                                          its kind, nprobe and measured recall@10
+ann_cosine_index               uint8, [nbytes]            optional, likewise: the same over unit-length
+                                                          item factors (SimilarItems, bundle fill);
+                                                          metadata in ``extra.ann_cosine``
+rfm_scores                     int8, [n_customers, 3]     optional: recency, frequency, monetary score
+                                                          1..5 (0 = no purchase); rule in
+                                                          ``recsvc_training.rfm``
+rfm_segment                    int8, [n_customers]        optional: index into ``extra.rfm_segments``
+                                                          (-1 = no purchase)
+cust_monetary                  float32, [n_customers]     optional: net spend, returns subtracted
+cust_channels                  bool, [n_customers, n_ch]  optional: any event on channel ``c``
+lfm_user_embeddings            float32, [n_customers, d]  optional, cold start: LightFM vector (sum of
+                                                          the customer's attribute embeddings)
+lfm_user_biases                float32, [n_customers]     optional, cold start: LightFM user bias
+lfm_item_embeddings            float32, [n_items, d]      optional, cold start: LightFM item vector
+lfm_item_biases                float32, [n_items]         optional, cold start: LightFM item bias
+coldstart_customer             bool, [n_customers]        optional: the trainer's choice of customers
+                                                          served by the cold-start source
 =============================  =========================  ==========================================
+
+Optional arrays are checked where they are read: the customer summary by ``recsvc.ranking.profile``, the
+cold-start arrays by ``recsvc.ranking.coldstart`` (a set whose shapes do not fit is refused at load).
+``extra.foldin`` holds the ALS knobs the server's context fold-in repeats (``recsvc.ranking.foldin``). Stock
+is not part of a set: it is a snapshot of its own under ``<root>/stock/`` (format in ``recsvc.stock``).
 
 Manifest keys: ``schema_version``, ``version``, ``created_at`` (ISO 8601 UTC), ``data_end_day`` (last
 event day in the training data, days since epoch), ``input_fingerprint``, ``channels`` (list, index order
 of every channel axis), ``row_counts``, ``params``, ``evaluation`` (may be empty), ``forced`` (bool) and
-``files`` (name -> sha256, dtype, shape). Readers reject an unknown major schema version.
+``files`` (name -> sha256, dtype, shape) and ``attachments`` (name -> sha256, size: the evaluation report
+files, Markdown, JSON and PNG, which people read and servers never load). Readers reject an unknown major
+schema version.
 """
 
 from __future__ import annotations
@@ -94,6 +130,7 @@ REQUIRED_ARRAYS: tuple[str, ...] = (
 )
 
 _VERSION_RE = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+_ATTACHMENT_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
 
 
 class ArtifactError(Exception):
@@ -108,14 +145,25 @@ class IdIndex:
 
     def lookup(self, values: Iterable[str]) -> np.ndarray:
         """Rows of ``values`` (int64), ``-1`` where an id is unknown."""
-        # The query keeps its own width: casting it to the ids' width would cut "c10" to "c1" and
-        # serve an unknown customer as somebody else.
-        query = np.asarray(list(values), dtype=np.str_)
+        texts = list(values)
+        query = np.asarray(texts, dtype=np.str_)
         if self.ids.size == 0 or query.size == 0:
             return np.full(query.shape, -1, dtype=np.int64)
+        fits: np.ndarray | bool = True
+        if query.dtype.itemsize > self.ids.dtype.itemsize:
+            # A query wider than the ids would make searchsorted copy the whole id array to the query's
+            # width (17 ms per lookup over 1M customer ids; found by benchmarks/load.py). An id longer than
+            # every stored id cannot match one, so only the others are cast down — never cut "c10" to "c1"
+            # and serve an unknown customer as somebody else.
+            fits = np.char.str_len(query) <= self.ids.dtype.itemsize // np.dtype("U1").itemsize
+            query = query.astype(self.ids.dtype)
         pos = np.searchsorted(self.ids, query)
         pos_clipped = np.minimum(pos, self.ids.size - 1)
-        found = self.ids[pos_clipped] == query
+        found = (self.ids[pos_clipped] == query) & fits
+        if any(text.endswith("\x00") for text in texts):
+            # numpy drops trailing NULs, so "C001\x00" would read as "C001" (somebody else); no stored id
+            # ends in NUL, so such a query is unknown (found by tests/test_fuzz.py).
+            found &= np.array([not text.endswith("\x00") for text in texts])
         return np.where(found, pos_clipped, -1).astype(np.int64)
 
     def row(self, value: str) -> int:
@@ -141,6 +189,8 @@ class ArtifactSet:
     version: str = ""
     created_at: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Files people read (evaluation report, charts), by file name; checksummed like the arrays.
+    attachments: dict[str, bytes] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -184,6 +234,8 @@ class ArtifactSet:
             for col in cols:
                 if a[f"{prefix}_{col}"].shape != (nnz,):
                     raise ArtifactError(f"{prefix}_{col} has {a[f'{prefix}_{col}'].shape}, expected ({nnz},)")
+        if "hist_decayed" in a and a["hist_decayed"].shape != a["hist_items"].shape:
+            raise ArtifactError(f"hist_decayed has {a['hist_decayed'].shape}, expected {a['hist_items'].shape}")
         for name, bound in (("hist_items", n_items), ("copurchase_items", n_items),
                             ("alias_customer", n_customers)):
             arr = a[name]
@@ -223,6 +275,13 @@ def write_artifact_set(artifacts: ArtifactSet, folder: Path) -> dict[str, Any]:
         path = folder / f"{name}.npy"
         np.save(path, np.ascontiguousarray(array), allow_pickle=False)
         files[name] = {"sha256": _sha256(path), "dtype": array.dtype.str, "shape": list(array.shape)}
+    attachments: dict[str, dict[str, Any]] = {}
+    for name, content in sorted(artifacts.attachments.items()):
+        if not _ATTACHMENT_RE.match(name) or name == MANIFEST or name.endswith(".npy"):
+            raise ArtifactError(f"bad attachment name {name!r}: a plain file name, not .npy or {MANIFEST}")
+        path = folder / name
+        path.write_bytes(content)
+        attachments[name] = {"sha256": _sha256(path), "size": len(content)}
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "version": artifacts.version,
@@ -236,6 +295,7 @@ def write_artifact_set(artifacts: ArtifactSet, folder: Path) -> dict[str, Any]:
         "forced": bool(artifacts.forced),
         "extra": artifacts.extra,
         "files": files,
+        "attachments": attachments,
     }
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
@@ -358,6 +418,15 @@ def load_artifact_set(folder: Path, verify: bool = True, mmap: bool = False) -> 
         if array.dtype.str != meta["dtype"] or list(array.shape) != list(meta["shape"]):
             raise ArtifactError(f"{path}: dtype/shape {array.dtype.str}{array.shape} differ from the manifest")
         arrays[name] = array
+    attachments: dict[str, bytes] = {}
+    for name, meta in manifest.get("attachments", {}).items():
+        path = folder / name
+        if not _ATTACHMENT_RE.match(name) or not path.is_file():
+            raise ArtifactError(f"{folder}: attachment {name!r} is listed in the manifest but missing")
+        content = path.read_bytes()
+        if verify and hashlib.sha256(content).hexdigest() != meta["sha256"]:
+            raise ArtifactError(f"{path}: checksum mismatch (file is corrupt or was changed after publish)")
+        attachments[name] = content
     artifacts = ArtifactSet(
         arrays=arrays,
         channels=list(manifest["channels"]),
@@ -370,6 +439,7 @@ def load_artifact_set(folder: Path, verify: bool = True, mmap: bool = False) -> 
         version=manifest.get("version", folder.name),
         created_at=manifest.get("created_at", ""),
         extra=manifest.get("extra", {}),
+        attachments=attachments,
     )
     artifacts.validate()
     return artifacts

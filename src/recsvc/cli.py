@@ -58,15 +58,77 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logger.info("training settings: %s", settings.describe())
-    result = train(Path(args.data), Path(settings.server.artifact_root), settings.training)
+    result = train(Path(args.data), Path(settings.server.artifact_root), settings.training, force=args.force,
+                   echo=print)
     print(result.summary())
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate on a time split without publishing: report files go to --out."""
+    import dataclasses
+
+    from threadpoolctl import threadpool_limits
+
+    from recsvc.artifacts import ArtifactSet
+    from recsvc_training.ingest import load_training_data
+    from recsvc_training.pipeline import build_artifacts
+    from recsvc_training.quality import evaluate_and_learn
+
+    settings = _settings(args).training
+    if args.test_days:
+        settings = dataclasses.replace(settings, eval_test_days=args.test_days)
+    if args.k:
+        settings = dataclasses.replace(settings, eval_k=args.k)
+    settings = dataclasses.replace(settings, evaluate=True)
+    out = Path(args.out)
+    data = load_training_data(Path(args.data), settings, out / "quarantine")
+    artifacts: ArtifactSet = build_artifacts(data, settings)
+    with threadpool_limits(1, "blas"):  # see make_quality_hook
+        report = evaluate_and_learn(data, artifacts, settings)
+    if report is None:
+        print("the log is too short to evaluate with these windows", file=sys.stderr)
+        return 1
+    from recsvc_training.evaluation import format_table, write_report
+
+    paths = write_report(report, out)
+    print(format_table(report))
+    print(f"report: {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from recsvc.server.workers import limit_blas_threads, run_workers, worker_index
+
+    limit_blas_threads()  # before numpy is imported: one BLAS thread per server process
+    settings = _settings(args)
+    if settings.server.workers > 1 and worker_index() < 0:
+        return run_workers(settings)  # the worker parent imports no numpy and serves nothing itself
     from recsvc.server.app import serve
 
-    serve(_settings(args))
+    return serve(settings)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Point CURRENT at the previous (or the given) published version, after checking that it loads."""
+    from recsvc.server.lifecycle import rollback_current
+
+    root = Path(_settings(args).server.artifact_root)
+    old, new = rollback_current(root, to=args.to)
+    print(f"CURRENT under {root}: {old} -> {new}. Running servers switch at their next poll "
+          "(server.reload_poll_seconds), on SIGHUP, or on Admin/ReloadModel.")
+    return 0
+
+
+def cmd_stock(args: argparse.Namespace) -> int:
+    """Publish a stock file as the current snapshot under the artifact root; running servers use it at once."""
+    from recsvc.stock import publish_stock, read_stock_csv
+
+    root = Path(_settings(args).server.artifact_root)
+    table, report = read_stock_csv(Path(args.file))
+    path = publish_stock(root, table, source=str(args.file))
+    print(f"Published stock snapshot {path.name} under {root / 'stock'}: {report}. Servers pick it up on their "
+          "next request.")
     return 0
 
 
@@ -146,7 +208,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"== 1/4 generating the bundled sample retailer into {data_dir}")
     print(generate_sample(data_dir, seed=args.seed))
     print(f"== 2/4 training into {artifact_root}")
-    result = train(data_dir, artifact_root, settings.training)
+    result = train(data_dir, artifact_root, settings.training, echo=print)
     print(result.summary())
     port = _free_port()
     print(f"== 3/4 starting the server on 127.0.0.1:{port}")
@@ -216,13 +278,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--artifacts", help="artifact root (default: server.artifact_root)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--force", action="store_true", help="publish even if the quality gate refuses (recorded)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate the default ranking against baselines on a time split")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="folder for evaluation.json/.md and charts")
+    p.add_argument("--test-days", type=int, default=0, help="test window (default: training.eval_test_days)")
+    p.add_argument("-k", type=int, default=0, help="extra cut-off besides 10")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("serve", help="serve the current artifact set over gRPC")
     p.add_argument("--artifacts")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("rollback", help="point CURRENT at the previous published version; servers follow")
+    p.add_argument("--artifacts", help="artifact root (default: server.artifact_root)")
+    p.add_argument("--to", help="version to roll back to (default: the one before CURRENT)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("stock", help="publish per-store stock (store_id,item_id,quantity_on_hand) without retraining")
+    p.add_argument("--artifacts", help="artifact root (default: server.artifact_root)")
+    p.add_argument("--file", required=True, help="stock CSV (.csv or .csv.gz)")
+    p.set_defaults(func=cmd_stock)
 
     target = {"default": "127.0.0.1:50051", "help": "server address (host:port)"}
     p = sub.add_parser("recommend", help="ask for suggestions for a customer (a clerk's tablet view)")
@@ -276,12 +357,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:  # the entry point turns known failures into one clear line
         from recsvc.artifacts import ArtifactError
+        from recsvc.stock import StockError
 
-        known: tuple[type[BaseException], ...] = (ArtifactError, FileNotFoundError)
+        known: tuple[type[BaseException], ...] = (ArtifactError, StockError, FileNotFoundError)
         try:
             from recsvc_training.ingest import InputError
+            from recsvc_training.quality import QualityGateError
 
-            known += (InputError,)
+            known += (InputError, QualityGateError)
         except ImportError:  # serving image without the trainer
             pass
         if isinstance(exc, known):

@@ -53,10 +53,70 @@ class TrainingSettings:
     copurchase_shrinkage: float = 5.0
     #: Baskets bigger than this are skipped for co-purchase (wholesale orders say little about pairs).
     copurchase_max_basket: int = 60
+    #: Catalogs of at least this many items get an approximate nearest-neighbour index (faiss IVF) for
+    #: collaborative scoring; smaller ones are scored exactly (see ``recsvc.ranking.ann``).
+    ann_min_items: int = 200_000
+    #: Inverted lists of the ANN index (0 = about 4 * sqrt(n_items)).
+    ann_nlist: int = 0
+    #: How the index stores vectors: ``SQ8`` (1 byte per dimension), ``SQfp16`` or ``Flat`` (float32);
+    #: candidates are re-scored exactly, so compression costs little recall.
+    ann_encoding: str = "SQ8"
+    #: The smallest nprobe reaching this recall@10 against exact scoring is chosen; below it at any nprobe,
+    #: no index is shipped.
+    ann_target_recall: float = 0.95
+    #: Customers sampled to tune nprobe, and as many others to measure the recall the manifest records.
+    ann_recall_users: int = 1000
     #: Versions kept under the artifact root (the current one always stays).
     keep_versions: int = 5
     #: Show progress bars (only ever on a terminal).
     progress: bool = True
+    #: Evaluate every run on a time split (metrics, baselines, cart completion, report) before publishing.
+    evaluate: bool = True
+    #: Length of the evaluation (test) window at the end of the log, in days.
+    eval_test_days: int = 28
+    #: Metrics are reported at 10 and at this k.
+    eval_k: int = 10
+    #: Learn the blend: fit a LightGBM lambdarank ranker over every source's candidates (else rank fusion).
+    learn_ranker: bool = True
+    #: Length of the window whose purchases label the ranker's training examples, in days.
+    ranker_label_days: int = 28
+    #: Consecutive label windows (each ``ranker_label_days`` long, newest last) pooled to train the ranker.
+    ranker_label_windows: int = 1
+    #: At most this many customers (queries) train the ranker; a seeded sample keeps runs reproducible.
+    ranker_max_customers: int = 10000
+    #: Candidates each source proposes to the ranker's pool.
+    ranker_pool_per_source: int = 100
+    ranker_trees: int = 150
+    #: Quality gate: refuse a set whose NDCG@10 is below buy-it-again times this ratio on its own split ...
+    gate_min_ratio_to_buy_it_again: float = 1.0
+    #: ... or more than this fraction below the NDCG@10 of the version it replaces (0.05 = 5 % worse).
+    gate_max_drop: float = 0.05
+    #: Customers with attributes and at most this many purchase baskets are served by the LightFM cold-start
+    #: model (policy ``coldstart``); -1 turns the cold-start model off. 0: on Ta Feng, serving customers with
+    #: 1-2 baskets this way lowered the returning customers' NDCG@10 from 0.139 to 0.129 (README).
+    coldstart_max_purchases: int = 0
+    #: LightFM (WARP, hybrid: customer and item attributes) size, epochs, step and threads.
+    lfm_components: int = 32
+    lfm_epochs: int = 10
+    lfm_learning_rate: float = 0.05
+    lfm_threads: int = 2
+
+
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """How Recommend ranks for known customers on one channel (``[server.policies.<channel>]`` in TOML).
+
+    ``weights`` override the blend weight of the named candidate sources (``repurchase``, ``copurchase``,
+    ``collaborative``, ``popularity``, ``coldstart``; a model with a learned ranker orders candidates itself);
+    ``repurchase`` False hides everything the customer bought before; ``exclude_bought_within_days`` > 0
+    hides items last bought that recently. ``name`` is reported as the response's ``policy`` (the channel
+    name when empty).
+    """
+
+    name: str = ""
+    weights: Mapping[str, float] = field(default_factory=dict)
+    repurchase: bool = True
+    exclude_bought_within_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,7 +136,34 @@ class ServerSettings:
     shutdown_grace_seconds: float = 10.0
     #: Verify every artifact checksum at load (refuse corrupt sets).
     verify_checksums: bool = True
+    #: Log JSON lines, plus one access line per request (rpc, code, latency, channel, request id, caller).
     log_json: bool = False
+    #: Server processes sharing ``port`` (SO_REUSEPORT), one BLAS thread each: 2 on a 2-core host, 1 per pod.
+    workers: int = 1
+    #: Let other processes bind the same port (SO_REUSEPORT); the worker parent sets it for its children.
+    reuse_port: bool = False
+    #: Recommender calls ranked at once per process; one more gets RESOURCE_EXHAUSTED at once (0 = no cap).
+    max_concurrent_rpcs: int = 6
+    #: RPCs of any kind that may wait for a thread per process; grpc refuses more with RESOURCE_EXHAUSTED.
+    max_queued_rpcs: int = 64
+    #: Largest request message accepted, in bytes (``grpc.max_receive_message_length``).
+    max_request_bytes: int = 1_048_576
+    #: Seconds between reads of ``CURRENT`` for a new version (0 = only on SIGHUP or the Admin API).
+    reload_poll_seconds: float = 30.0
+    #: Memory-map artifact arrays (fast load, pages shared by workers); see README before using NFS.
+    mmap_artifacts: bool = True
+    #: Port of the Prometheus ``/metrics`` endpoint on ``host`` (0 = off); worker ``i`` uses port + ``i``.
+    metrics_port: int = 0
+    #: PEM certificate chain the server presents; with ``tls_key_file`` it turns TLS on.
+    tls_cert_file: str = ""
+    #: PEM private key of ``tls_cert_file``.
+    tls_key_file: str = ""
+    #: PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS).
+    tls_client_ca_file: str = ""
+    #: TOML file of callers (sha256 of the token, name, role ``read``/``admin``); empty = no token check.
+    tokens_file: str = ""
+    #: Channel name -> :class:`ChannelPolicy`; a channel without one gets the default blend.
+    policies: Mapping[str, ChannelPolicy] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,11 +204,21 @@ def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
     if origin in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a table/object, got {value!r}")
+        value_hint = typing.get_args(hint)[1]
+        # a table of tables, e.g. [server.policies.<channel>]: each inner table is checked like a section
+        if isinstance(value_hint, type) and dataclasses.is_dataclass(value_hint):
+            return {str(k): _section(value_hint, f"{where}.{k}", _table(f"{where}.{k}", v)) for k, v in value.items()}
         return {str(k): float(v) for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and not isinstance(value, hint):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _table(where: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a table/object, got {value!r}")
     return value
 
 

@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from recsvc.ranking.foldin import FoldIn
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.reasons import ReasonKind
 from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, top_k
@@ -41,6 +42,9 @@ def most_similar_sources(model: LoadedModel, candidates: np.ndarray, sources: np
 class CollaborativeSource(CandidateSource):
     """Top-``k`` items by ALS score for a known customer; reason CUSTOMERS_LIKE_YOU.
 
+    When the model carries an ANN index (catalogs of ``ann_min_items`` and more) the top-``k`` comes from it,
+    with exact scores; its recall@10 against exact scoring is in the manifest (``extra.ann``).
+
     ``max_explain_history`` caps how many of the customer's (most recent) history items are compared with the
     candidates to name the reason's source items.
     """
@@ -54,11 +58,17 @@ class CollaborativeSource(CandidateSource):
         if ctx.customer_row < 0 or m.n_factors == 0:
             return Candidates.empty(self.name)
         user = np.asarray(m.user_factors[ctx.customer_row], dtype=np.float32)
+        if ctx.context_items.size:  # what the customer looks at now moves their vector at once (no retraining)
+            user = FoldIn.for_model(m).user_vector(ctx)
         if not np.any(user):
             return Candidates.empty(self.name)
-        scores = user @ m.item_factors_t
-        best = top_k(scores, k)
+        if m.ann is not None:  # large catalog: the trainer's index, candidates re-scored exactly
+            best, best_scores = m.ann.search(user, k)
+        else:
+            scores = user @ m.item_factors_t
+            best = top_k(scores, k)
+            best_scores = scores[best]
         hist = ctx.history
         recent = np.argsort(-hist.last_day, kind="stable")[: self.max_explain_history]
         sources = most_similar_sources(m, best, hist.items[recent].astype(np.int64))
-        return Candidates.build(self.name, best, scores[best], ReasonKind.CUSTOMERS_LIKE_YOU, sources)
+        return Candidates.build(self.name, best, best_scores, ReasonKind.CUSTOMERS_LIKE_YOU, sources)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from recsvc.artifacts import ArtifactSet, IdIndex
+from recsvc.ranking.ann import COSINE_ARRAY, COSINE_EXTRA, AnnIndex, load_ann
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,11 @@ class LoadedModel:
         self.aliases = IdIndex(a["alias_ids"])
         self.stores = IdIndex(a["store_ids"])
         self.alias_customer: np.ndarray = a["alias_customer"]
+        #: Every array of the set, read-only, by name: optional parts (a learned ranker, cold-start
+        #: embeddings, ...) are read from here by the component that owns them.
+        self.arrays: Mapping[str, np.ndarray] = a
+        #: The manifest's ``extra`` section (metadata of optional parts).
+        self.extra: Mapping[str, Any] = dict(artifacts.extra)
 
         self.item_titles: np.ndarray = a["item_titles"]
         self.item_categories: np.ndarray = a["item_categories"]
@@ -123,6 +129,11 @@ class LoadedModel:
         # Items without factors (never interacted) get a zero vector: cosine 0 to everything, never NaN.
         self.item_factors_normed_t: np.ndarray = _frozen(
             np.ascontiguousarray((item_factors / np.where(norms > 0, norms, 1.0)[:, None]).T, dtype=np.float32))
+        #: Approximate top-k by ALS score for large catalogs (None: score exactly); see recsvc.ranking.ann.
+        self.ann: AnnIndex | None = load_ann(artifacts.arrays, artifacts.extra, self.item_factors_t)
+        #: The same by cosine over the unit factors (SimilarItems, bundle fill); None: scan the catalog.
+        self.ann_cosine: AnnIndex | None = load_ann(artifacts.arrays, artifacts.extra, self.item_factors_normed_t,
+                                                    COSINE_ARRAY, COSINE_EXTRA)
 
         self.hist_indptr: np.ndarray = a["hist_indptr"]
         self.hist_items: np.ndarray = a["hist_items"]

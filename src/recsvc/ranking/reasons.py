@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from datetime import date
 
 from recsvc.ranking.model import LoadedModel, day_to_iso
 
@@ -51,6 +52,20 @@ def _days(n: int) -> str:
     return "1 day ago" if n == 1 else f"{n} days ago"
 
 
+#: How a reason says where an item was bought, by channel name ("bought online on 3 May"); any other
+#: channel reads "on <channel>", and a store purchase names the store.
+_WHERE = {"web": "online", "online": "online", "app": "in the app"}
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+
+
+def _spoken_date(day: int, reference_day: int) -> str:
+    """"3 May" for a day in the reference day's year, "3 May 2025" otherwise (days since 1970-01-01)."""
+    when, ref = date.fromisoformat(day_to_iso(day)), date.fromisoformat(day_to_iso(reference_day))
+    text = f"{when.day} {_MONTHS[when.month - 1]}"  # not strftime: a server locale must not change the text
+    return text if when.year == ref.year else f"{text} {when.year}"
+
+
 def _joined_titles(model: LoadedModel, rows: list[int]) -> str:
     titles = [model.item_title(r) for r in rows]
     return " and ".join(titles)
@@ -78,12 +93,14 @@ def explain(model: LoadedModel, kind: ReasonKind, source_rows: list[int], *, day
             text = f"You bought this before; last bought {_days(days)}"
         return Reason(kind, text, ids, days, interval, channel, store)
     if kind == ReasonKind.BOUGHT_TOGETHER:
+        # "Bought together with Oat milk 1 l (bought online on 3 May)": the source item is what the customer
+        # bought (or has in the cart), so the clerk can name it and say where and when
         text = f"Bought together with {_joined_titles(model, rows)}" if rows else "Bought together"
-        when = f" on {day_to_iso(source_day)}" if source_day >= 0 else ""
+        when = f" on {_spoken_date(source_day, model.data_end_day)}" if source_day >= 0 else ""
         if store:
             text += f" (bought in store {store}{when})"
         elif channel:
-            text += f" (bought on {channel}{when})"
+            text += f" (bought {_WHERE.get(channel, f'on {channel}')}{when})"
         elif when:
             text += f" (bought{when})"
         return Reason(kind, text, ids, source_channel=channel, source_store_id=store)

@@ -3,8 +3,9 @@
 Public methods (:meth:`RecommendationEngine.recommend`, :meth:`~RecommendationEngine.bundle`,
 :meth:`~RecommendationEngine.similar_items`) validate and raise :class:`~recsvc.errors.InvalidRequest` /
 :class:`~recsvc.errors.NotFound` with a message naming the field; private ``_`` methods compute and assume a
-valid query. The engine holds one :class:`~recsvc.ranking.model.LoadedModel` and no mutable state, so one
-instance serves any number of threads; a new model version means a new engine.
+valid query. The engine holds one :class:`~recsvc.ranking.model.LoadedModel` and no mutable state of its own
+(the stock snapshot it filters by is swapped behind a lock when a new one is published), so one instance
+serves any number of threads; a new model version means a new engine.
 
 Ranking is vectorised over item rows: candidate sources take top-k with ``argpartition``, the blend and every
 filter are array operations, and Python loops only touch the final (<= ``max_num_items``) suggestions.
@@ -16,24 +17,30 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
 from recsvc.config import ServerSettings
 from recsvc.errors import InvalidRequest, NotFound
 from recsvc.ranking.blend import BlendWeights, continue_below, fuse
+from recsvc.ranking.coldstart import ColdStartSource
 from recsvc.ranking.collaborative import CollaborativeSource, most_similar_sources
 from recsvc.ranking.copurchase import CoPurchaseSource, copurchase_neighbours, copurchase_score
+from recsvc.ranking.learned import LearnedRanker
 from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.policies import AppliedPolicy, ChannelPolicies
 from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.reasons import Reason, ReasonKind, explain
 from recsvc.ranking.repurchase import RepurchaseSource
 from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, csr_gather, top_k
+from recsvc.stock import StockFilter, StockWatcher
 
 logger = logging.getLogger(__name__)
 
 #: Policy names reported with every recommendation (``RecommendResponse.policy``).
-POLICY_BLEND = "blend"          # known customer: every source, blended
+POLICY_BLEND = "blend"          # known customer: every source, blended by rank
+POLICY_LEARNED = "learned"      # known customer: every source's candidates ranked by the trained ranker
 POLICY_CONTEXT = "context"      # unknown customer with known cart/context items: co-purchase + popularity
 POLICY_POPULAR = "popular"      # unknown customer, nothing to go on: popularity
 
@@ -141,15 +148,19 @@ class BundleResult:
 
 @dataclass(frozen=True)
 class _ItemFilter:
-    """Which items may be shown: sellable on the channel, in an allowed category, not blocked."""
+    """Which items may be shown: sellable on the channel, in stock in the store (``in_stock``: bool per item
+    row, None = no stock data), in an allowed category, not blocked."""
 
     model: LoadedModel
     channel_row: int = -1
     category_allowed: np.ndarray | None = None
     blocked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    in_stock: np.ndarray | None = None
 
     def allows(self, items: np.ndarray) -> np.ndarray:
         mask = self.model.channel_mask(self.channel_row, items)
+        if self.in_stock is not None:
+            mask &= self.in_stock[items]
         if self.category_allowed is not None:
             mask &= self.category_allowed[self.model.category_codes[items]]
         if self.blocked.size:
@@ -169,6 +180,19 @@ def _ordered_unique(rows: np.ndarray) -> np.ndarray:
     return rows[np.sort(first)].astype(np.int64)
 
 
+@dataclass(frozen=True)
+class _Ranked:
+    """Candidates best first with, per item, the list (index into ``lists``) and position its reason comes
+    from; ``policy`` names the ranking path when it overrides the caller's."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    lists: Sequence[Candidates]
+    source: np.ndarray
+    position: np.ndarray
+    policy: str
+
+
 class RecommendationEngine:
     """Answers Recommend, RecommendBundle and SimilarItems for one loaded model.
 
@@ -178,7 +202,8 @@ class RecommendationEngine:
         The loaded artifact set; the engine never changes it.
     settings
         Request limits (``default_num_items``, ``max_num_items``, ``max_ids_per_request``,
-        ``max_context_items``); defaults to :class:`~recsvc.config.ServerSettings`.
+        ``max_context_items``), per-channel ``policies`` and the ``artifact_root`` whose stock snapshot
+        filters in-store suggestions; defaults to :class:`~recsvc.config.ServerSettings`.
     weights
         Blend weights per candidate source (see :class:`~recsvc.ranking.blend.BlendWeights`).
     sources
@@ -200,6 +225,16 @@ class RecommendationEngine:
         self._sources: tuple[CandidateSource, ...] = tuple(sources) if sources is not None else (
             RepurchaseSource(model), CoPurchaseSource(model), CollaborativeSource(model), self._popularity)
         self._anonymous_sources = tuple(s for s in self._sources if not s.needs_customer)
+        # A model that carries a learned ranker ranks known customers with it; custom sources (tests,
+        # experiments) keep the rank blend they were given.
+        self._learned = LearnedRanker.from_model(model) if sources is None else None
+        # Customers the trainer marked cold get the LightFM source (policy "coldstart"); known customers on a
+        # channel with a configured policy get its weights and exclusions; a request naming a store with stock
+        # data never gets items out of stock there (the snapshot is re-read when it changes, no retraining).
+        self._coldstart = ColdStartSource(model)
+        self._policies = ChannelPolicies(self._settings.policies, self._weights)
+        self._stock = StockFilter(StockWatcher.for_root(Path(self._settings.artifact_root),
+                                                        self._settings.verify_checksums), model.items)
         self._clock = clock or (lambda: datetime.now(UTC))
         try:
             created = datetime.fromisoformat(model.created_at) if model.created_at else None
@@ -384,25 +419,28 @@ class RecommendationEngine:
         context_rows = _ordered_unique(context_all)
         ctx = self._context(customer_row, m.channel_row(query.channel), m.stores.row(query.store_id)
                             if query.store_id else -1, context_rows)
-        blocked = np.unique(np.concatenate([context_rows, exclude_all[exclude_all >= 0]]))
+        applied = self._policy(customer_row, query.channel)
+        hidden = applied.hidden_items(ctx) if applied is not None else np.zeros(0, dtype=np.int64)
+        blocked = np.unique(np.concatenate([context_rows, exclude_all[exclude_all >= 0], hidden]))
         item_filter = _ItemFilter(m, ctx.channel_row,
                                   self._category_allowed(query.include_categories, query.exclude_categories),
-                                  blocked)
+                                  blocked, self._stock.in_stock(query.store_id))
         if known:
             sources, policy = self._sources, POLICY_BLEND
         else:
             sources = self._anonymous_sources
             policy = POLICY_CONTEXT if context_rows.size else POLICY_POPULAR
 
-        k = self._pool_size(n, blocked.size)
-        lists = [source.candidates(ctx, k) for source in sources]
-        fused = fuse(lists, self._weights)
-        chosen = np.flatnonzero(item_filter.allows(fused.items))[:n]
-        suggestions = [self._suggestion(int(fused.items[i]), float(fused.scores[i]),
-                                        lists[int(fused.source[i])].reason_at(int(fused.position[i]), m, ctx))
+        ranked = self._ranked(ctx, sources, known, n, blocked.size, applied)
+        if ranked.policy:
+            policy = ranked.policy
+        chosen = np.flatnonzero(item_filter.allows(ranked.items))[:n]
+        suggestions = [self._suggestion(int(ranked.items[i]), float(ranked.scores[i]),
+                                        ranked.lists[int(ranked.source[i])].reason_at(int(ranked.position[i]),
+                                                                                      m, ctx))
                        for i in chosen]
         if len(suggestions) < n:
-            fill = self._popular(ctx, item_filter, fused.items[chosen], n - len(suggestions))
+            fill = self._popular(ctx, item_filter, ranked.items[chosen], n - len(suggestions))
             rrf = self._weights.popularity / (self._weights.rank_offset + 1.0 + np.arange(len(fill)))
             scores = continue_below(suggestions[-1].score if suggestions else None, rrf)
             suggestions += [self._suggestion(int(fill.items[i]), float(scores[i]), fill.reason_at(i, m, ctx))
@@ -411,6 +449,51 @@ class RecommendationEngine:
             items=tuple(suggestions), model_version=m.version,
             resolved_customer_id=m.customer_id(customer_row) if known else "",
             known_customer=known, policy=policy, unknown_item_ids=tuple(unknown))
+
+    def _policy(self, customer_row: int, channel: str) -> AppliedPolicy | None:
+        """The policy of a known customer: cold start when the trainer marked them cold, else the channel's
+        configured policy; None for unknown customers and channels without one (the default path)."""
+        if customer_row < 0:
+            return None
+        if self._coldstart.serves(customer_row):
+            return self._policies.coldstart(channel)
+        return self._policies.get(channel)
+
+    def _ranked(self, ctx: RankingContext, sources: Sequence[CandidateSource], known: bool, n: int,
+                blocked: int, applied: AppliedPolicy | None = None) -> _Ranked:
+        """Candidates best first, before filters: the learned ranker for a known customer when the model has
+        one (not for cold customers), else the rank blend of ``sources`` with the policy's weights."""
+        name = applied.name if applied is not None else ""
+        if known and self._learned is not None and not (applied is not None and applied.coldstart):
+            result = self._learned.rank(ctx)
+            pool = result.pool
+            return _Ranked(pool.items[result.order], result.scores, pool.lists,
+                           pool.reason_list[result.order], pool.reason_position[result.order],
+                           name or POLICY_LEARNED)
+        weights: BlendWeights = self._weights
+        if applied is not None:
+            sources = applied.sources((*sources, self._coldstart) if applied.coldstart else sources)
+            weights = applied.weights
+        k = self._pool_size(n, blocked)
+        lists = [source.candidates(ctx, k) for source in sources]
+        fused = fuse(lists, weights)
+        return _Ranked(fused.items, fused.scores, tuple(lists), fused.source, fused.position, name)
+
+    def top_item_rows(self, customer_row: int, channel_row: int, n: int) -> np.ndarray:
+        """Item rows the default Recommend ranks first for a customer row on a channel row (no request
+        exclusions, no reasons; the customer's policy applies): the offline evaluation scores exactly this, so
+        it measures what the server serves."""
+        known = customer_row >= 0
+        ctx = self._context(customer_row, channel_row, -1, np.zeros(0, dtype=np.int64))
+        applied = self._policy(customer_row, self._model.channel_name(channel_row))
+        hidden = applied.hidden_items(ctx) if applied is not None else np.zeros(0, dtype=np.int64)
+        item_filter = _ItemFilter(self._model, channel_row, None, np.unique(hidden))
+        sources = self._sources if known else self._anonymous_sources
+        ranked = self._ranked(ctx, sources, known, n, hidden.size, applied)
+        rows = ranked.items[item_filter.allows(ranked.items)][:n]
+        if rows.size < n:
+            rows = np.concatenate([rows, self._popular(ctx, item_filter, rows, n - rows.size).items])
+        return rows.astype(np.int64)
 
     def _similar_to_basket(self, basket: np.ndarray, item_filter: _ItemFilter, taken: np.ndarray, need: int
                            ) -> Candidates:
@@ -422,15 +505,23 @@ class RecommendationEngine:
         centroid = m.normed_vectors(basket).mean(axis=0)
         if not np.any(centroid):
             return Candidates.empty("similar")
-        sims = m.cosine_to(centroid)
-        if item_filter.channel_row >= 0:
-            sims = np.where(m.item_channels[:, item_filter.channel_row], sims, -np.inf)
-        sims[item_filter.blocked] = -np.inf
-        sims[taken] = -np.inf
-        best = top_k(sims, need)
-        best = best[sims[best] > 0]
+        if m.ann_cosine is not None:  # large catalog: the trainer's cosine index instead of a full scan
+            rows, scores = m.ann_cosine.search(centroid, need + item_filter.blocked.size + taken.size + 32)
+            keep = np.flatnonzero(item_filter.allows(rows) & ~np.isin(rows, taken) & (scores > 0))[:need]
+            best, best_sims = rows[keep], scores[keep]
+        else:
+            sims = m.cosine_to(centroid)
+            if item_filter.channel_row >= 0:
+                sims = np.where(m.item_channels[:, item_filter.channel_row], sims, -np.inf)
+            if item_filter.in_stock is not None:
+                sims = np.where(item_filter.in_stock, sims, -np.inf)
+            sims[item_filter.blocked] = -np.inf
+            sims[taken] = -np.inf
+            best = top_k(sims, need)
+            best = best[sims[best] > 0]
+            best_sims = sims[best]
         sources = most_similar_sources(m, best, basket, n=1)
-        return Candidates.build("similar", best, sims[best], ReasonKind.SIMILAR_ITEM, sources)
+        return Candidates.build("similar", best, best_sims, ReasonKind.SIMILAR_ITEM, sources)
 
     def _bundle(self, query: BundleQuery, n: int, size: int) -> BundleResult:
         m = self._model
@@ -440,7 +531,7 @@ class RecommendationEngine:
         channel_row = m.channel_row(query.channel) if query.channel else -1
         store_row = m.stores.row(query.store_id) if query.store_id else -1
         ctx = self._context(-1, channel_row, store_row, basket)
-        item_filter = _ItemFilter(m, channel_row, None, np.unique(basket))
+        item_filter = _ItemFilter(m, channel_row, None, np.unique(basket), self._stock.in_stock(query.store_id))
 
         # Tier 1: co-purchase neighbours of the basket, summed; reason = the strongest basket item(s).
         found = copurchase_neighbours(m, basket)
@@ -538,11 +629,18 @@ class RecommendationEngine:
         query = m.normed_vectors(np.array([row]))[0]
         if not np.any(query):
             return []
+        reason = explain(m, ReasonKind.SIMILAR_ITEM, [row])
+        if m.ann_cosine is not None:  # large catalog: the trainer's cosine index instead of a full scan
+            rows, scores = m.ann_cosine.search(query, n + 33)
+            keep = (rows != row) & (scores > 0)
+            if channel_row >= 0:
+                keep &= m.item_channels[rows, channel_row]
+            return [self._suggestion(int(r), float(v), reason) for r, v in zip(rows[keep][:n], scores[keep][:n],
+                                                                             strict=True)]
         sims = m.cosine_to(query)
         sims[row] = -np.inf
         if channel_row >= 0:
             sims = np.where(m.item_channels[:, channel_row], sims, -np.inf)
         best = top_k(sims, n)
         best = best[sims[best] > 0]
-        reason = explain(m, ReasonKind.SIMILAR_ITEM, [row])
         return [self._suggestion(int(r), float(sims[r]), reason) for r in best]

@@ -19,6 +19,7 @@ from recsvc.ranking import (
     RecommendQuery,
     Suggestion,
 )
+from recsvc.ranking.profile import customer_profile
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -96,3 +97,19 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
             loaded_at=model.loaded_at, evaluation=model.flat_evaluation(), row_counts=model.int_row_counts(),
             num_items=model.n_items, num_customers=model.n_customers, channels=list(model.channels),
             forced=model.forced)
+
+    def GetCustomerProfile(self, request: recsvc_pb2.GetCustomerProfileRequest, context: grpc.ServicerContext
+                           ) -> recsvc_pb2.CustomerProfile:
+        profile = customer_profile(self._provider.current().model, request.customer_id, request.num_purchases)
+        response = recsvc_pb2.CustomerProfile(
+            customer_id=profile.customer_id, channels=list(profile.channels), coldstart=profile.coldstart,
+            model_version=profile.model_version,
+            recent_purchases=[recsvc_pb2.Purchase(item_id=p.item_id, title=p.title, category=p.category,
+                                                  channel=p.channel, store_id=p.store_id, date=p.date,
+                                                  count=p.count) for p in profile.recent_purchases])
+        if profile.rfm is not None:
+            r = profile.rfm
+            response.rfm.CopyFrom(recsvc_pb2.RfmSegment(
+                recency=r.recency, frequency=r.frequency, monetary=r.monetary, segment=r.segment,
+                days_since_last_purchase=r.days_since_last_purchase, spend=r.spend))
+        return response

@@ -191,3 +191,61 @@ class ModelInfo(_message.Message):
     channels: _containers.RepeatedScalarFieldContainer[str]
     forced: bool
     def __init__(self, version: _Optional[str] = ..., created_at: _Optional[str] = ..., input_fingerprint: _Optional[str] = ..., loaded_at: _Optional[str] = ..., evaluation: _Optional[_Mapping[str, float]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., num_items: _Optional[int] = ..., num_customers: _Optional[int] = ..., channels: _Optional[_Iterable[str]] = ..., forced: _Optional[bool] = ...) -> None: ...
+
+class GetCustomerProfileRequest(_message.Message):
+    __slots__ = ("customer_id", "num_purchases")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    num_purchases: int
+    def __init__(self, customer_id: _Optional[str] = ..., num_purchases: _Optional[int] = ...) -> None: ...
+
+class Purchase(_message.Message):
+    __slots__ = ("item_id", "title", "category", "channel", "store_id", "date", "count")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    title: str
+    category: str
+    channel: str
+    store_id: str
+    date: str
+    count: float
+    def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., category: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., date: _Optional[str] = ..., count: _Optional[float] = ...) -> None: ...
+
+class RfmSegment(_message.Message):
+    __slots__ = ("recency", "frequency", "monetary", "segment", "days_since_last_purchase", "spend")
+    RECENCY_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    MONETARY_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    DAYS_SINCE_LAST_PURCHASE_FIELD_NUMBER: _ClassVar[int]
+    SPEND_FIELD_NUMBER: _ClassVar[int]
+    recency: int
+    frequency: int
+    monetary: int
+    segment: str
+    days_since_last_purchase: int
+    spend: float
+    def __init__(self, recency: _Optional[int] = ..., frequency: _Optional[int] = ..., monetary: _Optional[int] = ..., segment: _Optional[str] = ..., days_since_last_purchase: _Optional[int] = ..., spend: _Optional[float] = ...) -> None: ...
+
+class CustomerProfile(_message.Message):
+    __slots__ = ("customer_id", "recent_purchases", "channels", "rfm", "coldstart", "model_version")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECENT_PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    RFM_FIELD_NUMBER: _ClassVar[int]
+    COLDSTART_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    recent_purchases: _containers.RepeatedCompositeFieldContainer[Purchase]
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    rfm: RfmSegment
+    coldstart: bool
+    model_version: str
+    def __init__(self, customer_id: _Optional[str] = ..., recent_purchases: _Optional[_Iterable[_Union[Purchase, _Mapping]]] = ..., channels: _Optional[_Iterable[str]] = ..., rfm: _Optional[_Union[RfmSegment, _Mapping]] = ..., coldstart: _Optional[bool] = ..., model_version: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,11 @@ class RecommenderStub:
                 request_serializer=recsvc_dot_v1_dot_recsvc__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=recsvc_dot_v1_dot_recsvc__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.GetCustomerProfile = channel.unary_unary(
+                '/recsvc.v1.Recommender/GetCustomerProfile',
+                request_serializer=recsvc_dot_v1_dot_recsvc__pb2.GetCustomerProfileRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recsvc__pb2.CustomerProfile.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -88,6 +93,14 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCustomerProfile(self, request, context):
+        """One customer across web, app and stores, reached through any alias: recent purchases with channel, store
+        and date, the channels they use and their RFM segment. An unknown customer is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +123,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=recsvc_dot_v1_dot_recsvc__pb2.GetModelInfoRequest.FromString,
                     response_serializer=recsvc_dot_v1_dot_recsvc__pb2.ModelInfo.SerializeToString,
+            ),
+            'GetCustomerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomerProfile,
+                    request_deserializer=recsvc_dot_v1_dot_recsvc__pb2.GetCustomerProfileRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recsvc__pb2.CustomerProfile.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +238,33 @@ class Recommender:
             '/recsvc.v1.Recommender/GetModelInfo',
             recsvc_dot_v1_dot_recsvc__pb2.GetModelInfoRequest.SerializeToString,
             recsvc_dot_v1_dot_recsvc__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Recommender/GetCustomerProfile',
+            recsvc_dot_v1_dot_recsvc__pb2.GetCustomerProfileRequest.SerializeToString,
+            recsvc_dot_v1_dot_recsvc__pb2.CustomerProfile.FromString,
             options,
             channel_credentials,
             insecure,

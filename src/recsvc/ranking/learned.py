@@ -1,0 +1,101 @@
+"""The learned blend: candidates from every source, ranked by a tree ensemble the trainer fitted.
+
+A weighted sum of raw scores from different sources rarely works (their scales and meanings differ); the
+recipe that wins in retail recommendation is to generate candidates from several sources and rank them with a
+learned ranker on features such as purchase count, recency against the customer's usual interval, CF score,
+co-purchase score and popularity. The trainer learns the ensemble (LightGBM learning to rank) on a validation window
+that ends before the evaluation window, so the data decides whether repeat or discovery matters more; the
+server evaluates it in numpy (:mod:`recsvc.ranking.trees`). Every item keeps the reason of the source that put
+it in the pool (history first, then co-purchase, collaborative filtering, popularity).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsvc.artifacts import ArtifactError
+from recsvc.ranking.collaborative import CollaborativeSource
+from recsvc.ranking.copurchase import CoPurchaseSource
+from recsvc.ranking.features import FEATURE_NAMES, CandidatePool, build_pool
+from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.popularity import PopularitySource
+from recsvc.ranking.repurchase import RepurchaseSource
+from recsvc.ranking.sources import CandidateSource, RankingContext
+from recsvc.ranking.trees import ARRAY_PREFIX, TreeEnsemble, TreeEnsembleError
+
+logger = logging.getLogger(__name__)
+
+#: Candidates each source proposes to the pool (history items are all kept, up to this many).
+DEFAULT_POOL_PER_SOURCE = 100
+
+
+class HistorySource(RepurchaseSource):
+    """The customer's whole purchase history as candidates (no minimum score): the ranker decides."""
+
+    name = "repurchase"
+    min_score = -np.inf
+
+
+class BasketNeighbourSource(CoPurchaseSource):
+    """Co-purchase neighbours of a longer stretch of the history than the rank blend uses: with a ranker to
+    weigh them, more seeds mean more of the customer's next basket in the pool (item-kNN-like recall)."""
+
+    recent_items = 30
+
+
+def pool_sources(model: LoadedModel) -> tuple[CandidateSource, ...]:
+    """The pool's sources, in reason-priority order."""
+    return (HistorySource(model), BasketNeighbourSource(model), CollaborativeSource(model),
+            PopularitySource(model))
+
+
+@dataclass(frozen=True)
+class RankedPool:
+    """The pool and its order: ``order`` indexes ``pool.items`` best first, ``scores`` are the ranker's."""
+
+    pool: CandidatePool
+    order: np.ndarray
+    scores: np.ndarray
+
+
+class LearnedRanker:
+    """Scores a request's candidate pool with the trained ensemble.
+
+    Built once per loaded model; thread-safe (no per-request state).
+    """
+
+    def __init__(self, model: LoadedModel, ensemble: TreeEnsemble,
+                 pool_per_source: int = DEFAULT_POOL_PER_SOURCE) -> None:
+        if tuple(ensemble.feature_names) != FEATURE_NAMES:
+            raise ArtifactError(
+                f"model {model.version}: the ranker was trained on features {list(ensemble.feature_names)}, "
+                f"this server computes {list(FEATURE_NAMES)}; retrain with this version of recsvc")
+        self.model = model
+        self.ensemble = ensemble
+        self.pool_per_source = pool_per_source
+        self.sources = pool_sources(model)
+
+    @classmethod
+    def from_model(cls, model: LoadedModel) -> LearnedRanker | None:
+        """The model's learned ranker, or None when the artifact set holds none (the engine then blends by
+        rank); a malformed ranker raises ArtifactError, so the set is refused."""
+        if ARRAY_PREFIX + "feature_names" not in model.arrays:
+            return None
+        try:
+            ensemble = TreeEnsemble.from_arrays(model.arrays)
+        except TreeEnsembleError as exc:
+            raise ArtifactError(f"model {model.version}: learned ranker is malformed: {exc}") from exc
+        pool_per_source = int(model.extra.get("ranker", {}).get("pool_per_source", DEFAULT_POOL_PER_SOURCE))
+        return cls(model, ensemble, pool_per_source)
+
+    def rank(self, ctx: RankingContext) -> RankedPool:
+        """The pool for ``ctx`` ordered by the ranker (ties by lower item row)."""
+        pool = build_pool(self.model, ctx, self.sources, self.pool_per_source)
+        if len(pool) == 0:
+            return RankedPool(pool, np.zeros(0, dtype=np.int64), np.zeros(0))
+        scores = self.ensemble.predict(pool.features)
+        order = np.lexsort((pool.items, -scores))
+        return RankedPool(pool, order.astype(np.int64), scores[order])

@@ -1,0 +1,146 @@
+"""The customer profile: one customer across web, app and stores, as the loaded model knows them.
+
+Built from the purchase history arrays (each item's latest purchase: date, channel, store) and the trainer's
+optional customer summary (``rfm_scores``, ``rfm_segment``, ``cust_monetary``, ``cust_channels``, segment
+names in the manifest's ``extra["rfm_segments"]``; see :mod:`recsvc_training.rfm` for the rule). A model
+without the summary still answers with purchases; channels then come from the purchases alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsvc.artifacts import ArtifactError
+from recsvc.errors import InvalidRequest, NotFound
+from recsvc.ranking.model import LoadedModel, day_to_iso
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PURCHASES = 20
+MAX_PURCHASES = 100
+#: The optional arrays the profile reads.
+PROFILE_ARRAYS: tuple[str, ...] = ("rfm_scores", "rfm_segment", "cust_monetary", "cust_channels")
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """One item the customer bought (net of returns), as of its latest purchase (``date`` YYYY-MM-DD)."""
+
+    item_id: str
+    title: str
+    category: str
+    channel: str
+    store_id: str
+    date: str
+    count: float
+
+
+@dataclass(frozen=True)
+class Rfm:
+    """RFM scores 1..5, the segment name, days since the last purchase and net spend."""
+
+    recency: int
+    frequency: int
+    monetary: int
+    segment: str
+    days_since_last_purchase: int
+    spend: float
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    """What :func:`customer_profile` returns; ``rfm`` is None for a customer who never bought anything."""
+
+    customer_id: str
+    recent_purchases: tuple[Purchase, ...]
+    channels: tuple[str, ...]
+    rfm: Rfm | None
+    coldstart: bool
+    model_version: str
+
+
+def _summary_arrays(model: LoadedModel) -> dict[str, np.ndarray] | None:
+    """The customer summary arrays, shape-checked, or None when the model has none.
+
+    Raises
+    ------
+    ArtifactError
+        Some but not all arrays are present, or a shape does not fit the model.
+    """
+    present = {name: model.arrays[name] for name in PROFILE_ARRAYS if name in model.arrays}
+    if not present:
+        return None
+    n, n_ch = model.n_customers, len(model.channels)
+    expect = {"rfm_scores": (n, 3), "rfm_segment": (n,), "cust_monetary": (n,), "cust_channels": (n, n_ch)}
+    for name, shape in expect.items():
+        if name not in present or present[name].shape != shape:
+            got = present[name].shape if name in present else "missing"
+            raise ArtifactError(f"model {model.version}: {name} is {got}, expected shape {shape}")
+    return present
+
+
+def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 0) -> CustomerProfile:
+    """The profile of the customer ``customer_id`` names (a customer id or any alias).
+
+    Parameters
+    ----------
+    model
+        The loaded model; days count to its last data day.
+    customer_id
+        Customer id or alias.
+    num_purchases
+        Most recent purchased items to list (1..100; 0 means 20), most recent first.
+
+    Raises
+    ------
+    InvalidRequest
+        Empty ``customer_id`` or ``num_purchases`` out of range.
+    NotFound
+        The model knows no customer or alias ``customer_id``.
+    """
+    if not customer_id:
+        raise InvalidRequest("customer_id: required; send a customer id or any alias (loyalty card, app id)")
+    if num_purchases == 0:
+        num_purchases = DEFAULT_PURCHASES
+    if not 1 <= num_purchases <= MAX_PURCHASES:
+        raise InvalidRequest(f"num_purchases: must be between 1 and {MAX_PURCHASES} (0 means "
+                             f"{DEFAULT_PURCHASES}), got {num_purchases}")
+    row = model.resolve_customer(customer_id)
+    if row < 0:
+        raise NotFound(f"customer_id: unknown customer {customer_id!r}; the model {model.version} knows no "
+                       "customer or alias with this id")
+    hist = model.history(row)
+    # latest purchase first; the item row breaks ties so the order is stable
+    order = np.lexsort((hist.items, -hist.last_day.astype(np.int64)))[:num_purchases]
+    purchases = tuple(
+        Purchase(item_id=model.item_id(item), title=model.item_title(item), category=str(model.item_categories[item]),
+                 channel=model.channel_name(int(hist.last_channel[i])),
+                 store_id=model.store_id(int(hist.last_store[i])), date=day_to_iso(int(hist.last_day[i])),
+                 count=float(hist.count[i]))
+        for i, item in ((int(i), int(hist.items[i])) for i in order))
+
+    summary = _summary_arrays(model)
+    rfm: Rfm | None = None
+    if summary is None:
+        used = np.zeros(len(model.channels), dtype=bool)
+        used[hist.last_channel[hist.last_channel >= 0].astype(np.int64)] = True
+    else:
+        used = np.asarray(summary["cust_channels"][row], dtype=bool)
+        segment = int(summary["rfm_segment"][row])
+        names: Sequence[str] = model.extra.get("rfm_segments", ())
+        if segment >= 0:
+            r, f, m = (int(v) for v in summary["rfm_scores"][row])
+            # -1 when every purchase was returned (the history keeps net purchases only)
+            days = model.data_end_day - int(hist.last_day.max()) if len(hist) else -1
+            rfm = Rfm(recency=r, frequency=f, monetary=m,
+                      segment=str(names[segment]) if segment < len(names) else str(segment),
+                      days_since_last_purchase=days, spend=float(summary["cust_monetary"][row]))
+    flags = model.arrays.get("coldstart_customer")  # shape checked where the engine loads it (ColdStartSource)
+    coldstart = bool(flags[row]) if flags is not None else False
+    return CustomerProfile(customer_id=model.customer_id(row), recent_purchases=purchases,
+                           channels=tuple(model.channels[c] for c in np.flatnonzero(used)), rfm=rfm,
+                           coldstart=coldstart, model_version=model.version)

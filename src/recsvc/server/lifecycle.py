@@ -1,0 +1,489 @@
+"""The model lifecycle: notice a newly published artifact set, load it beside the serving one, check it, swap.
+
+The nightly job publishes while traffic flows (see :mod:`recsvc.artifacts`: a version folder appears whole,
+then ``CURRENT`` is repointed with one rename). A server process notices the new version in three ways:
+
+* a watcher thread reads ``CURRENT`` every ``reload_poll_seconds`` (one small file read; 0 turns it off),
+* SIGHUP (``serve`` wires it to :meth:`ModelLifecycle.request_check`),
+* the Admin API (``ReloadModel``, ``RollbackModel``), which runs :meth:`ModelLifecycle.reload` and answers
+  with the outcome.
+
+Whatever the trigger, one path loads the new version: :func:`load_artifact_set` (sha256 of every file,
+dtypes, shapes, id order — refuses a corrupt or half-written set), a new
+:class:`~recsvc.ranking.RecommendationEngine`, and a few warm-up queries through it (a known customer, an
+unknown one, a bundle, similar items) that must answer without error and name the new version. Only then does
+:meth:`~recsvc.server.app.ModelHolder.swap` install it, so in-flight requests finish on the engine they took
+at their start and no request ever sees a half-loaded model.
+
+The load — checksum verification included — runs on the watcher (or admin) thread while request threads go
+on serving the old model: hashing releases the GIL, so verifying a ~500 MB set costs serving little, and
+serving never waits for it. A set that fails is logged, remembered with the state of its manifest (so the
+poll does not reload it every few seconds) and skipped until its manifest changes or an operator forces a
+reload; the serving model stays. Both models are in memory during a load: budget twice the model's size.
+
+Rolling back is repointing ``CURRENT`` at an earlier version (:func:`rollback_current`, ``recsvc rollback``);
+running servers then pick it up like any new version. ``CURRENT`` stays the one source of truth, so a poll
+never "undoes" a rollback.
+
+This module is transport-free (no grpc): the Admin servicer and ``serve`` call it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from recsvc.artifacts import (
+    MANIFEST,
+    VERSIONS,
+    ArtifactError,
+    ArtifactSet,
+    current_version,
+    list_versions,
+    load_artifact_set,
+    set_current,
+)
+from recsvc.config import ServerSettings
+from recsvc.errors import NotFound
+from recsvc.ranking import BundleQuery, LoadedModel, RecommendationEngine, RecommendQuery
+
+logger = logging.getLogger(__name__)
+
+#: A customer id the warm-up uses for the anonymous path; it must not exist in any catalog.
+WARM_UP_UNKNOWN_CUSTOMER = "recsvc-warm-up-unknown-customer"
+
+EngineFactory = Callable[[ArtifactSet], RecommendationEngine]
+
+
+class EngineSlot(Protocol):
+    """Where the lifecycle installs engines (:class:`recsvc.server.app.ModelHolder`)."""
+
+    def current(self) -> RecommendationEngine: ...
+
+    def swap(self, engine: RecommendationEngine) -> RecommendationEngine | None: ...
+
+
+class Outcome(enum.Enum):
+    """What a reload did; values mirror ``recsvc.v1.ReloadOutcome`` (``RELOAD_OUTCOME_<name>``)."""
+
+    SWAPPED = 1    # a new version passed every check and now serves
+    UNCHANGED = 2  # CURRENT names the version already serving
+    REJECTED = 3   # the version failed a check; the serving model stays
+    SKIPPED = 4    # the version failed before and its manifest has not changed since
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """The outcome of one check of ``CURRENT`` (or of one rollback); times in seconds."""
+
+    outcome: Outcome
+    version: str
+    serving_version: str
+    previous_version: str
+    error: str = ""
+    load_seconds: float = 0.0
+    swap_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class FailedVersion:
+    """A version that failed validation, remembered so the poll does not retry it every few seconds.
+
+    ``signature`` is the manifest's (mtime_ns, size), or ``None`` when there was none: when it changes (a
+    half-copied folder got its manifest, the trainer republished) the version is tried again.
+    """
+
+    version: str
+    error: str
+    failed_at: str
+    signature: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class LifecycleStatus:
+    """A snapshot for the Admin API and logs."""
+
+    serving_version: str
+    loaded_at: str
+    created_at: str
+    current_version: str
+    available_versions: tuple[str, ...]
+    failed_versions: tuple[FailedVersion, ...]
+    reloads_succeeded: int
+    reloads_failed: int
+    last_reload_at: str
+    reload_poll_seconds: float
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def build_engine(artifacts: ArtifactSet, settings: ServerSettings) -> RecommendationEngine:
+    """The engine the server runs for one loaded artifact set (the one place that builds it)."""
+    return RecommendationEngine(LoadedModel(artifacts), settings)
+
+
+def warm_up(engine: RecommendationEngine) -> None:
+    """Run the queries a new model must answer before it may serve: a known customer, an unknown one, a
+    bundle and similar items, on the model's first channel.
+
+    They catch what checksums cannot — arrays that are well-formed but break ranking — and page the model's
+    arrays in, so the first real request after the swap is not the slow one.
+
+    Raises
+    ------
+    ArtifactError
+        A query raised or answered for another version; the message names the query.
+    """
+    model = engine.model
+    channel = model.channels[0] if model.channels else "web"
+    checks: list[tuple[str, Callable[[], str]]] = []
+    if model.n_customers:
+        known = model.customer_id(0)
+
+        def known_customer() -> str:
+            result = engine.recommend(RecommendQuery(customer_id=known, channel=channel))
+            if not result.known_customer:
+                raise ArtifactError(f"customer {known!r} of the catalog was not recognised")
+            return result.model_version
+
+        checks.append(("recommend for a known customer", known_customer))
+
+    def unknown_customer() -> str:
+        result = engine.recommend(RecommendQuery(customer_id=WARM_UP_UNKNOWN_CUSTOMER, channel=channel))
+        if result.known_customer:
+            raise ArtifactError("an unknown customer was resolved to a known one")
+        return result.model_version
+
+    checks.append(("recommend for an unknown customer", unknown_customer))
+    if model.n_items:
+        item = model.item_id(0)
+        checks.append(("bundle", lambda: engine.bundle(BundleQuery(basket_item_ids=[item], channel=channel))
+                       .model_version))
+
+        def similar() -> str:
+            engine.similar_items(item)
+            return model.version
+
+        checks.append(("similar items", similar))
+    for name, run in checks:
+        try:
+            version = run()
+        except Exception as exc:
+            raise ArtifactError(f"warm-up query '{name}' failed on version {model.version}: {exc}") from exc
+        if version != model.version:
+            raise ArtifactError(f"warm-up query '{name}' answered for version {version}, not {model.version}")
+
+
+def load_version(root: Path, version: str, settings: ServerSettings, engine_factory: EngineFactory | None = None,
+                 verify: bool | None = None) -> RecommendationEngine:
+    """Load, verify and warm up one published version; the returned engine is ready to swap in.
+
+    ``verify`` defaults to ``settings.verify_checksums``; arrays are memory-mapped when
+    ``settings.mmap_artifacts`` (load is then dominated by the engine's own precomputation, not by I/O).
+
+    Raises
+    ------
+    ArtifactError
+        Missing manifest, checksum mismatch, bad dtype/shape/ids, or a failed warm-up; names the file/query.
+    """
+    folder = Path(root) / VERSIONS / version
+    try:
+        artifacts = load_artifact_set(folder, verify=settings.verify_checksums if verify is None else verify,
+                                      mmap=settings.mmap_artifacts)
+    except ArtifactError:
+        raise
+    except Exception as exc:  # a manifest missing a key, an unreadable file ...: still "this set is bad"
+        raise ArtifactError(f"{folder}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
+    if artifacts.version != version:
+        # served versions are compared with CURRENT by name: a set calling itself something else would be
+        # "new" at every poll and reloaded forever
+        raise ArtifactError(f"{folder}: manifest names version {artifacts.version!r}, not {version!r}")
+    factory = engine_factory or (lambda a: build_engine(a, settings))
+    try:
+        engine = factory(artifacts)
+    except ArtifactError:
+        raise
+    except Exception as exc:  # an engine that cannot be built from a set that passed validation
+        raise ArtifactError(f"{folder}: the engine cannot be built from this set: {exc}") from exc
+    warm_up(engine)
+    return engine
+
+
+def previous_version(root: Path, before: str | None = None) -> str:
+    """The published version just older than ``before`` (default: the one ``CURRENT`` names).
+
+    Raises
+    ------
+    ArtifactError
+        Nothing published, or ``before`` is the oldest version kept.
+    """
+    versions = list_versions(root)
+    before = before or current_version(root)
+    older = [v for v in versions if before is None or v < before]  # names sort by publish time
+    if not older:
+        raise ArtifactError(f"{root}: no published version older than {before or 'CURRENT'} to roll back to "
+                            f"(kept: {', '.join(versions) or 'none'})")
+    return older[-1]
+
+
+def rollback_current(root: Path, to: str | None = None, verify: bool = True) -> tuple[str | None, str]:
+    """Point ``CURRENT`` at ``to`` (default: the version before the current one) after checking it loads.
+
+    Returns ``(old, new)``. The target is loaded and verified first (without building an engine), so a
+    rollback never points servers at a set they would refuse. Running servers pick the change up at their
+    next poll, on SIGHUP or on an Admin ``ReloadModel``.
+
+    Raises
+    ------
+    ArtifactError
+        No such version, nothing older to roll back to, or the target fails verification.
+    """
+    root = Path(root)
+    old = current_version(root)
+    target = to or previous_version(root, old)
+    if not (root / VERSIONS / target / MANIFEST).is_file():
+        raise ArtifactError(f"{root}: no published version {target!r} (kept: {', '.join(list_versions(root))})")
+    load_artifact_set(root / VERSIONS / target, verify=verify, mmap=True)
+    set_current(root, target)
+    logger.info("rolled back %s: CURRENT %s -> %s", root, old, target)
+    return old, target
+
+
+def _manifest_signature(root: Path, version: str) -> tuple[int, int] | None:
+    try:
+        stat = (Path(root) / VERSIONS / version / MANIFEST).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+class ModelLifecycle:
+    """Keeps a process on the version ``CURRENT`` names, never without a working model.
+
+    Parameters
+    ----------
+    settings
+        ``artifact_root``, ``reload_poll_seconds``, ``verify_checksums``, ``mmap_artifacts``.
+    holder
+        Where engines are installed; requests read it, the lifecycle only swaps.
+    engine_factory
+        Builds the engine of a loaded set (default :func:`build_engine`); tests pass doubles.
+    listener
+        Called with every :class:`ReloadResult` that loaded something (SWAPPED or REJECTED), e.g. metrics.
+
+    Notes
+    -----
+    Loads are serialised by one lock: a poll, a SIGHUP and an admin call arriving together load a version
+    once; the later callers find it serving (UNCHANGED). A second, short lock guards the counters and the
+    failed versions, so :meth:`status` answers while a load runs. No method is called on request threads.
+    """
+
+    def __init__(self, settings: ServerSettings, holder: EngineSlot, engine_factory: EngineFactory | None = None,
+                 listener: Callable[[ReloadResult], None] | None = None) -> None:
+        self._settings = settings
+        self._root = Path(settings.artifact_root)
+        self._holder = holder
+        self._factory = engine_factory or (lambda a: build_engine(a, settings))
+        self._listener = listener
+        self._lock = threading.Lock()        # one load at a time
+        self._state_lock = threading.Lock()  # counters and failed versions, held for microseconds
+        self._failed: dict[str, FailedVersion] = {}
+        self._succeeded = 0
+        self._failures = 0
+        self._last_reload_at = ""
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    # ------------------------------------------------------------------------------------------- loading
+
+    def load_initial(self) -> RecommendationEngine:
+        """Load the version ``CURRENT`` names and install it; the server does not start without it.
+
+        Raises
+        ------
+        ArtifactError
+            Nothing published or the set is unusable; the message starts "refusing to serve from <root>".
+        """
+        with self._lock:
+            version = current_version(self._root)
+            try:
+                if version is None:
+                    raise ArtifactError(f"{self._root}: nothing published yet (no CURRENT file); "
+                                        "run `recsvc train` first")
+                engine = load_version(self._root, version, self._settings, self._factory)
+            except ArtifactError as exc:
+                raise ArtifactError(f"refusing to serve from {self._root}: {exc}") from exc
+            self._holder.swap(engine)
+            with self._state_lock:
+                self._last_reload_at = _now_iso()
+            return engine
+
+    def reload(self, force: bool = False) -> ReloadResult:
+        """Bring the process to the version ``CURRENT`` names now (poll, SIGHUP and ``ReloadModel`` use it).
+
+        ``force`` retries a version remembered as failed. Never raises for a bad set: the result says
+        REJECTED with the reason, and the serving model stays.
+        """
+        with self._lock:
+            target = current_version(self._root)
+            serving = self._serving_version()
+            if target is None:
+                return ReloadResult(Outcome.REJECTED, "", serving, serving,
+                                    error=f"{self._root}: no CURRENT file; keeping {serving or 'nothing'}")
+            if target == serving:
+                return ReloadResult(Outcome.UNCHANGED, target, serving, serving)
+            with self._state_lock:
+                failed = self._failed.get(target)
+            if failed is not None and not force and failed.signature == _manifest_signature(self._root, target):
+                return ReloadResult(Outcome.SKIPPED, target, serving, serving, error=failed.error)
+            return self._load_and_swap(target, serving)
+
+    def rollback(self, to: str | None = None) -> ReloadResult:
+        """Repoint ``CURRENT`` at ``to`` (default: the version before it) and swap to it (``RollbackModel``).
+
+        The target is loaded, verified and warmed up before ``CURRENT`` changes, so a bad target changes
+        nothing. A target that failed before is tried again (an operator asked for it explicitly).
+
+        Raises
+        ------
+        NotFound
+            No such version or nothing older to roll back to (the caller's mistake, not a bad set).
+        """
+        with self._lock:
+            try:
+                target = to or previous_version(self._root)
+            except ArtifactError as exc:
+                raise NotFound(str(exc)) from exc
+            if not (self._root / VERSIONS / target / MANIFEST).is_file():
+                raise NotFound(f"to_version: no published version {target!r} "
+                               f"(kept: {', '.join(list_versions(self._root)) or 'none'})")
+            serving = self._serving_version()
+            if target == serving:  # e.g. CURRENT names a bad version this process refused: just repoint it
+                set_current(self._root, target)
+                return ReloadResult(Outcome.UNCHANGED, target, serving, serving)
+            result = self._load_and_swap(target, serving, before_swap=lambda: set_current(self._root, target))
+            if result.outcome is Outcome.SWAPPED:
+                logger.info("rolled back to %s (CURRENT repointed)", target)
+            return result
+
+    def _serving_version(self) -> str:
+        try:
+            return self._holder.current().model_version
+        except Exception:  # nothing loaded yet (ModelUnavailable)
+            return ""
+
+    def _load_and_swap(self, target: str, serving: str, before_swap: Callable[[], None] | None = None
+                       ) -> ReloadResult:
+        """Load ``target`` beside the serving model and swap on success; caller holds the lock."""
+        logger.info("loading version %s beside %s", target, serving or "nothing")
+        start = time.perf_counter()
+        try:
+            engine = load_version(self._root, target, self._settings, self._factory)
+            if before_swap is not None:
+                before_swap()
+        except Exception as exc:  # anything a bad set can raise (KeyError in a manifest, MemoryError ...)
+            # keep serving the old model; remember the failure so the poll does not retry it every tick
+            error = str(exc) if isinstance(exc, ArtifactError) else f"{type(exc).__name__}: {exc}"
+            with self._state_lock:
+                self._failed[target] = FailedVersion(target, error, _now_iso(),
+                                                     _manifest_signature(self._root, target))
+                self._failures += 1
+            logger.error("version %s refused, still serving %s: %s", target, serving or "nothing", error)
+            result = ReloadResult(Outcome.REJECTED, target, serving, serving, error=error,
+                                  load_seconds=time.perf_counter() - start)
+            self._notify(result)
+            return result
+        load_seconds = time.perf_counter() - start
+        # the new engine is complete and checked before the old one is dropped, so one is always available
+        swap_start = time.perf_counter()
+        self._holder.swap(engine)
+        swap_seconds = time.perf_counter() - swap_start
+        with self._state_lock:
+            self._failed.pop(target, None)
+            self._succeeded += 1
+            self._last_reload_at = _now_iso()
+        logger.info("version %s serving (loaded, verified and warmed up in %.2f s; swap %.1f µs)",
+                    target, load_seconds, swap_seconds * 1e6)
+        result = ReloadResult(Outcome.SWAPPED, target, target, serving, load_seconds=load_seconds,
+                              swap_seconds=swap_seconds)
+        self._notify(result)
+        return result
+
+    def _notify(self, result: ReloadResult) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(result)
+            except Exception:  # a metrics hiccup must not undo a reload
+                logger.exception("reload listener failed")
+
+    # ------------------------------------------------------------------------------------------- watching
+
+    def request_check(self) -> None:
+        """Ask the watcher thread to check ``CURRENT`` now (safe to call from a signal handler)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the watcher thread: it checks every ``reload_poll_seconds`` (if > 0) and on request."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="recsvc-model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the watcher; a load in progress finishes first (bounded by ``timeout``)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _watch(self) -> None:
+        poll = self._settings.reload_poll_seconds
+        while not self._stop.is_set():
+            self._wake.wait(timeout=poll if poll > 0 else None)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            try:
+                result = self.reload()
+            except Exception:  # the watcher must survive anything (an unreadable CURRENT, a full disk)
+                logger.exception("checking %s for a new version failed", self._root)
+                continue
+            if result.outcome is Outcome.SKIPPED:
+                logger.debug("version %s failed before; not retried (%s)", result.version, result.error)
+
+    # ------------------------------------------------------------------------------------------- status
+
+    def status(self) -> LifecycleStatus:
+        """What this process serves and what it has seen; cheap (reads ``CURRENT`` and lists versions)."""
+        try:
+            model = self._holder.current().model
+            serving, loaded_at, created_at = model.version, model.loaded_at, model.created_at
+        except Exception:
+            serving = loaded_at = created_at = ""
+        try:
+            current = current_version(self._root) or ""
+            available = tuple(list_versions(self._root))
+        except OSError:
+            current, available = "", ()
+        with self._state_lock:  # not the load lock: status answers while a load runs
+            return LifecycleStatus(
+                serving_version=serving, loaded_at=loaded_at, created_at=created_at, current_version=current,
+                available_versions=available, failed_versions=tuple(self._failed.values()),
+                reloads_succeeded=self._succeeded, reloads_failed=self._failures,
+                last_reload_at=self._last_reload_at, reload_poll_seconds=self._settings.reload_poll_seconds)
