@@ -6,5 +6,5 @@ scripts/bootstrap.sh train,dev
 . .venv/bin/activate
 python scripts/generate_proto.py --check
 ruff check .
-mypy -p recsvc -p recsvc_training
+mypy -p recsvc -p recsvc_training -p benchmarks
 pytest "$@"

@@ -21,8 +21,9 @@ from recsvc_training import columns as C
 from recsvc_training.dataset import IngestReport, TrainingData
 from recsvc_training.pipeline import BUILD_STEPS, TrainResult, build_artifacts, train
 
+# The builders are under test here; evaluation, the learned blend and the gate have tests/test_learned.py.
 FAST = TrainingSettings(als_factors=4, als_iterations=3, progress=False, copurchase_min_support=1,
-                        popularity_store_top_k=5)
+                        popularity_store_top_k=5, evaluate=False, learn_ranker=False)
 
 
 def shop_data(report: IngestReport | None = None) -> TrainingData:

@@ -22,21 +22,27 @@ from tqdm import tqdm
 
 from recsvc.artifacts import ArtifactSet, fingerprint_files, new_version_name, publish_artifacts
 from recsvc.config import TrainingSettings
+from recsvc.ranking.foldin import EXTRA_KEY as FOLDIN_EXTRA_KEY
+from recsvc.ranking.foldin import FoldInParams
+from recsvc.stock import StockTable, publish_stock
 from recsvc_training import columns as C
+from recsvc_training.ann import build_ann_index, build_cosine_index
 from recsvc_training.catalog import build_catalog
 from recsvc_training.cf import fit_als
+from recsvc_training.coldstart import build_coldstart
 from recsvc_training.copurchase import build_copurchase, count_baskets
 from recsvc_training.dataset import IngestReport, TrainingData
 from recsvc_training.id_maps import build_id_maps, event_rows
 from recsvc_training.interactions import QUANTITY_CAP, build_confidence
 from recsvc_training.popularity import build_popularity
 from recsvc_training.repurchase import build_repurchase
+from recsvc_training.rfm import RFM_SEGMENTS, build_customer_summary
 
 logger = logging.getLogger(__name__)
 
 #: Build steps in run order (the keys of the per-step timings, after ``ingest``).
-BUILD_STEPS: tuple[str, ...] = ("id_maps", "catalog", "interactions", "als", "popularity", "repurchase",
-                                "copurchase")
+BUILD_STEPS: tuple[str, ...] = ("id_maps", "catalog", "interactions", "als", "ann", "popularity", "repurchase",
+                                "copurchase", "customers", "coldstart")
 
 #: Signature of the ingest entry point (``recsvc_training.ingest.load_training_data``).
 Loader = Callable[[Path, TrainingSettings, Path], TrainingData]
@@ -120,12 +126,23 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         with clock.step("als"):
             arrays["als_user_factors"], arrays["als_item_factors"] = fit_als(confidence, settings,
                                                                             show_progress=show_progress)
+        with clock.step("ann"):  # large catalogs only (ann_min_items); ann_meta says what was decided
+            ann_arrays, ann_meta = build_ann_index(arrays["als_user_factors"], arrays["als_item_factors"],
+                                                   settings)
+            arrays.update(ann_arrays)
+            cosine_arrays, cosine_meta = build_cosine_index(arrays["als_item_factors"], settings)
+            arrays.update(cosine_arrays)
         with clock.step("popularity"):
             arrays.update(build_popularity(events, maps, settings, end_day))
         with clock.step("repurchase"):
-            arrays.update(build_repurchase(events, maps))
+            arrays.update(build_repurchase(events, maps, end_day, settings.recency_half_life_days))
         with clock.step("copurchase"):
             arrays.update(build_copurchase(events, maps, settings))
+        with clock.step("customers"):  # RFM, net spend and channels, for the customer profile
+            arrays.update(build_customer_summary(data, events, maps, arrays["item_prices"], end_day))
+        with clock.step("coldstart"):  # LightFM on attributes, for customers with little or no history
+            coldstart_arrays, coldstart_meta = build_coldstart(data, events, maps, arrays, settings)
+            arrays.update(coldstart_arrays)
     finally:
         clock.close()
 
@@ -155,7 +172,11 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         input_fingerprint=_fingerprint(report),
         row_counts={k: int(v) for k, v in row_counts.items()},
         params=settings_params(settings),
-        extra={"build_seconds": dict(clock.timings), "quantity_cap": QUANTITY_CAP},
+        extra={"build_seconds": dict(clock.timings), "quantity_cap": QUANTITY_CAP, "ann": ann_meta,
+               "ann_cosine": cosine_meta,
+               "rfm_segments": list(RFM_SEGMENTS), "coldstart": coldstart_meta,
+               FOLDIN_EXTRA_KEY: FoldInParams.from_settings(settings).as_dict(),
+               "hist_decayed_half_life_days": settings.recency_half_life_days},
     )
     artifacts.validate()
     logger.info("built artifact set: %s", ", ".join(f"{k} {v}" for k, v in artifacts.row_counts.items()))
@@ -247,7 +268,8 @@ def _default_loader(data_dir: Path, settings: TrainingSettings, quarantine_dir: 
 
 
 def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
-          before_publish: BeforePublish | None = None, loader: Loader | None = None) -> TrainResult:
+          before_publish: BeforePublish | None = None, loader: Loader | None = None, force: bool = False,
+          echo: Callable[[str], None] | None = None) -> TrainResult:
     """Ingest ``data_dir``, build every model and publish the set under ``artifact_root``.
 
     Parameters
@@ -260,12 +282,19 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     settings
         Training settings; ``keep_versions`` bounds the versions kept after publishing.
     before_publish
-        The evaluation / quality-gate hook: called with the cleaned data and the built, validated set just
+        Replaces the default evaluation / quality-gate hook
+        (:func:`recsvc_training.quality.make_quality_hook`, which evaluates on a time split, learns the
+        blend and refuses a set worse than buy-it-again or than the current version): called with the
+        cleaned data and the built, validated set just
         before publishing. It may fill ``artifacts.evaluation`` (it lands in the manifest and the summary)
         and set ``artifacts.forced``; it stops the run by raising, and then nothing is published and
         ``CURRENT`` keeps pointing at the previous version.
     loader
         Replaces ingest (tests); defaults to ``recsvc_training.ingest.load_training_data``.
+    force
+        Publish even when the quality gate refuses; the manifest records ``forced``.
+    echo
+        Receives the evaluation table for printing (the command line passes ``print``).
 
     Raises
     ------
@@ -294,6 +323,10 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     # current version's ``manifest.evaluation``) sees the data and the finished set; it records metrics in
     # ``artifacts.evaluation`` and raises to refuse the set. Publishing below is atomic, so a refused or
     # crashed run leaves the served version untouched.
+    if before_publish is None and (settings.evaluate or settings.learn_ranker):
+        from recsvc_training.quality import make_quality_hook
+
+        before_publish = make_quality_hook(artifact_root, settings, force=force, echo=echo)
     if before_publish is not None:
         started = time.perf_counter()
         before_publish(data, artifacts)
@@ -303,6 +336,11 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     started = time.perf_counter()
     artifacts.version = version
     path = publish_artifacts(artifacts, artifact_root, keep=settings.keep_versions)
+    if len(data.stock):  # the data folder's stock, until `recsvc stock` publishes a newer file
+        stock, _ = StockTable.from_rows(data.stock[C.STORE_ID], data.stock[C.ITEM_ID],
+                                        data.stock[C.QUANTITY_ON_HAND])
+        publish_stock(artifact_root, stock, source=f"training run {version} ({data_dir})",
+                      keep=settings.keep_versions)
     timings["publish"] = round(time.perf_counter() - started, 3)
     timings["total"] = round(time.perf_counter() - run_started, 3)
 

@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 _NET_EPSILON = 1e-9
 
 
-def build_repurchase(events: EventRows, maps: IdMaps) -> dict[str, np.ndarray]:
+def build_repurchase(events: EventRows, maps: IdMaps, end_day: int | None = None,
+                     half_life_days: float = 60.0) -> dict[str, np.ndarray]:
     """History and repurchase arrays, named as in :mod:`recsvc.artifacts`.
 
     ``hist_count`` is the number of purchase lines of the (customer, item) pair weighed down by the share of
@@ -35,6 +36,10 @@ def build_repurchase(events: EventRows, maps: IdMaps) -> dict[str, np.ndarray]:
     ``item_repurchase_rate`` is the share of the item's buyers with at least two distinct purchase days
     (0 for items nobody bought). Both use every purchase, returned or not: a return says little about when
     the customer needed the item again.
+
+    With ``end_day``, ``hist_decayed`` is the recency-weighted purchase count as of that day,
+    ``sum over purchase lines of 0.5 ** ((end_day - day) / half_life_days)``, scaled like ``hist_count`` by the
+    share kept after returns: the "buy it again" score itself, which the learned ranker uses as a feature.
     """
     n_items, n_customers = maps.n_items, maps.n_customers
     purchases = events.subset(events.mask(C.PURCHASE))
@@ -55,6 +60,10 @@ def build_repurchase(events: EventRows, maps: IdMaps) -> dict[str, np.ndarray]:
     kept = net > _NET_EPSILON
     count = np.where(kept, lines * np.clip(net, 0.0, None) / np.where(bought > 0, bought, 1.0), 0.0)
 
+    decay = (0.5 ** ((end_day - day.astype(np.float64)) / half_life_days) if end_day is not None
+             else np.zeros(day.size))
+    decayed = np.add.reduceat(decay, starts) if starts.size else np.zeros(0)
+    decayed = np.where(kept, decayed * np.clip(net, 0.0, None) / np.where(bought > 0, bought, 1.0), 0.0)
     first_day = np.minimum.reduceat(day, starts) if starts.size else np.zeros(0, dtype=np.int32)
     last_day = np.maximum.reduceat(day, starts) if starts.size else np.zeros(0, dtype=np.int32)
     last_event = order[ends - 1]  # the latest purchase of each pair, as a row of ``purchases``
@@ -71,6 +80,8 @@ def build_repurchase(events: EventRows, maps: IdMaps) -> dict[str, np.ndarray]:
         "hist_last_channel": purchases.channel[last_event][kept].astype(np.int16),
         "hist_last_store": purchases.store[last_event][kept].astype(np.int32),
     }
+    if end_day is not None:
+        arrays["hist_decayed"] = decayed[kept].astype(np.float32)
     arrays.update(_repurchase_cycles(key, day, starts, n_items))
     logger.info("purchase history: %d (customer, item) pairs, %d fully returned and dropped, "
                 "%d customers with history", int(kept.sum()), int((~kept).sum()),

@@ -1,0 +1,205 @@
+"""Synthetic artifact sets of realistic size and shape (100k and 1M items, 1M customers) for load tests.
+
+The answers are meaningless but the shapes, dtypes and costs are those of a real set: 64 ALS factors with
+topic structure (items around topic centres, varied norms; customers mixing two topics — like trained
+factors, unlike pure noise, so an ANN index behaves as it would on real data), short purchase histories, a
+co-purchase list per item, per-channel and per-store popularity. Sets of ``ann_min_items`` items or more
+carry the trainer's ANN index (:func:`recsvc_training.ann.build_ann_index`), exactly as ``recsvc train``
+would build it, so the server loads what it would load in production.
+
+Memory: a 1M x 1M set holds two 256 MB factor matrices plus ~0.5 GB of ids, histories and co-purchase
+lists; building one needs ~3 GB. Sets are cached under the work folder keyed by their spec, so a second
+benchmark run reuses them.
+
+Ids are deterministic (``I0000042``, ``C0000042``, alias ``A0000042`` of customer 42, store ``S001``), so the
+load generator can build valid requests from the spec alone, without reading the set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsvc.artifacts import ArtifactSet, publish_artifacts, read_manifest
+from recsvc.config import TrainingSettings
+
+logger = logging.getLogger(__name__)
+
+CHANNELS = ["app", "store", "web"]
+DATA_END_DAY = (date(2026, 5, 7) - date(1970, 1, 1)).days
+_SPEC_KEY = "benchmark_spec"
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What a synthetic set looks like; ``seed`` changes every array (a "retrained" model for swaps)."""
+
+    n_items: int
+    n_customers: int = 1_000_000
+    factors: int = 64
+    history_mean: float = 4.0
+    copurchase_per_item: int = 10
+    n_stores: int = 50
+    store_top_k: int = 200
+    topics: int = 512
+    seed: int = 0
+    ann_min_items: int = TrainingSettings.ann_min_items
+
+    @property
+    def id_width(self) -> int:
+        return len(str(max(self.n_items, self.n_customers)))
+
+    def item_id(self, row: int) -> str:
+        return f"I{row:0{self.id_width}d}"
+
+    def customer_id(self, row: int) -> str:
+        return f"C{row:0{self.id_width}d}"
+
+    def alias_id(self, row: int) -> str:
+        return f"A{row:0{self.id_width}d}"
+
+    def store_id(self, row: int) -> str:
+        return f"S{row:03d}"
+
+    @property
+    def n_aliases(self) -> int:
+        return self.n_customers // 10  # every tenth customer has a loyalty card
+
+
+def _ids(prefix: str, n: int, width: int, step: int = 1) -> np.ndarray:
+    """``prefix`` + zero-padded row numbers as a fixed-width unicode array, sorted (numbers are padded)."""
+    digits = np.char.zfill(np.arange(0, n * step, step).astype(f"U{width}"), width)
+    return np.char.add(prefix, digits)
+
+
+def clustered_factors(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Customer and item factors with topic structure (float32, built without float64 temporaries)."""
+    f = spec.factors
+    centres = rng.standard_normal((spec.topics, f), dtype=np.float32)
+    items = rng.standard_normal((spec.n_items, f), dtype=np.float32)
+    items *= 0.5
+    items += centres[rng.integers(0, spec.topics, spec.n_items)] * 0.6
+    items *= (rng.lognormal(0.0, 0.4, spec.n_items).astype(np.float32) * 0.1)[:, None]
+    users = rng.standard_normal((spec.n_customers, f), dtype=np.float32)
+    users *= 0.4
+    picks = rng.integers(0, spec.topics, (spec.n_customers, 2))
+    users += centres[picks[:, 0]] * 0.5
+    users += centres[picks[:, 1]] * 0.25
+    return users, items
+
+
+def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
+    """A validated, unpublished artifact set for ``spec`` (with the ANN index when the catalog is large)."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(spec.seed)
+    n_items, n_customers, n_ch = spec.n_items, spec.n_customers, len(CHANNELS)
+    width = spec.id_width
+    users, items = clustered_factors(spec, rng)
+
+    popularity = rng.zipf(1.3, n_items).astype(np.float64)
+    p = popularity / popularity.sum()
+    hist_len = rng.poisson(spec.history_mean, n_customers).clip(1, 50)
+    indptr = np.concatenate([[0], np.cumsum(hist_len)]).astype(np.int64)
+    nnz = int(indptr[-1])
+    hist_items = rng.choice(n_items, size=nnz, p=p).astype(np.int32)
+    last = DATA_END_DAY - rng.integers(0, 365, nnz)
+    count = rng.integers(1, 6, nnz).astype(np.float32)
+    first = last - (count.astype(np.int64) - 1) * rng.integers(5, 60, nnz)
+
+    co_len = rng.integers(0, 2 * spec.copurchase_per_item + 1, n_items)
+    co_indptr = np.concatenate([[0], np.cumsum(co_len)]).astype(np.int64)
+    co_nnz = int(co_indptr[-1])
+    owner = np.repeat(np.arange(n_items, dtype=np.int64), co_len)
+    co_scores = rng.random(co_nnz, dtype=np.float32)
+    co_scores = co_scores[np.lexsort((-co_scores, owner))]  # best first within each row
+    del owner
+    item_channels = rng.random((n_items, n_ch)) < 0.9
+    item_channels[:, 0] |= ~item_channels.any(axis=1)
+    pop_global = (popularity * rng.random(n_items)).astype(np.float32)
+    pop_channel = (pop_global[None, :] * rng.random((n_ch, n_items), dtype=np.float32)
+                   * item_channels.T).astype(np.float32)
+    top = np.argsort(-pop_global)[: max(spec.store_top_k * 5, 1000)]
+    store_items = np.stack([rng.choice(top, spec.store_top_k, replace=False)
+                            for _ in range(spec.n_stores)]).astype(np.int32)
+    store_scores = -np.sort(-rng.random((spec.n_stores, spec.store_top_k)), axis=1).astype(np.float32)
+    categories = np.array([f"cat{c:03d}" for c in range(200)])[rng.integers(0, 200, n_items)]
+    n_aliases = spec.n_aliases
+
+    arrays: dict[str, np.ndarray] = {
+        "item_ids": _ids("I", n_items, width), "item_titles": _ids("Item ", n_items, width),
+        "item_categories": categories, "item_prices": rng.uniform(1, 50, n_items).astype(np.float32),
+        "item_channels": item_channels, "customer_ids": _ids("C", n_customers, width),
+        "alias_ids": _ids("A", n_aliases, width, step=10),
+        "alias_customer": np.arange(0, n_aliases * 10, 10, dtype=np.int32),
+        "als_user_factors": users, "als_item_factors": items,
+        "hist_indptr": indptr, "hist_items": hist_items, "hist_count": count,
+        "hist_first_day": first.astype(np.int32), "hist_last_day": last.astype(np.int32),
+        "hist_last_channel": rng.integers(0, n_ch, nnz).astype(np.int16),
+        "hist_last_store": rng.integers(-1, spec.n_stores, nnz).astype(np.int32),
+        "item_repurchase_days": np.where(rng.random(n_items) < 0.3, rng.uniform(3, 60, n_items),
+                                         np.nan).astype(np.float32),
+        "item_repurchase_rate": rng.random(n_items, dtype=np.float32),
+        "store_ids": np.array([spec.store_id(s) for s in range(spec.n_stores)]),
+        "pop_global": pop_global, "pop_channel": pop_channel,
+        "pop_store_items": store_items, "pop_store_scores": store_scores,
+        "copurchase_indptr": co_indptr,
+        "copurchase_items": rng.choice(n_items, size=co_nnz, p=p).astype(np.int32),
+        "copurchase_scores": co_scores,
+        "copurchase_support": rng.integers(2, 100, co_nnz).astype(np.int32),
+    }
+    extra: dict[str, Any] = {_SPEC_KEY: asdict(spec)}
+    if n_items >= spec.ann_min_items:
+        from recsvc_training.ann import build_ann_index  # the trainer's own step, as `recsvc train` runs it
+
+        ann_arrays, extra["ann"] = build_ann_index(users, items, TrainingSettings(ann_min_items=spec.ann_min_items))
+        arrays.update(ann_arrays)
+    artifacts = ArtifactSet(arrays=arrays, channels=list(CHANNELS), data_end_day=DATA_END_DAY,
+                            row_counts={"items": n_items, "customers": n_customers, "history_pairs": nnz,
+                                        "copurchase_pairs": co_nnz},
+                            params={"synthetic": True, "als_factors": spec.factors},
+                            created_at=datetime(2026, 5, 8, 3, 0, tzinfo=UTC).isoformat(), extra=extra)
+    artifacts.validate()
+    logger.info("built synthetic set %s in %.1fs", spec, time.perf_counter() - started)
+    return artifacts
+
+
+def ensure_published(root: Path, spec: SyntheticSpec, version: str) -> tuple[str, dict[str, Any]]:
+    """Make ``CURRENT`` under ``root`` a set of ``spec`` named ``version``, building it only when the cache
+    does not hold it; returns the version and the ANN metadata (empty without an index)."""
+    root = Path(root)
+    folder = root / "versions" / version
+    if folder.is_dir() and published_spec_of(folder) == spec:
+        from recsvc.artifacts import set_current
+
+        set_current(root, version)
+        logger.info("reusing cached synthetic set %s", folder)
+    else:
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        artifacts = build_synthetic_set(spec)
+        artifacts.version = version
+        publish_artifacts(artifacts, root, keep=10)
+    return version, dict(read_manifest(folder).get("extra", {}).get("ann", {}))
+
+
+def published_spec_of(folder: Path) -> SyntheticSpec | None:
+    """The spec recorded in one version folder's manifest (None if absent or unreadable)."""
+    try:
+        raw = json.loads((Path(folder) / "manifest.json").read_text()).get("extra", {}).get(_SPEC_KEY)
+    except (OSError, ValueError):
+        return None
+    return SyntheticSpec(**raw) if isinstance(raw, dict) else None
+
+
+def set_size_bytes(folder: Path) -> int:
+    """Bytes of one version folder on disk (its arrays and manifest)."""
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file())
