@@ -251,10 +251,32 @@ class TrainResult:
             f"history pairs, {counts.get('copurchase_pairs', 0):,} co-purchase pairs",
         ]
         if self.evaluation:
-            lines.append("  evaluation   " + ", ".join(f"{k} {_fmt(v)}" for k, v in self.evaluation.items()))
+            lines.append("  evaluation   " + _evaluation_line(self.evaluation))
         lines.append("  timings      " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
         lines.append(f"  peak memory  {self.peak_rss_mb:,.0f} MiB")
         return "\n".join(lines)
+
+
+def _evaluation_line(evaluation: Mapping[str, Any]) -> str:
+    """The headline of the manifest's evaluation block: default vs best baseline, cart completion, gate."""
+    parts = []
+    split = evaluation.get("split", {})
+    if split:
+        parts.append(f"test window {split.get('cutoff_date')} + {split.get('test_days')} days, "
+                     f"{split.get('test_customers')} customers")
+    for metric, ratio in evaluation.get("ratios", {}).items():
+        value = evaluation.get("default", {}).get(metric)
+        if value is not None and ratio.get("ratio") is not None:
+            parts.append(f"{metric} {value:.4f} = {ratio['ratio']:.2f}x {ratio['baseline']} "
+                         f"({ratio['baseline_value']:.4f})")
+    cart = evaluation.get("cart_completion", {}).get("recsvc", {})
+    if cart.get("hit_rate@10") is not None:
+        parts.append(f"cart completion hit_rate@10 {cart['hit_rate@10']:.4f}")
+    gate = evaluation.get("gate", {})
+    if gate:
+        parts.append("gate " + ("passed" if gate.get("passed") else "FAILED (forced)" if gate.get("forced")
+                                else "failed"))
+    return "; ".join(parts) if parts else ", ".join(f"{k} {_fmt(v)}" for k, v in evaluation.items())
 
 
 def _fmt(value: Any) -> str:
