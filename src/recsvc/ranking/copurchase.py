@@ -15,7 +15,15 @@ import numpy as np
 
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.reasons import ReasonKind
-from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, csr_gather, group_by_key, top_k
+from recsvc.ranking.sources import (
+    Candidates,
+    CandidateSource,
+    RankingContext,
+    csr_gather,
+    group_by_key,
+    positions_in,
+    top_k,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +60,9 @@ def copurchase_neighbours(model: LoadedModel, seeds: np.ndarray, weights: np.nda
 def copurchase_score(model: LoadedModel, anchor: int, items: np.ndarray) -> np.ndarray:
     """``P(item | anchor)`` for each of ``items`` (0 where the pair was never bought together)."""
     lo, hi = int(model.copurchase_indptr[anchor]), int(model.copurchase_indptr[anchor + 1])
-    row_items = model.copurchase_items[lo:hi].astype(np.int64)
+    at = positions_in(model.copurchase_items[lo:hi].astype(np.int64), items)
     out = np.zeros(np.shape(items), dtype=np.float64)
-    if row_items.size == 0:
-        return out
-    order = np.argsort(row_items, kind="stable")
-    sorted_items = row_items[order]
-    pos = np.minimum(np.searchsorted(sorted_items, items), sorted_items.size - 1)
-    found = sorted_items[pos] == items
-    out[found] = model.copurchase_scores[lo:hi][order[pos[found]]]
+    out[at >= 0] = model.copurchase_scores[lo:hi][at[at >= 0]]
     return out
 
 

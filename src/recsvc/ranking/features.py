@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsvc.ranking.model import LoadedModel
-from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext
+from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, positions_in
 
 #: Column order of the feature matrix; stored with the ranker and checked at load, so a ranker trained on
 #: another feature set is refused rather than fed the wrong columns.
@@ -72,15 +72,8 @@ class CandidatePool:
 
 def _positions(union: np.ndarray, listed: np.ndarray) -> np.ndarray:
     """Position of each ``union`` item in ``listed`` (best-first list), NaN where absent."""
-    out = np.full(union.size, np.nan, dtype=np.float32)
-    if listed.size == 0:
-        return out
-    order = np.argsort(listed, kind="stable")
-    sorted_items = listed[order]
-    pos = np.minimum(np.searchsorted(sorted_items, union), sorted_items.size - 1)
-    found = sorted_items[pos] == union
-    out[found] = order[pos[found]]
-    return out
+    at = positions_in(listed, union)
+    return np.where(at >= 0, at, np.nan).astype(np.float32)
 
 
 def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[CandidateSource],
