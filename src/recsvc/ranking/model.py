@@ -27,10 +27,52 @@ _EPOCH = date(1970, 1, 1)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
-    """A read-only view of ``array``: the caller's array keeps its own flags, ours cannot be written."""
-    view = array.view()
+    """A read-only view of ``array``: the caller's array keeps its own flags, ours cannot be written.
+
+    Always a plain ``ndarray``: a ``np.memmap`` (``mmap_artifacts``) would run its Python-level
+    ``__array_finalize__`` on every slice the ranking code takes (~5 % of a Recommend, measured).
+    """
+    view = np.asarray(array).view()
     view.flags.writeable = False
     return view
+
+
+#: Bytes of item-factor rows handled per block by :func:`_transposed_factors` (16,384 rows at 64 float32
+#: factors): a block's rows, their squares and their transposed copies stay in cache. Measured for 1M x 64:
+#: 8k-32k rows per block alike (0.12-0.13 s), 64k 0.14 s, 128k 0.18 s.
+_FACTOR_BLOCK_BYTES = 4 << 20
+
+
+def _transposed_factors(item_factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``item_factors`` ([n, f] float32) transposed, and transposed with unit-length rows: two new [f, n]
+    C-contiguous float32 arrays. Rows of zeros (items never interacted with) stay zero: cosine 0 to
+    everything, never NaN.
+
+    Built in blocks of rows rather than as ``np.ascontiguousarray(F.T)`` plus ``(F / norms).T`` copied in a
+    second full pass: a whole-array transposed copy strides through all of ``F`` for every output row
+    (cache-hostile), and the normalisation went through two more [n, f] temporaries (the squares, the divided
+    rows). Per block, the rows are copied transposed into the preallocated output, their norms computed as
+    before (``sqrt`` of the sum of squares along each row: the same reduction, in the same order, as
+    ``np.linalg.norm(F, axis=1)`` on a C-contiguous ``F``), and the transposed block is divided by them.
+    Bit-identical to the whole-array version; 0.39 -> 0.13 s for 1M x 64 (min of 5, 2-core shared host), and
+    no [n, f] temporary. Norms summed over axis 0 of the transposed copy would not be faster by much (0.13 s
+    with 64k-row blocks) and add the squares in another order: the last bit differs for ~half the items, so
+    they are not used. For the same reason a non-C-contiguous ``F`` (a Fortran-order array, say), whose
+    row sums numpy orders differently, gets its norms from ``np.linalg.norm`` over the whole array, as before
+    (+0.02 s).
+    """
+    n, f = item_factors.shape
+    factors_t = np.empty((f, n), dtype=np.float32)
+    normed_t = np.empty((f, n), dtype=np.float32)
+    all_norms = None if item_factors.flags.c_contiguous else np.linalg.norm(item_factors, axis=1)
+    block = max(1, _FACTOR_BLOCK_BYTES // max(1, f * item_factors.itemsize))
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        rows = item_factors[lo:hi]
+        factors_t[:, lo:hi] = rows.T
+        norms = np.sqrt(np.add.reduce(rows * rows, axis=1)) if all_norms is None else all_norms[lo:hi]
+        np.divide(factors_t[:, lo:hi], np.where(norms > 0, norms, np.float32(1.0)), out=normed_t[:, lo:hi])
+    return factors_t, normed_t
 
 
 def day_to_iso(day: int) -> str:
@@ -123,12 +165,9 @@ class LoadedModel:
         # ``user @ item_factors_t``, which BLAS runs ~1.6x faster than ``item_factors @ user`` on a tall
         # [n_items, f] matrix (measured: 0.48 vs 0.80 ms for 100k x 64, one thread). Row-major copies are not
         # kept, so the factors cost their size twice (raw + normalised), not three times.
-        item_factors = np.asarray(a["als_item_factors"], dtype=np.float32)
-        self.item_factors_t: np.ndarray = _frozen(np.ascontiguousarray(item_factors.T))
-        norms = np.linalg.norm(item_factors, axis=1)
-        # Items without factors (never interacted) get a zero vector: cosine 0 to everything, never NaN.
-        self.item_factors_normed_t: np.ndarray = _frozen(
-            np.ascontiguousarray((item_factors / np.where(norms > 0, norms, 1.0)[:, None]).T, dtype=np.float32))
+        factors_t, normed_t = _transposed_factors(np.asarray(a["als_item_factors"], dtype=np.float32))
+        self.item_factors_t: np.ndarray = _frozen(factors_t)
+        self.item_factors_normed_t: np.ndarray = _frozen(normed_t)
         #: Approximate top-k by ALS score for large catalogs (None: score exactly); see recsvc.ranking.ann.
         self.ann: AnnIndex | None = load_ann(artifacts.arrays, artifacts.extra, self.item_factors_t)
         #: The same by cosine over the unit factors (SimilarItems, bundle fill); None: scan the catalog.
@@ -151,9 +190,16 @@ class LoadedModel:
         self.pop_store_scores: np.ndarray = a["pop_store_scores"]
         # Popularity orders, most popular first, ties broken by global popularity then by row, so a request
         # reads a prefix instead of sorting the catalog.
-        rows = np.arange(self.n_items)
-        self.pop_order_global: np.ndarray = _frozen(np.lexsort((rows, -self.pop_global)).astype(np.int64))
-        channel_orders = [np.lexsort((rows, -self.pop_global, -self.pop_channel[c])).astype(np.int64)
+        #
+        # Built with chained stable argsorts, least significant key first, instead of
+        # ``np.lexsort((rows, -pop_global, -pop_channel[c]))``: rows are the identity order, so a stable sort
+        # by global popularity already breaks its ties by row, and each channel order is that order stably
+        # re-sorted by the channel's popularity (gathered in that order). Identical to the lexsort, ties
+        # included (checked on data with many ties and signed zeros), and the global sort is shared by every
+        # channel: 0.70 -> 0.36 s for the global + 3 channel orders of 1M items (2-core shared host, min of 5).
+        global_order = np.argsort(-self.pop_global, kind="stable").astype(np.int64)
+        self.pop_order_global: np.ndarray = _frozen(global_order)
+        channel_orders = [global_order[np.argsort(-self.pop_channel[c][global_order], kind="stable")]
                           for c in range(len(self.channels))]
         self.pop_order_channel: np.ndarray = _frozen(
             np.stack(channel_orders) if channel_orders else np.zeros((0, self.n_items), dtype=np.int64))
