@@ -14,6 +14,9 @@ What it does, per scenario:
     (:mod:`benchmarks.synthetic`; 1M customers, 64 factors, the 1M set with the trainer's ANN index), driven
     by ``callers`` closed-loop caller processes per RPC (Recommend, RecommendBundle, SimilarItems), then
     Recommend and RecommendBundle again at a paced rate of ``--paced-share`` of the closed-loop throughput.
+``100k-ann``
+    the same 100k catalog with the trainer's ANN indexes (``ann_min_items`` lowered to 50k): what exact
+    scoring costs at 100k, for choosing the threshold.
 ``swap``
     the 1M set served at ``--swap-share`` (70 %) of its closed-loop Recommend throughput while a second 1M
     version is published and the server told to reload (SIGHUP, as an operator or CI would); counts failed
@@ -499,11 +502,14 @@ class Options:
     paced_share: float
     swap_share: float
     swap_duration: float
+    quiet_wait: float
     work: Path
 
 
-def _spec(n_items: int, seed: int = 0) -> SyntheticSpec:
-    return SyntheticSpec(n_items=n_items, seed=seed)
+def _spec(n_items: int, seed: int = 0, ann_min_items: int | None = None) -> SyntheticSpec:
+    if ann_min_items is None:
+        return SyntheticSpec(n_items=n_items, seed=seed)
+    return SyntheticSpec(n_items=n_items, seed=seed, ann_min_items=ann_min_items)
 
 
 def scenario_echo(opts: Options, report: dict[str, Any]) -> None:
@@ -515,8 +521,9 @@ def scenario_echo(opts: Options, report: dict[str, Any]) -> None:
             _record(report, result)
 
 
-def scenario_catalog(opts: Options, report: dict[str, Any], n_items: int, label: str) -> None:
-    spec = _spec(n_items)
+def scenario_catalog(opts: Options, report: dict[str, Any], n_items: int, label: str,
+                     ann_min_items: int | None = None) -> None:
+    spec = _spec(n_items, ann_min_items=ann_min_items)
     root = opts.work / f"artifacts-{label}"
     version, ann = ensure_published(root, spec, f"bench-{label}-a")
     report["sets"][label] = {"items": n_items, "customers": spec.n_customers, "factors": spec.factors,
@@ -525,11 +532,13 @@ def scenario_catalog(opts: Options, report: dict[str, Any], n_items: int, label:
         idle_rss, idle_pss = memory_kib(server.pids())
         report["sets"][label].update(server_rss_mb=round(idle_rss / 1024, 1), server_pss_mb=round(idle_pss / 1024, 1))
         for rpc in RPCS:
+            wait_for_quiet(opts.quiet_wait / 5)
             result, _, _ = run_load(f"{label}-{rpc}", server, rpc, spec, opts.callers, opts.duration, opts.warmup,
                                     opts.work)
             _record(report, result)
             if rpc in ("Recommend", "RecommendBundle") and result.qps > 0:
                 rate = opts.paced_share * result.qps
+                wait_for_quiet(opts.quiet_wait / 5)
                 paced, _, _ = run_load(f"{label}-{rpc}-paced", server, rpc, spec, opts.callers, opts.duration,
                                        opts.warmup, opts.work, rate=rate)
                 _record(report, paced)
@@ -655,6 +664,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# recsvc load benchmark", "",
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}  ",
+        *[f"Rerun (replaces that scenario's rows): {rerun}  " for rerun in report.get("reruns", [])],
         f"Machine: {m['cpus']} cores ({m['cpu_model']}), {m['memory_gb']} GB; Python {m['python']}, "
         f"numpy {m['numpy']}, grpcio {m['grpcio']}, faiss {m['faiss']}  ",
         f"Load: {report['options']['callers']} caller processes (one channel each) on the same cores as the "
@@ -681,10 +691,12 @@ def markdown(report: dict[str, Any]) -> str:
               "## Artifact sets", "", "| set | items | customers | on disk MB | server PSS MB (idle) | ANN |",
               "|---|---:|---:|---:|---:|---|"]
     for label, s in report["sets"].items():
-        ann = s.get("ann") or {}
-        ann_text = (f"{ann.get('factory')}, nprobe {ann.get('nprobe')}, recall@10 {ann.get('recall_at_10')}, "
-                    f"built in {ann.get('build_seconds')} s" if ann.get("kind") == "faiss-ivf"
-                    else ann.get("kind", "exact"))
+        texts = []
+        for name, ann in (s.get("ann") or {}).items():
+            texts.append(f"{name}: {ann.get('factory')}, nprobe {ann.get('nprobe')}, recall@10 "
+                         f"{ann.get('recall_at_10')}, built in {ann.get('build_seconds')} s"
+                         if ann.get("kind") == "faiss-ivf" else f"{name}: {ann.get('kind', 'exact')}")
+        ann_text = "; ".join(texts) or "exact"
         lines.append(f"| {label} | {s['items']:,} | {s['customers']:,} | {s['disk_mb']} | "
                      f"{s.get('server_pss_mb', '')} | {ann_text} |")
     swap = report["runs"].get("swap-1m")
@@ -704,7 +716,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Loopback load test of recsvc against a bare echo server.")
-    parser.add_argument("--scenario", choices=["all", "echo", "100k", "1m", "swap"], default="all")
+    parser.add_argument("--scenario", choices=["all", "echo", "100k", "100k-ann", "1m", "swap"], default="all",
+                        help="100k-ann: the 100k set with an ANN index (ann_min_items 50k), for comparison")
     parser.add_argument("--out", default="benchmarks/results/latest.json")
     parser.add_argument("--callers", type=int, default=8, help="concurrent caller processes (max 64)")
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per run (max 300)")
@@ -726,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     opts = Options(callers=args.callers, duration=args.duration, warmup=args.warmup, workers=args.workers,
                    paced_share=args.paced_share, swap_share=args.swap_share, swap_duration=args.swap_duration,
-                   work=work)
+                   quiet_wait=args.quiet_wait, work=work)
     out = Path(args.out)
     report: dict[str, Any] = {"command": "python -m benchmarks.load " + " ".join(argv or sys.argv[1:]),
                               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
@@ -735,7 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.is_file() and args.scenario != "all":  # a single scenario updates the last full report
         previous = json.loads(out.read_text())
         report["sets"], report["runs"] = previous.get("sets", {}), previous.get("runs", {})
-    scenarios = ["echo", "100k", "1m", "swap"] if args.scenario == "all" else [args.scenario]
+        report["reruns"] = [*previous.get("reruns", []), f"{report['date']}: {report['command']}"]
+        report["command"], report["date"] = previous.get("command", report["command"]), previous.get("date", "")
+    scenarios = ["echo", "100k", "100k-ann", "1m", "swap"] if args.scenario == "all" else [args.scenario]
     for name in scenarios:
         logger.info("scenario %s", name)
         wait_for_quiet(args.quiet_wait)
@@ -743,6 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenario_echo(opts, report)
         elif name == "100k":
             scenario_catalog(opts, report, 100_000, "100k")
+        elif name == "100k-ann":
+            scenario_catalog(opts, report, 100_000, "100k-ann", ann_min_items=50_000)
         elif name == "1m":
             scenario_catalog(opts, report, 1_000_000, "1m")
         else:

@@ -51,6 +51,8 @@ class SyntheticSpec:
     topics: int = 512
     seed: int = 0
     ann_min_items: int = TrainingSettings.ann_min_items
+    #: Also build the cosine index (SimilarItems, bundle fill), as the trainer does.
+    cosine_index: bool = True
 
     @property
     def id_width(self) -> int:
@@ -158,8 +160,14 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
     if n_items >= spec.ann_min_items:
         from recsvc_training.ann import build_ann_index  # the trainer's own step, as `recsvc train` runs it
 
-        ann_arrays, extra["ann"] = build_ann_index(users, items, TrainingSettings(ann_min_items=spec.ann_min_items))
+        settings = TrainingSettings(ann_min_items=spec.ann_min_items)
+        ann_arrays, extra["ann"] = build_ann_index(users, items, settings)
         arrays.update(ann_arrays)
+        if spec.cosine_index:
+            from recsvc_training.ann import build_cosine_index
+
+            cosine_arrays, extra["ann_cosine"] = build_cosine_index(items, settings)
+            arrays.update(cosine_arrays)
     artifacts = ArtifactSet(arrays=arrays, channels=list(CHANNELS), data_end_day=DATA_END_DAY,
                             row_counts={"items": n_items, "customers": n_customers, "history_pairs": nnz,
                                         "copurchase_pairs": co_nnz},
@@ -172,10 +180,11 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
 
 def ensure_published(root: Path, spec: SyntheticSpec, version: str) -> tuple[str, dict[str, Any]]:
     """Make ``CURRENT`` under ``root`` a set of ``spec`` named ``version``, building it only when the cache
-    does not hold it; returns the version and the ANN metadata (empty without an index)."""
+    does not hold it; returns the version and the ANN metadata (``ann`` and ``ann_cosine`` of the manifest's
+    ``extra``, empty without an index)."""
     root = Path(root)
     folder = root / "versions" / version
-    if folder.is_dir() and published_spec_of(folder) == spec:
+    if folder.is_dir() and published_spec_of(folder) == asdict(spec):
         from recsvc.artifacts import set_current
 
         set_current(root, version)
@@ -188,16 +197,18 @@ def ensure_published(root: Path, spec: SyntheticSpec, version: str) -> tuple[str
         artifacts = build_synthetic_set(spec)
         artifacts.version = version
         publish_artifacts(artifacts, root, keep=10)
-    return version, dict(read_manifest(folder).get("extra", {}).get("ann", {}))
+    extra = read_manifest(folder).get("extra", {})
+    return version, {"ann": extra.get("ann", {}), "ann_cosine": extra.get("ann_cosine", {})}
 
 
-def published_spec_of(folder: Path) -> SyntheticSpec | None:
-    """The spec recorded in one version folder's manifest (None if absent or unreadable)."""
+def published_spec_of(folder: Path) -> dict[str, Any] | None:
+    """The spec recorded in one version folder's manifest, as a dict (None if absent or unreadable); a set
+    built by an older spec (fewer fields) never equals a current one, so it is rebuilt."""
     try:
         raw = json.loads((Path(folder) / "manifest.json").read_text()).get("extra", {}).get(_SPEC_KEY)
     except (OSError, ValueError):
         return None
-    return SyntheticSpec(**raw) if isinstance(raw, dict) else None
+    return raw if isinstance(raw, dict) else None
 
 
 def set_size_bytes(folder: Path) -> int:

@@ -3,6 +3,7 @@ source on top of it, and the fallbacks (no faiss: exact scoring; an index that d
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 
@@ -13,13 +14,19 @@ from recsvc.artifacts import ArtifactError, load_current, publish_artifacts
 from recsvc.config import TrainingSettings
 from recsvc.ranking import LoadedModel, RankingContext
 from recsvc.ranking import ann as ann_module
-from recsvc.ranking.ann import ANN_ARRAY, KIND_FAISS_IVF, AnnUnavailable, load_ann
+from recsvc.ranking.ann import ANN_ARRAY, COSINE_ARRAY, KIND_FAISS_IVF, SPACE_COSINE, AnnUnavailable, load_ann
 from recsvc.ranking.collaborative import CollaborativeSource
 from recsvc.ranking.sources import top_k
 
 faiss = pytest.importorskip("faiss")
 
-from recsvc_training.ann import build_ann_index, default_nlist, exact_top_k  # noqa: E402
+from recsvc_training.ann import (  # noqa: E402
+    build_ann_index,
+    build_cosine_index,
+    default_nlist,
+    exact_top_k,
+    unit_rows,
+)
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from toy_model import build_synthetic_artifacts
@@ -61,15 +68,21 @@ def built(factors: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, np.ndarray]
 
 
 @pytest.fixture(scope="module")
+def built_cosine(factors: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+    return build_cosine_index(factors[1], SETTINGS)
+
+
+@pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory, factors: tuple[np.ndarray, np.ndarray],
-          built: tuple[dict[str, np.ndarray], dict]) -> LoadedModel:
+          built: tuple[dict[str, np.ndarray], dict], built_cosine: tuple[dict[str, np.ndarray], dict]
+          ) -> LoadedModel:
     """A 20k-item synthetic set carrying the index, published and loaded back (checksums verified)."""
     artifacts = build_synthetic_artifacts(n_items=N_ITEMS, n_customers=N_CUSTOMERS, factors=FACTORS,
                                           history_per_customer=5, copurchase_per_item=5)
     users, items = factors
     arrays, meta = built
-    artifacts.arrays.update(als_user_factors=users, als_item_factors=items, **arrays)
-    artifacts.extra["ann"] = meta
+    artifacts.arrays.update(als_user_factors=users, als_item_factors=items, **arrays, **built_cosine[0])
+    artifacts.extra.update(ann=meta, ann_cosine=built_cosine[1])
     artifacts.version = "ann-20k"
     root = tmp_path_factory.mktemp("ann-artifacts")
     publish_artifacts(artifacts, root)
@@ -179,3 +192,36 @@ def test_default_nlist_stays_within_faiss_training_limits() -> None:
     assert default_nlist(20_000) == 512  # 4 * sqrt(20k) = 566, capped at 20k / 39
     assert default_nlist(100) == 2 and default_nlist(10) == 1
 
+
+
+def test_cosine_index_recall_for_similar_items(built_cosine: tuple[dict[str, np.ndarray], dict]) -> None:
+    arrays, meta = built_cosine
+    assert meta["kind"] == KIND_FAISS_IVF and meta["space"] == SPACE_COSINE
+    assert meta["recall_at_10"] >= 0.95 and arrays[COSINE_ARRAY].dtype == np.uint8
+
+
+def test_similar_items_and_bundle_use_the_cosine_index(model: LoadedModel,
+                                                       factors: tuple[np.ndarray, np.ndarray]) -> None:
+    """With the index, SimilarItems returns (nearly) the exact answer with exact cosines, without the item
+    itself; the bundle's "similar to the basket" fill runs on it too."""
+    from recsvc.ranking import BundleQuery, RecommendationEngine
+
+    assert model.ann_cosine is not None
+    engine = RecommendationEngine(model)
+    exact_model = copy.copy(model)
+    exact_model.ann_cosine = None
+    exact_engine = RecommendationEngine(exact_model)
+    unit = unit_rows(factors[1])
+    overlaps = []
+    for row in np.random.default_rng(5).choice(np.arange(50, N_ITEMS), size=100, replace=False):
+        item_id = model.item_id(int(row))
+        got = engine.similar_items(item_id, 10)
+        want = [s.item_id for s in exact_engine.similar_items(item_id, 10)]
+        assert item_id not in {s.item_id for s in got}
+        rows = np.array([model.items.row(s.item_id) for s in got])
+        np.testing.assert_allclose([s.score for s in got], unit[rows] @ unit[row], rtol=1e-4, atol=1e-6)
+        overlaps.append(len({s.item_id for s in got} & set(want)) / 10)
+    assert np.mean(overlaps) >= 0.95
+    result = engine.bundle(BundleQuery(basket_item_ids=[model.item_id(100), model.item_id(200)], num_items=40))
+    assert len(result.items) == 40
+    assert {model.item_id(100), model.item_id(200)}.isdisjoint(s.item_id for s in result.items)

@@ -129,7 +129,10 @@ class AnnIndex:
             raise AnnIndexError(f"the {self.space} index holds {index.ntotal} items, the model {n_items}")
         if int(index.d) != width:
             raise AnnIndexError(f"the {self.space} index has width {index.d}, expected {width}")
-        ivf = faiss.extract_index_ivf(index)
+        try:
+            ivf = faiss.extract_index_ivf(index)
+        except RuntimeError as exc:  # a readable index of another family
+            raise AnnIndexError(f"the {self.space} index is not an IVF index: {exc}") from exc
         # nprobe is set once here, before any search: the index is only read afterwards, which faiss allows
         # from many threads at once.
         ivf.nprobe = max(1, min(int(nprobe), int(ivf.nlist)))
@@ -142,7 +145,7 @@ class AnnIndex:
 
     @classmethod
     def from_array(cls, serialized: np.ndarray, meta: Mapping[str, Any], item_factors_t: np.ndarray) -> AnnIndex:
-        """Deserialise the ``ann_index`` array (uint8) of an artifact set.
+        """Deserialise an index array (``ann_index`` or ``ann_cosine_index``, uint8) of an artifact set.
 
         Raises :class:`AnnUnavailable` without faiss and :class:`AnnIndexError` when the array or its
         metadata do not fit the model.
