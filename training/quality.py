@@ -108,8 +108,7 @@ class EngineCompleter:
 def _attach_ranker(artifacts: ArtifactSet, ranker: TreeEnsemble | None, stats: dict[str, Any]) -> None:
     if ranker is not None:
         artifacts.arrays.update(ranker.to_arrays())
-    artifacts.extra["ranker"] = {k: v for k, v in stats.items() if k != "feature_gain"} | (
-        {"feature_gain": stats["feature_gain"]} if "feature_gain" in stats else {})
+    artifacts.extra["ranker"] = dict(stats)
 
 
 def _summary(report: EvaluationReport) -> dict[str, Any]:
