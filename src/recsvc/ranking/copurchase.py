@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.model import LoadedModel, positions_in
 from recsvc.ranking.reasons import ReasonKind
 from recsvc.ranking.sources import (
     Candidates,
@@ -21,7 +21,6 @@ from recsvc.ranking.sources import (
     RankingContext,
     csr_gather,
     group_by_key,
-    positions_in,
     top_k,
 )
 

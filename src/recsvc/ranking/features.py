@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsvc.ranking.model import LoadedModel
-from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, positions_in
+from recsvc.ranking.model import LoadedModel, positions_in
+from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext
 
 #: Column order of the feature matrix; stored with the ranker and checked at load, so a ranker trained on
 #: another feature set is refused rather than fed the wrong columns.

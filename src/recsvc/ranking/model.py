@@ -80,6 +80,17 @@ def day_to_iso(day: int) -> str:
     return (_EPOCH + timedelta(days=int(day))).isoformat()
 
 
+def positions_in(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Index into ``values`` (unique, any order) of each of ``queries`` (int64), ``-1`` where absent."""
+    queries = np.asarray(queries, dtype=np.int64)
+    if values.size == 0 or queries.size == 0:
+        return np.full(queries.shape, -1, dtype=np.int64)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    pos = np.minimum(np.searchsorted(sorted_values, queries), sorted_values.size - 1)
+    return np.where(sorted_values[pos] == queries, order[pos], -1).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class CustomerHistory:
     """One customer's purchased items (read-only views into the history CSR arrays).
@@ -101,14 +112,7 @@ class CustomerHistory:
 
     def positions_of(self, item_rows: np.ndarray) -> np.ndarray:
         """Index into this history of each item row (int64), ``-1`` where the customer never bought it."""
-        item_rows = np.asarray(item_rows, dtype=np.int64)
-        if self.items.size == 0 or item_rows.size == 0:
-            return np.full(item_rows.shape, -1, dtype=np.int64)
-        order = np.argsort(self.items, kind="stable")
-        sorted_items = self.items[order]
-        pos = np.minimum(np.searchsorted(sorted_items, item_rows), sorted_items.size - 1)
-        found = sorted_items[pos] == item_rows
-        return np.where(found, order[pos], -1).astype(np.int64)
+        return positions_in(self.items, item_rows)
 
 
 class LoadedModel:

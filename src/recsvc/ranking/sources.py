@@ -155,17 +155,6 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))].astype(np.int64)
 
 
-def positions_in(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Index into ``values`` (unique, any order) of each of ``queries`` (int64), ``-1`` where absent."""
-    queries = np.asarray(queries, dtype=np.int64)
-    if values.size == 0 or queries.size == 0:
-        return np.full(queries.shape, -1, dtype=np.int64)
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    pos = np.minimum(np.searchsorted(sorted_values, queries), sorted_values.size - 1)
-    return np.where(sorted_values[pos] == queries, order[pos], -1).astype(np.int64)
-
-
 def csr_gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of all entries of CSR ``rows`` and, for each, the index into ``rows`` it came from."""
     rows = np.asarray(rows, dtype=np.int64)
