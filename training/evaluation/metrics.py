@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from recsvc_training.evaluation.topk import csr_contains, row_item_keys
+
 logger = logging.getLogger(__name__)
 
 
@@ -187,21 +189,14 @@ def _check(recs: np.ndarray, truth: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _hits(recs: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
-    n, n_items = truth.shape
+    n_items = truth.shape[1]
     hits = np.zeros(recs.shape, dtype=bool)
     valid = (recs >= 0) & (recs < n_items)
     if not valid.any() or truth.nnz == 0:
         return hits
-    rows = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], recs.shape)
-    keys = rows[valid] * n_items + recs[valid]
-    # First occurrence of each (customer, item): later repeats in the same list are not hits.
-    _, first = np.unique(keys, return_index=True)
-    first_only = np.zeros(len(keys), dtype=bool)
-    first_only[first] = True
-    # Sorted, because CSR rows are in order and indices are sorted within each row.
-    truth_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(truth.indptr)) * n_items + truth.indices
-    pos = np.minimum(np.searchsorted(truth_keys, keys), len(truth_keys) - 1)
-    hits[valid] = (truth_keys[pos] == keys) & first_only
+    # Later repeats of an item in the same list are not hits; truth holds sorted indices (truth_from_lists).
+    _, keys, first_only = row_item_keys(recs, valid, n_items)
+    hits[valid] = csr_contains(truth, keys) & first_only
     return hits
 
 

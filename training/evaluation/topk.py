@@ -56,6 +56,30 @@ def top_k_dense(scores: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def row_item_keys(ids: np.ndarray, valid: np.ndarray, n_items: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For an int array ``ids`` ``[n, m]`` and its ``valid`` mask: each entry's row (``[n, m]``), one
+    ``row * n_items + id`` key per valid entry (row-major order), and which of those keys is the first of its
+    (row, id) pair — later repeats within a row are not new items."""
+    rows = np.broadcast_to(np.arange(ids.shape[0], dtype=np.int64)[:, None], ids.shape)
+    keys = rows[valid] * n_items + ids[valid]
+    _, first = np.unique(keys, return_index=True)
+    first_only = np.zeros(len(keys), dtype=bool)
+    first_only[first] = True
+    return rows, keys, first_only
+
+
+def csr_contains(matrix: sp.csr_matrix, keys: np.ndarray) -> np.ndarray:
+    """Whether each ``row * n_cols + col`` key is stored in ``matrix``, which must hold sorted indices and no
+    duplicates (then its keys come out sorted, and one searchsorted answers all)."""
+    n, n_cols = matrix.shape
+    if matrix.nnz == 0:
+        return np.zeros(len(keys), dtype=bool)
+    stored = np.repeat(np.arange(n, dtype=np.int64), np.diff(matrix.indptr)) * n_cols + matrix.indices
+    pos = np.minimum(np.searchsorted(stored, keys), len(stored) - 1)
+    return np.asarray(stored[pos] == keys)
+
+
 def fill_unique(candidates: np.ndarray, k: int, n_items: int,
                 exclude: sp.csr_matrix | None = None) -> np.ndarray:
     """The first ``k`` distinct valid entries of each row of ``candidates``, in order; -1 padding.
@@ -70,18 +94,12 @@ def fill_unique(candidates: np.ndarray, k: int, n_items: int,
     valid = (cand >= 0) & (cand < n_items)
     if n == 0 or not valid.any():
         return out
-    rows = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], cand.shape)
-    keys = rows[valid] * n_items + cand[valid]
-    _, first = np.unique(keys, return_index=True)
-    keep_valid = np.zeros(len(keys), dtype=bool)
-    keep_valid[first] = True
+    rows, keys, keep_valid = row_item_keys(cand, valid, n_items)
     if exclude is not None and exclude.nnz:
         ex = sp.csr_matrix(exclude, copy=True)
         ex.sum_duplicates()
         ex.sort_indices()
-        ex_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(ex.indptr)) * n_items + ex.indices
-        pos = np.minimum(np.searchsorted(ex_keys, keys), len(ex_keys) - 1)
-        keep_valid &= ex_keys[pos] != keys
+        keep_valid &= ~csr_contains(ex, keys)
     keep = np.zeros(cand.shape, dtype=bool)
     keep[valid] = keep_valid
     rank = np.cumsum(keep, axis=1) - 1
