@@ -159,6 +159,16 @@ def _finish(index: Any, array_name: str, meta: dict[str, Any], tuning: dict[str,
     return {array_name: serialized}, meta
 
 
+def _exact_reason(n_items: int, settings: TrainingSettings) -> dict[str, Any] | None:
+    """Metadata saying why no index is built (a catalog below ``ann_min_items``), else None; an unknown
+    ``ann_encoding`` raises ValueError before any work is done."""
+    if n_items < settings.ann_min_items:
+        return {"kind": "exact", "reason": f"{n_items} items < ann_min_items {settings.ann_min_items}"}
+    if settings.ann_encoding not in _ENCODINGS:
+        raise ValueError(f"ann_encoding must be one of {', '.join(_ENCODINGS)}, got {settings.ann_encoding!r}")
+    return None
+
+
 def build_ann_index(user_factors: np.ndarray, item_factors: np.ndarray, settings: TrainingSettings
                     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Build, tune and measure the inner-product ANN index when the catalog is large enough.
@@ -191,10 +201,9 @@ def build_ann_index(user_factors: np.ndarray, item_factors: np.ndarray, settings
         ``ann_encoding`` is not one of the supported encodings.
     """
     n_items, dims = item_factors.shape
-    if n_items < settings.ann_min_items:
-        return {}, {"kind": "exact", "reason": f"{n_items} items < ann_min_items {settings.ann_min_items}"}
-    if settings.ann_encoding not in _ENCODINGS:
-        raise ValueError(f"ann_encoding must be one of {', '.join(_ENCODINGS)}, got {settings.ann_encoding!r}")
+    skip = _exact_reason(n_items, settings)
+    if skip is not None:
+        return {}, skip
     faiss = import_faiss()
     started = time.perf_counter()
     item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
@@ -239,10 +248,9 @@ def build_cosine_index(item_factors: np.ndarray, settings: TrainingSettings
     ``extra["ann_cosine"]``, or ``({}, meta)`` with ``kind "exact"``.
     """
     n_items, dims = item_factors.shape
-    if n_items < settings.ann_min_items:
-        return {}, {"kind": "exact", "reason": f"{n_items} items < ann_min_items {settings.ann_min_items}"}
-    if settings.ann_encoding not in _ENCODINGS:
-        raise ValueError(f"ann_encoding must be one of {', '.join(_ENCODINGS)}, got {settings.ann_encoding!r}")
+    skip = _exact_reason(n_items, settings)
+    if skip is not None:
+        return {}, skip
     faiss = import_faiss()
     started = time.perf_counter()
     unit = unit_rows(item_factors)
