@@ -127,6 +127,29 @@ def test_top_item_rows_is_what_recommend_serves() -> None:
     assert [model.item_id(int(r)) for r in rows] == served
 
 
+# ------------------------------------------------------------------------------------------- label windows
+
+def test_older_label_windows_without_enough_history_are_skipped() -> None:
+    """Pins the guard that keeps several label windows safe on a short log (the six-week Ta Feng slice):
+    an older window needs ``ranker_min_history_days`` of log before it, the newest only a week."""
+    from recsvc_training.learned_blend import label_window_starts
+
+    three = TrainingSettings(ranker_label_days=28, ranker_label_windows=3, ranker_min_history_days=60)
+    # a long log: all three windows, newest first
+    assert label_window_starts(400, 0, three) == [372, 344, 316]
+    # log starts on day 250: 122 and 94 days before the two newer windows, 66 before the oldest
+    assert label_window_starts(400, 250, three) == [372, 344, 316]
+    # log starts on day 270: the oldest window would have 46 days of history, so it is dropped
+    assert label_window_starts(400, 270, three) == [372, 344]
+    # a short log: the newest window is kept with 22 days of history, the older ones are not
+    assert label_window_starts(400, 350, three) == [372]
+    # under a week before even the newest: no window at all
+    assert label_window_starts(400, 368, three) == []
+    # the setting decides: with no minimum, every window with a week of history counts
+    assert label_window_starts(400, 350, dataclasses.replace(three, ranker_min_history_days=0)) == [372]
+    assert label_window_starts(400, 300, dataclasses.replace(three, ranker_min_history_days=0)) == [372, 344, 316]
+
+
 # ------------------------------------------------------------------------------------------------ the gate
 
 SUMMARY = {"default": {"ndcg@10": 0.10}, "baselines": {"buy_it_again": {"ndcg@10": 0.12}}}

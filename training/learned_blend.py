@@ -37,6 +37,28 @@ _SEED = 20240601
 _NEGATIVES_PER_QUERY = 60
 
 
+#: Days of history every label window needs whatever the settings say: with less, the models built before it
+#: are close to empty and its queries teach nothing.
+MIN_WINDOW_HISTORY_DAYS = 7
+
+
+def label_window_starts(end_day: int, first_day: int, settings: TrainingSettings) -> list[int]:
+    """First days of the ranker's label windows ending at ``end_day`` (exclusive), newest first.
+
+    Up to ``settings.ranker_label_windows`` consecutive windows of ``settings.ranker_label_days`` days. The
+    newest is used whenever a week of log precedes it; an older one only when at least
+    ``settings.ranker_min_history_days`` precede it, because a ranker that learns from customers with a few
+    weeks of history learns that history matters little (on a six-week Ta Feng slice the older windows
+    pulled Recall@10 below buy-it-again). ``first_day`` is the log's first day (days since epoch).
+    """
+    days = settings.ranker_label_days
+    starts = [end_day - (i + 1) * days for i in range(max(settings.ranker_label_windows, 1))]
+    newest, older = starts[0], starts[1:]
+    kept = [newest] if newest - first_day >= MIN_WINDOW_HISTORY_DAYS else []
+    return kept + [s for s in older if s - first_day >= max(settings.ranker_min_history_days,
+                                                            MIN_WINDOW_HISTORY_DAYS)]
+
+
 def restrict(data: TrainingData, end_day: int) -> TrainingData:
     """The same data with only the events before ``end_day`` (days since epoch); other tables unchanged."""
     return dataclasses.replace(data, events=data.events[data.events[C.DAY].to_numpy() < end_day])

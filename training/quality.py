@@ -44,7 +44,7 @@ from recsvc_training.evaluation import (
     render_markdown,
 )
 from recsvc_training.evaluation.report import write_report
-from recsvc_training.learned_blend import fit_learned_ranker, restrict
+from recsvc_training.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker, label_window_starts, restrict
 
 logger = logging.getLogger(__name__)
 
@@ -193,13 +193,12 @@ def evaluate_and_learn(data: TrainingData, artifacts: ArtifactSet, settings: Tra
         return models[day]
 
     def windows_ending(end: int) -> list[tuple[LoadedModel, int]]:
-        """Label windows ending at ``end`` (exclusive), newest first, each with a week of history at least."""
-        starts = [end - (i + 1) * label_days for i in range(settings.ranker_label_windows)]
-        return [(model_before(start), start) for start in starts if start - first_day >= 7]
+        """Label windows ending at ``end`` (exclusive) with enough history before them, newest first."""
+        return [(model_before(start), start) for start in label_window_starts(end, first_day, settings)]
 
     report = None
     cutoff = end_day + 1 - settings.eval_test_days
-    if settings.evaluate and cutoff - label_days - first_day >= 7:
+    if settings.evaluate and cutoff - label_days - first_day >= MIN_WINDOW_HISTORY_DAYS:
         started = time.perf_counter()
         split = time_split(data.events, settings.eval_test_days, cutoff_day=cutoff,
                            catalog_item_ids=data.items[C.ITEM_ID].to_numpy())

@@ -82,6 +82,9 @@ class TrainingSettings:
     ranker_label_days: int = 28
     #: Consecutive label windows (each ``ranker_label_days`` long, newest last) pooled to train the ranker.
     ranker_label_windows: int = 1
+    #: An older label window is used only when at least this many days of log precede it (the newest one
+    #: always is): on a short log the older windows' customers have too little history to learn from.
+    ranker_min_history_days: int = 60
     #: At most this many customers (queries) train the ranker; a seeded sample keeps runs reproducible.
     ranker_max_customers: int = 10000
     #: Candidates each source proposes to the ranker's pool.
