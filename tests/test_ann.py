@@ -150,18 +150,18 @@ def test_without_faiss_the_server_scores_exactly_and_warns(model: LoadedModel, m
 
     monkeypatch.setattr(ann_module, "import_faiss", missing)
     with caplog.at_level(logging.WARNING, logger="recsvc.ranking.ann"):
-        index = load_ann(model.arrays, model.extra, model.item_factors_t)
+        index = load_ann(model.arrays, model.extra, model.item_factors)
     assert index is None
     assert "faiss is not installed" in caplog.text and "exactly" in caplog.text
 
 
 def test_an_index_of_another_catalog_is_refused(model: LoadedModel) -> None:
     with pytest.raises(ArtifactError, match="holds 20000 items"):
-        load_ann(model.arrays, model.extra, np.ascontiguousarray(model.item_factors_t[:, :100]))
+        load_ann(model.arrays, model.extra, np.ascontiguousarray(model.item_factors[:100]))
     with pytest.raises(ArtifactError, match="unknown ANN index kind"):
-        load_ann(model.arrays, {"ann": {**model.extra["ann"], "kind": "hnsw"}}, model.item_factors_t)
+        load_ann(model.arrays, {"ann": {**model.extra["ann"], "kind": "hnsw"}}, model.item_factors)
     with pytest.raises(ArtifactError, match="not a readable faiss index"):
-        load_ann({ANN_ARRAY: np.arange(64, dtype=np.uint8)}, model.extra, model.item_factors_t)
+        load_ann({ANN_ARRAY: np.arange(64, dtype=np.uint8)}, model.extra, model.item_factors)
 
 
 def test_exact_top_k_agrees_with_a_full_sort(factors: tuple[np.ndarray, np.ndarray]) -> None:

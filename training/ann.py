@@ -111,7 +111,7 @@ def _train_ivf(vectors: np.ndarray, settings: TrainingSettings) -> tuple[Any, st
     return index, factory, nlist, n_train
 
 
-def _tune(index: Any, vectors_t: np.ndarray, space: str, nlist: int, samples: tuple[np.ndarray, ...],
+def _tune(index: Any, vectors: np.ndarray, space: str, nlist: int, samples: tuple[np.ndarray, ...],
           target: float) -> tuple[dict[str, float], tuple[int, float, float] | None]:
     """Smallest nprobe of the ladder whose recall on the tuning sample and then on the measuring sample
     reaches ``target``: (recall per nprobe on the tuning sample, (nprobe, recall, ms per search) or None).
@@ -125,7 +125,7 @@ def _tune(index: Any, vectors_t: np.ndarray, space: str, nlist: int, samples: tu
     tuning: dict[str, float] = {}
     chosen: tuple[int, float, float] | None = None
     for nprobe in ladder:
-        ann = AnnIndex(index, vectors_t, nprobe, {"space": space})
+        ann = AnnIndex(index, vectors, nprobe, {"space": space})
         tuned, _ = measure_recall(ann, tune_q, tune_truth, exclude=tune_ex)
         tuning[str(nprobe)] = round(tuned, 4)
         if tuned < target:
@@ -217,7 +217,7 @@ def build_ann_index(user_factors: np.ndarray, item_factors: np.ndarray, settings
                                               settings.als_random_state)
     if tune_users.shape[0] == 0:
         return {}, {"kind": "exact", "reason": "no customer has ALS factors to measure recall with"}
-    tuning, chosen = _tune(index, np.ascontiguousarray(item_factors.T), SPACE_INNER_PRODUCT, nlist,
+    tuning, chosen = _tune(index, item_factors, SPACE_INNER_PRODUCT, nlist,
                            (tune_users, exact_top_k(tune_users, item_factors, RECALL_K),
                             measure_users, exact_top_k(measure_users, item_factors, RECALL_K)),
                            settings.ann_target_recall)
@@ -270,7 +270,7 @@ def build_cosine_index(item_factors: np.ndarray, settings: TrainingSettings
         top = exact_top_k(unit[rows], unit, RECALL_K + 1)
         return np.stack([np.concatenate([t[t != r], t])[:RECALL_K] for t, r in zip(top, rows, strict=True)])
 
-    tuning, chosen = _tune(index, np.ascontiguousarray(unit.T), SPACE_COSINE, nlist,
+    tuning, chosen = _tune(index, np.ascontiguousarray(unit, dtype=np.float32), SPACE_COSINE, nlist,
                            (unit[tune_rows], truth_without_self(tune_rows), unit[measure_rows],
                             truth_without_self(measure_rows), tune_rows, measure_rows),
                            settings.ann_target_recall)

@@ -34,7 +34,7 @@ def most_similar_sources(model: LoadedModel, candidates: np.ndarray, sources: np
     sims[candidates[:, None] == sources[None, :]] = -np.inf
     width = min(n, sources.size)
     order = np.argsort(-sims, axis=1, kind="stable")[:, :width]
-    chosen_sims = np.take_along_axis(sims, order, axis=1)
+    chosen_sims = sims[np.arange(candidates.size)[:, None], order]
     out[:, :width] = np.where(chosen_sims > 0, sources[order], -1)
     return out
 
@@ -68,7 +68,12 @@ class CollaborativeSource(CandidateSource):
             scores = user @ m.item_factors_t
             best = top_k(scores, k)
             best_scores = scores[best]
+        return Candidates.build(self.name, best, best_scores, ReasonKind.CUSTOMERS_LIKE_YOU,
+                                resolve_reason_items=self.reason_items)
+
+    def reason_items(self, items: np.ndarray, ctx: RankingContext) -> np.ndarray:
+        """The customer's history items most similar to each of ``items`` (``[m, 2]``): computed only for the
+        candidates that are shown, since most of the ``k`` never are."""
         hist = ctx.history
         recent = np.argsort(-hist.last_day, kind="stable")[: self.max_explain_history]
-        sources = most_similar_sources(m, best, hist.items[recent].astype(np.int64))
-        return Candidates.build(self.name, best, best_scores, ReasonKind.CUSTOMERS_LIKE_YOU, sources)
+        return most_similar_sources(self.model, items, hist.items[recent].astype(np.int64))

@@ -386,6 +386,26 @@ class RecommendationEngine:
         return Suggestion(item_id=m.item_id(row), score=float(score), title=str(m.item_titles[row]),
                           category=str(m.item_categories[row]), reason=reason)
 
+    def _suggestions(self, rows: np.ndarray, scores: np.ndarray, reasons: Sequence[Reason]) -> list[Suggestion]:
+        """:meth:`_suggestion` for many rows at once (ids, titles and categories read in one gather each)."""
+        m = self._model
+        rows = np.asarray(rows, dtype=np.int64)
+        return [Suggestion(item_id=item_id, score=score, title=title, category=category, reason=reason)
+                for item_id, score, title, category, reason in zip(
+                    m.items.ids[rows].tolist(), np.asarray(scores, dtype=np.float64).tolist(),
+                    m.item_titles[rows].tolist(), m.item_categories[rows].tolist(), reasons, strict=True)]
+
+    def _reasons(self, ranked: _Ranked, chosen: np.ndarray, ctx: RankingContext) -> list[Reason]:
+        """The reasons of ``ranked``'s items at ``chosen``, asked of each source list once for all its items."""
+        lists, positions = ranked.source[chosen], ranked.position[chosen]
+        reasons: list[Reason | None] = [None] * chosen.size
+        for source in np.unique(lists).tolist():
+            at = np.flatnonzero(lists == source)
+            found = ranked.lists[source].reasons_at(positions[at], self._model, ctx)
+            for i, reason in zip(at.tolist(), found, strict=True):
+                reasons[i] = reason
+        return [r for r in reasons if r is not None]
+
     def _popular(self, ctx: RankingContext, item_filter: _ItemFilter, taken: np.ndarray, need: int
                  ) -> Candidates:
         """Up to ``need`` popular items the filter allows and not in ``taken``, reading ever deeper prefixes
@@ -435,16 +455,13 @@ class RecommendationEngine:
         if ranked.policy:
             policy = ranked.policy
         chosen = np.flatnonzero(item_filter.allows(ranked.items))[:n]
-        suggestions = [self._suggestion(int(ranked.items[i]), float(ranked.scores[i]),
-                                        ranked.lists[int(ranked.source[i])].reason_at(int(ranked.position[i]),
-                                                                                      m, ctx))
-                       for i in chosen]
+        suggestions = self._suggestions(ranked.items[chosen], ranked.scores[chosen],
+                                        self._reasons(ranked, chosen, ctx))
         if len(suggestions) < n:
             fill = self._popular(ctx, item_filter, ranked.items[chosen], n - len(suggestions))
             rrf = self._weights.popularity / (self._weights.rank_offset + 1.0 + np.arange(len(fill)))
             scores = continue_below(suggestions[-1].score if suggestions else None, rrf)
-            suggestions += [self._suggestion(int(fill.items[i]), float(scores[i]), fill.reason_at(i, m, ctx))
-                            for i in range(len(fill))]
+            suggestions += self._suggestions(fill.items, scores, fill.reasons_at(np.arange(len(fill)), m, ctx))
         return RecommendResult(
             items=tuple(suggestions), model_version=m.version,
             resolved_customer_id=m.customer_id(customer_row) if known else "",
