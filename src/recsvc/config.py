@@ -80,8 +80,9 @@ class TrainingSettings:
     learn_ranker: bool = True
     #: Length of the window whose purchases label the ranker's training examples, in days.
     ranker_label_days: int = 28
-    #: Consecutive label windows (each ``ranker_label_days`` long, newest last) pooled to train the ranker.
-    ranker_label_windows: int = 1
+    #: Consecutive label windows (each ``ranker_label_days`` long) pooled to train the ranker. 3: Online
+    #: Retail NDCG@10 0.3713 against 0.3494 with 1; Ta Feng unchanged (its older windows lack history, below).
+    ranker_label_windows: int = 3
     #: An older label window is used only when at least this many days of log precede it (the newest one
     #: always is): on a short log the older windows' customers have too little history to learn from.
     ranker_min_history_days: int = 60
