@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from recsvc.ranking.reasons import ReasonKind
-from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext
+from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, isin
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class PopularitySource(CandidateSource):
             order, values, kind = m.pop_order_global, m.pop_global, ReasonKind.POPULAR
         rest = order[: k + store_items.size]
         if store_items.size:
-            rest = rest[~np.isin(rest, store_items)]
+            rest = rest[~isin(rest, store_items)]
         rest = rest[: k - store_items.size]
         items = np.concatenate([store_items, rest])
         scores = np.concatenate([store_scores.astype(np.float32), values[rest].astype(np.float32)])

@@ -33,7 +33,7 @@ from recsvc.ranking.policies import AppliedPolicy, ChannelPolicies
 from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.reasons import Reason, ReasonKind, explain
 from recsvc.ranking.repurchase import RepurchaseSource
-from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, csr_gather, top_k
+from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, csr_gather, isin, top_k
 from recsvc.stock import StockFilter, StockWatcher
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class _ItemFilter:
         if self.category_allowed is not None:
             mask &= self.category_allowed[self.model.category_codes[items]]
         if self.blocked.size:
-            mask &= ~np.isin(items, self.blocked)
+            mask &= ~isin(items, self.blocked)
         return mask
 
 
@@ -418,7 +418,7 @@ class RecommendationEngine:
             popular = self._popularity.candidates(ctx, k)
             mask = item_filter.allows(popular.items)
             if taken.size:
-                mask &= ~np.isin(popular.items, taken)
+                mask &= ~isin(popular.items, taken)
             keep = np.flatnonzero(mask)
             if keep.size >= need or k >= n_items:
                 return popular.take(keep[:need])
@@ -524,7 +524,7 @@ class RecommendationEngine:
             return Candidates.empty("similar")
         if m.ann_cosine is not None:  # large catalog: the trainer's cosine index instead of a full scan
             rows, scores = m.ann_cosine.search(centroid, need + item_filter.blocked.size + taken.size + 32)
-            keep = np.flatnonzero(item_filter.allows(rows) & ~np.isin(rows, taken) & (scores > 0))[:need]
+            keep = np.flatnonzero(item_filter.allows(rows) & ~isin(rows, taken) & (scores > 0))[:need]
             best, best_sims = rows[keep], scores[keep]
         else:
             sims = m.cosine_to(centroid)
@@ -572,10 +572,8 @@ class RecommendationEngine:
             # Co-purchase keeps its own score; the fill tiers score just below the item before them.
             scores = (tier.scores.astype(np.float64) if tier_no == 0
                       else continue_below(last, np.full(len(tier), np.inf)))
-            for i in range(len(tier)):
-                reason = tier.reason_at(i, m, ctx)
-                suggestions.append(self._suggestion(int(tier.items[i]), float(scores[i]), reason))
-                completion_rows.append(int(tier.items[i]))
+            suggestions += self._suggestions(tier.items, scores, tier.reasons_at(np.arange(len(tier)), m, ctx))
+            completion_rows += tier.items.tolist()
         completions = list(zip(completion_rows, suggestions, strict=True))
         bundle = self._build_bundle(basket, item_filter, size - 1, completions) if basket.size else None
         return BundleResult(items=tuple(suggestions), bundle=bundle, model_version=m.version,

@@ -194,6 +194,18 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))].astype(np.int64)
 
 
+def isin(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """``np.isin(values, of)``, by one broadcast comparison when both are small (the usual request: tens of
+    candidates against a basket or a short list), where ``np.isin``'s sorting costs 3-4x more."""
+    if values.size * of.size <= _BROADCAST_ISIN_LIMIT:
+        return (np.asarray(values)[..., None] == np.asarray(of).reshape(-1)).any(axis=-1)
+    return np.isin(values, of)
+
+
+#: Above this many element pairs :func:`isin` sorts (``np.isin``) instead of comparing every pair.
+_BROADCAST_ISIN_LIMIT = 16_384
+
+
 def csr_gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of all entries of CSR ``rows`` and, for each, the index into ``rows`` it came from."""
     rows = np.asarray(rows, dtype=np.int64)
