@@ -11,12 +11,13 @@ What it does, per scenario:
     process count) under the same closed-loop load: the yardstick for the throughput ratio.
 ``100k`` / ``1m``
     ``recsvc serve`` (the real command, ``workers`` processes) on a synthetic set of that size
-    (:mod:`benchmarks.synthetic`; 1M customers, 64 factors, the 1M set with the trainer's ANN index), driven
-    by ``callers`` closed-loop caller processes per RPC (Recommend, RecommendBundle, SimilarItems), then
-    Recommend and RecommendBundle again at a paced rate of ``--paced-share`` of the closed-loop throughput.
-``100k-ann``
-    the same 100k catalog with the trainer's ANN indexes (``ann_min_items`` lowered to 50k): what exact
-    scoring costs at 100k, for choosing the threshold.
+    (:mod:`benchmarks.synthetic`; 1M customers, 64 factors, the trainer's ANN indexes and a learned ranker of
+    the trainer's shape, as ``recsvc train`` would publish), driven by ``callers`` closed-loop caller
+    processes per RPC (Recommend, RecommendBundle, SimilarItems), then Recommend and RecommendBundle again at
+    a paced rate of ``--paced-share`` of the closed-loop throughput.
+``100k-blend``
+    the same 100k catalog without a learned ranker: Recommend blends the sources by rank (what a model
+    without enough history for a ranker serves), to show what the ranker costs.
 ``swap``
     the 1M set served at ``--swap-share`` (70 %) of its closed-loop Recommend throughput while a second 1M
     version is published and the server told to reload (SIGHUP, as an operator or CI would); counts failed
@@ -66,6 +67,7 @@ logger = logging.getLogger("benchmarks.load")
 
 SERVICE = "recsvc.v1.Recommender"
 RPCS = ("Recommend", "RecommendBundle", "SimilarItems")
+SCENARIOS = ("echo", "100k", "100k-blend", "1m", "swap")
 #: Result columns each caller writes: send time (s since the run's start), latency (s), status code, version.
 COLUMNS = 4
 MAX_REQUESTS_PER_CALLER = 2_000_000
@@ -506,10 +508,8 @@ class Options:
     work: Path
 
 
-def _spec(n_items: int, seed: int = 0, ann_min_items: int | None = None) -> SyntheticSpec:
-    if ann_min_items is None:
-        return SyntheticSpec(n_items=n_items, seed=seed)
-    return SyntheticSpec(n_items=n_items, seed=seed, ann_min_items=ann_min_items)
+def _spec(n_items: int, seed: int = 0, learned_ranker: bool = True) -> SyntheticSpec:
+    return SyntheticSpec(n_items=n_items, seed=seed, learned_ranker=learned_ranker)
 
 
 def scenario_echo(opts: Options, report: dict[str, Any]) -> None:
@@ -522,8 +522,8 @@ def scenario_echo(opts: Options, report: dict[str, Any]) -> None:
 
 
 def scenario_catalog(opts: Options, report: dict[str, Any], n_items: int, label: str,
-                     ann_min_items: int | None = None) -> None:
-    spec = _spec(n_items, ann_min_items=ann_min_items)
+                     learned_ranker: bool = True) -> None:
+    spec = _spec(n_items, learned_ranker=learned_ranker)
     root = opts.work / f"artifacts-{label}"
     version, ann = ensure_published(root, spec, f"bench-{label}-a")
     report["sets"][label] = {"items": n_items, "customers": spec.n_customers, "factors": spec.factors,
@@ -716,8 +716,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Loopback load test of recsvc against a bare echo server.")
-    parser.add_argument("--scenario", choices=["all", "echo", "100k", "100k-ann", "1m", "swap"], default="all",
-                        help="100k-ann: the 100k set with an ANN index (ann_min_items 50k), for comparison")
+    parser.add_argument("--scenario", choices=["all", *SCENARIOS], default="all",
+                        help="100k-blend: the 100k set without a learned ranker (the rank blend), for comparison")
     parser.add_argument("--out", default="benchmarks/results/latest.json")
     parser.add_argument("--callers", type=int, default=8, help="concurrent caller processes (max 64)")
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per run (max 300)")
@@ -750,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["sets"], report["runs"] = previous.get("sets", {}), previous.get("runs", {})
         report["reruns"] = [*previous.get("reruns", []), f"{report['date']}: {report['command']}"]
         report["command"], report["date"] = previous.get("command", report["command"]), previous.get("date", "")
-    scenarios = ["echo", "100k", "100k-ann", "1m", "swap"] if args.scenario == "all" else [args.scenario]
+    scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in scenarios:
         logger.info("scenario %s", name)
         wait_for_quiet(args.quiet_wait)
@@ -758,8 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenario_echo(opts, report)
         elif name == "100k":
             scenario_catalog(opts, report, 100_000, "100k")
-        elif name == "100k-ann":
-            scenario_catalog(opts, report, 100_000, "100k-ann", ann_min_items=50_000)
+        elif name == "100k-blend":
+            scenario_catalog(opts, report, 100_000, "100k-blend", learned_ranker=False)
         elif name == "1m":
             scenario_catalog(opts, report, 1_000_000, "1m")
         else:

@@ -53,6 +53,9 @@ class SyntheticSpec:
     ann_min_items: int = TrainingSettings.ann_min_items
     #: Also build the cosine index (SimilarItems, bundle fill), as the trainer does.
     cosine_index: bool = True
+    #: Carry a learned ranker of the trainer's shape, so Recommend for a known customer takes the default
+    #: path of a trained model (candidate pool, features, trees); without it the engine blends by rank.
+    learned_ranker: bool = True
 
     @property
     def id_width(self) -> int:
@@ -168,6 +171,9 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
 
             cosine_arrays, extra["ann_cosine"] = build_cosine_index(items, settings)
             arrays.update(cosine_arrays)
+    if spec.learned_ranker:
+        ranker_arrays, extra["ranker"] = synthetic_ranker(spec.seed)
+        arrays.update(ranker_arrays)
     artifacts = ArtifactSet(arrays=arrays, channels=list(CHANNELS), data_end_day=DATA_END_DAY,
                             row_counts={"items": n_items, "customers": n_customers, "history_pairs": nnz,
                                         "copurchase_pairs": co_nnz},
@@ -176,6 +182,27 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
     artifacts.validate()
     logger.info("built synthetic set %s in %.1fs", spec, time.perf_counter() - started)
     return artifacts
+
+
+def synthetic_ranker(seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A learned ranker with the trainer's settings (trees, leaves, the server's feature names), fitted by the
+    trainer's own :func:`~recsvc_training.ranker.fit_ranker` on random features whose label depends on a few
+    of them: its answers mean nothing, but its trees are as many and as deep as a real one's, so a request
+    costs what it costs with a trained model. Returns the arrays and the manifest's ``extra["ranker"]``."""
+    from recsvc.ranking.features import FEATURE_NAMES
+    from recsvc_training.ranker import fit_ranker, tree_ensemble_from_lightgbm
+
+    settings = TrainingSettings()
+    rng = np.random.default_rng(seed + 7)
+    groups = [3 * settings.ranker_pool_per_source] * 100
+    X = rng.standard_normal((sum(groups), len(FEATURE_NAMES)))
+    X[rng.random(X.shape) < 0.2] = np.nan  # features are missing for some candidates, as in real pools
+    signal = np.nan_to_num(X[:, :6]) @ rng.standard_normal(6)
+    y = (signal + rng.standard_normal(signal.size) > 2.0).astype(np.int32)
+    booster = fit_ranker(X, y, groups, list(FEATURE_NAMES), params={"num_iterations": settings.ranker_trees})
+    ensemble = tree_ensemble_from_lightgbm(booster)
+    return ensemble.to_arrays(), {"pool_per_source": settings.ranker_pool_per_source, "trees": ensemble.n_trees,
+                                  "max_depth": ensemble.max_depth, "synthetic": True}
 
 
 def ensure_published(root: Path, spec: SyntheticSpec, version: str) -> tuple[str, dict[str, Any]]:
