@@ -29,11 +29,11 @@ from recsvc.ranking import (
     RecommendQuery,
 )
 from recsvc.ranking.blend import continue_below, fuse
-from recsvc.ranking.collaborative import CollaborativeSource
+from recsvc.ranking.collaborative import CollaborativeSource, most_similar_sources
 from recsvc.ranking.copurchase import CoPurchaseSource
 from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.repurchase import RepurchaseSource
-from recsvc.ranking.sources import Candidates, group_by_key, top_k
+from recsvc.ranking.sources import Candidates, group_by_key, isin, top_k
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from toy_model import (
@@ -464,10 +464,37 @@ def test_group_by_key_matches_a_loop(entries: list[tuple[int, float]]) -> None:
     values = np.array([v for _, v in entries], dtype=np.float64)
     grouped = group_by_key(keys, values)
     assert list(grouped.keys) == sorted(set(keys.tolist()))
-    for key, total, best in zip(grouped.keys, grouped.sums, grouped.best, strict=True):
-        mine = [v for k, v in entries if k == key]
+    for key, total, best, second in zip(grouped.keys, grouped.sums, grouped.best, grouped.second, strict=True):
+        mine = sorted((v for k, v in entries if k == key), reverse=True)
         assert total == pytest.approx(sum(mine))
-        assert keys[best] == key and values[best] == max(mine)
+        assert keys[best] == key and values[best] == mine[0]
+        if len(mine) == 1:
+            assert second == -1
+        else:
+            assert second != best and keys[second] == key and values[second] == mine[1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 50), max_size=40), st.lists(st.integers(0, 50), max_size=40), st.integers(1, 600))
+def test_isin_matches_numpy_on_small_and_large_inputs(values: list[int], of: list[int], repeat: int) -> None:
+    # repeat pushes the pair count past the broadcast limit, so both ways are exercised
+    a = np.array(values * repeat, dtype=np.int64)
+    b = np.array(of, dtype=np.int64)
+    assert np.array_equal(isin(a, b), np.isin(a, b))
+
+
+def test_collaborative_reason_names_the_most_similar_history_items(model: LoadedModel) -> None:
+    row = model.customers.row("C001")
+    ctx = RankingContext(customer_row=row, history=model.history(row))
+    found = CollaborativeSource(model).candidates(ctx, 10)
+    assert len(found) and found.resolve_reason_items is not None  # worked out for shown candidates only
+    history = model.history(row).items.astype(np.int64)
+    reasons = found.reasons_at(np.arange(len(found)), model, ctx)
+    for item, reason in zip(found.items.tolist(), reasons, strict=True):
+        expected = [model.item_id(r) for r in most_similar_sources(model, np.array([item]), history)[0] if r >= 0]
+        assert list(reason.source_item_ids) == expected
+        assert reason.kind == ReasonKind.CUSTOMERS_LIKE_YOU
+    assert any(reason.source_item_ids for reason in reasons)
 
 
 @settings(max_examples=100, deadline=None)
