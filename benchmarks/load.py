@@ -190,6 +190,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_run(n: int) -> int:
+    """The first of ``n`` consecutive free loopback ports (checked now; another process may take one later)."""
+    for _ in range(100):
+        first = free_port()
+        socks = []
+        try:
+            for offset in range(n):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", first + offset))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {n} consecutive free ports found")
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (from /proc/<pid>/task/*/children)."""
     out, todo = [], [pid]
@@ -344,8 +363,9 @@ def start_server(root: Path, workers: int, log_dir: Path, extra_env: dict[str, s
     """``python -m recsvc serve`` on a free loopback port, ``workers`` processes; waits for SERVING."""
     port = free_port()
     log = log_dir / f"server-{root.name}-{port}.log"
+    # Metrics on, as an operator runs it (each worker serves its registry on metrics_port + its index).
     env = {**os.environ, "RECSVC_SERVER__WORKERS": str(workers), "RECSVC_SERVER__RELOAD_POLL_SECONDS": "0",
-           **(extra_env or {})}
+           "RECSVC_SERVER__METRICS_PORT": str(free_port_run(workers)), **(extra_env or {})}
     with log.open("wb") as fh:
         process = subprocess.Popen([sys.executable, "-m", "recsvc", "--log-level", "WARNING", "serve",
                                     "--artifacts", str(root), "--host", "127.0.0.1", "--port", str(port)],
