@@ -111,9 +111,17 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
     popularity = rng.zipf(1.3, n_items).astype(np.float64)
     p = popularity / popularity.sum()
     hist_len = rng.poisson(spec.history_mean, n_customers).clip(1, 50)
-    indptr = np.concatenate([[0], np.cumsum(hist_len)]).astype(np.int64)
+    owner = np.repeat(np.arange(n_customers, dtype=np.int64), hist_len)
+    hist_items = rng.choice(n_items, size=owner.size, p=p).astype(np.int32)
+    # One entry per (customer, item), as the trainer writes histories (candidate lists rely on it).
+    order = np.lexsort((hist_items, owner))
+    owner, hist_items = owner[order], hist_items[order]
+    keep = np.ones(owner.size, dtype=bool)
+    keep[1:] = (owner[1:] != owner[:-1]) | (hist_items[1:] != hist_items[:-1])
+    owner, hist_items = owner[keep], hist_items[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n_customers))]).astype(np.int64)
+    del owner, order, keep
     nnz = int(indptr[-1])
-    hist_items = rng.choice(n_items, size=nnz, p=p).astype(np.int32)
     last = DATA_END_DAY - rng.integers(0, 365, nnz)
     count = rng.integers(1, 6, nnz).astype(np.float32)
     first = last - (count.astype(np.int64) - 1) * rng.integers(5, 60, nnz)
@@ -202,7 +210,8 @@ def synthetic_ranker(seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     booster = fit_ranker(X, y, groups, list(FEATURE_NAMES), params={"num_iterations": settings.ranker_trees})
     ensemble = tree_ensemble_from_lightgbm(booster)
     return ensemble.to_arrays(), {"pool_per_source": settings.ranker_pool_per_source, "trees": ensemble.n_trees,
-                                  "max_depth": ensemble.max_depth, "synthetic": True}
+                                  "max_depth": ensemble.max_depth, "features": list(FEATURE_NAMES),
+                                  "synthetic": True}
 
 
 def ensure_published(root: Path, spec: SyntheticSpec, version: str) -> tuple[str, dict[str, Any]]:
@@ -211,7 +220,7 @@ def ensure_published(root: Path, spec: SyntheticSpec, version: str) -> tuple[str
     ``extra``, empty without an index)."""
     root = Path(root)
     folder = root / "versions" / version
-    if folder.is_dir() and published_spec_of(folder) == asdict(spec):
+    if folder.is_dir() and published_spec_of(folder) == asdict(spec) and _ranker_is_current(folder, spec):
         from recsvc.artifacts import set_current
 
         set_current(root, version)
@@ -226,6 +235,16 @@ def ensure_published(root: Path, spec: SyntheticSpec, version: str) -> tuple[str
         publish_artifacts(artifacts, root, keep=10)
     extra = read_manifest(folder).get("extra", {})
     return version, {"ann": extra.get("ann", {}), "ann_cosine": extra.get("ann_cosine", {})}
+
+
+def _ranker_is_current(folder: Path, spec: SyntheticSpec) -> bool:
+    """Whether the cached set's ranker computes this version's features (a server refuses any other)."""
+    if not spec.learned_ranker:
+        return True
+    from recsvc.ranking.features import FEATURE_NAMES
+
+    ranker = read_manifest(folder).get("extra", {}).get("ranker", {})
+    return bool(ranker.get("features") == list(FEATURE_NAMES))
 
 
 def published_spec_of(folder: Path) -> dict[str, Any] | None:
