@@ -194,6 +194,8 @@ def test_training_run_evaluates_learns_the_blend_and_stores_the_report(sample_di
     # 120 days of log, three 28-day label windows asked for: the published ranker's oldest window (36 days of
     # log before it) and evaluation's two older ones (36 and 8 days) lack the 60 days of history they need
     assert len(manifest["extra"]["ranker"]["label_start_days"]) == 2
+    # ranker_max_customers caps the two windows together, not each of them
+    assert manifest["extra"]["ranker"]["queries"] <= FAST.ranker_max_customers
     assert len(manifest["extra"]["evaluation_ranker"]["label_start_days"]) == 1
     served = RecommendationEngine(LoadedModel(load_current(tmp_path)))
     customer = str(served.model.customers.ids[int(np.argmax(np.diff(served.model.hist_indptr)))])

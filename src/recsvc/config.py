@@ -87,7 +87,8 @@ class TrainingSettings:
     #: An older label window is used only when at least this many days of log precede it (the newest one
     #: always is): on a short log the older windows' customers have too little history to learn from.
     ranker_min_history_days: int = 60
-    #: At most this many customers (queries) train the ranker; a seeded sample keeps runs reproducible.
+    #: At most this many customers (queries) train the ranker, shared evenly by the label windows; a seeded
+    #: sample keeps runs reproducible.
     ranker_max_customers: int = 10000
     #: Candidates each source proposes to the ranker's pool.
     ranker_pool_per_source: int = 100
