@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsvc.ranking.model import LoadedModel, positions_in
+from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext
 
 #: Column order of the feature matrix; stored with the ranker and checked at load, so a ranker trained on
@@ -70,12 +70,6 @@ class CandidatePool:
         return int(self.items.size)
 
 
-def _positions(union: np.ndarray, listed: np.ndarray) -> np.ndarray:
-    """Position of each ``union`` item in ``listed`` (best-first list), NaN where absent."""
-    at = positions_in(listed, union)
-    return np.where(at >= 0, at, np.nan).astype(np.float32)
-
-
 def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[CandidateSource],
                k: int) -> CandidatePool:
     """Candidates from ``sources`` (in reason-priority order: history, co-purchase, collaborative, popularity;
@@ -89,8 +83,9 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
     list_of = np.repeat(np.arange(len(lists)), sizes)
     position = np.concatenate([np.arange(s) for s in sizes])
     # The first occurrence in list order wins the reason: lists are in priority order.
-    items, first = np.unique(all_items, return_index=True)
+    items, first, pool_row = np.unique(all_items, return_index=True, return_inverse=True)
     reason_list, reason_position = list_of[first], position[first]
+    offsets = np.cumsum([0, *sizes])
 
     m = model
     n = items.size
@@ -136,7 +131,7 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
 
     if ctx.customer_row >= 0 and m.n_factors:
         user = np.asarray(m.user_factors[ctx.customer_row], dtype=np.float32)
-        cf = user @ m.item_factors_t[:, items]
+        cf = m.item_factors[items] @ user  # rows, not columns of the transposed copy: one cache run per item
         feats[:, col["cf_score"]] = cf
         cf_rank = np.empty(n, dtype=np.float32)
         cf_rank[np.argsort(-cf, kind="stable")] = np.arange(n)
@@ -146,8 +141,11 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
         sims = m.normed_vectors(items) @ m.normed_vectors(recent.astype(np.int64)).T
         sims[items[:, None] == recent[None, :]] = -1.0  # an item is not evidence for itself
         feats[:, col["cf_max_sim_history"]] = sims.max(axis=1)
-    co = lists[_index_of(sources, "copurchase")] if _index_of(sources, "copurchase") >= 0 else None
-    feats[:, col["copurchase_score"]] = _scores_for(items, co) if co is not None else 0.0
+    co = _index_of(sources, "copurchase")
+    copurchase = np.zeros(n, dtype=np.float32)
+    if co >= 0:
+        copurchase[pool_row[offsets[co]:offsets[co + 1]]] = lists[co].scores
+    feats[:, col["copurchase_score"]] = copurchase
 
     pop = m.pop_channel[ctx.channel_row] if ctx.channel_row >= 0 else m.pop_global
     feats[:, col["pop_channel"]] = np.log1p(np.maximum(pop[items], 0))
@@ -163,8 +161,8 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
     for name, source_name in (("rank_history", "repurchase"), ("rank_copurchase", "copurchase"),
                               ("rank_collaborative", "collaborative"), ("rank_popularity", "popularity")):
         i = _index_of(sources, source_name)
-        if i >= 0:
-            feats[:, col[name]] = _positions(items, lists[i].items)
+        if i >= 0:  # each list's items sit at known rows of the pool (np.unique's inverse): no search
+            feats[pool_row[offsets[i]:offsets[i + 1]], col[name]] = np.arange(sizes[i], dtype=np.float32)
     return CandidatePool(items.astype(np.int64), feats, lists, reason_list.astype(np.int64),
                          reason_position.astype(np.int64))
 
@@ -174,12 +172,3 @@ def _index_of(sources: Sequence[CandidateSource], name: str) -> int:
         if source.name == name:
             return i
     return -1
-
-
-def _scores_for(items: np.ndarray, listed: Candidates) -> np.ndarray:
-    """The list's own score for each of ``items`` (0 where the list does not hold it)."""
-    out = np.zeros(items.size, dtype=np.float32)
-    pos = _positions(items, listed.items)
-    found = np.isfinite(pos)
-    out[found] = listed.scores[pos[found].astype(np.int64)]
-    return out
