@@ -149,8 +149,8 @@ def test_source_contract(model: LoadedModel, source_cls: type[CandidateSource], 
         assert {int(kind) for kind in c.kinds} <= {int(kind) for kind in ReasonKind} - {0}
         if source.needs_customer and ctx.customer_row < 0:
             assert n == 0
-        for i in range(n):  # every candidate can be explained
-            assert c.reason_at(i, model, ctx).text
+        reasons = c.reasons_at(np.arange(n), model, ctx)  # every candidate can be explained
+        assert len(reasons) == n and all(reason.text for reason in reasons)
 
 
 def test_repurchase_source_skips_one_off_purchases(model: LoadedModel) -> None:

@@ -650,12 +650,11 @@ class RecommendationEngine:
             keep = (rows != row) & (scores > 0)
             if channel_row >= 0:
                 keep &= m.item_channels[rows, channel_row]
-            return [self._suggestion(int(r), float(v), reason) for r, v in zip(rows[keep][:n], scores[keep][:n],
-                                                                             strict=True)]
+            return self._suggestions(rows[keep][:n], scores[keep][:n], [reason] * min(n, int(keep.sum())))
         sims = m.cosine_to(query)
         sims[row] = -np.inf
         if channel_row >= 0:
             sims = np.where(m.item_channels[:, channel_row], sims, -np.inf)
         best = top_k(sims, n)
         best = best[sims[best] > 0]
-        return [self._suggestion(int(r), float(sims[r]), reason) for r in best]
+        return self._suggestions(best, sims[best], [reason] * best.size)

@@ -152,10 +152,6 @@ class Candidates:
                         request_store=ctx.store_row)
                 for kind, rows, days, interval, day, channel, store in columns]
 
-    def reason_at(self, i: int, model: LoadedModel, ctx: RankingContext) -> Reason:
-        """The display reason of candidate ``i`` (see :meth:`reasons_at`)."""
-        return self.reasons_at(np.array([i]), model, ctx)[0]
-
 
 class CandidateSource(abc.ABC):
     """Proposes candidates for one request from one kind of evidence.
