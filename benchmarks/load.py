@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.synthetic import CHANNELS, SyntheticSpec, ensure_published, set_size_bytes
+from recsvc.artifacts import read_manifest
 
 logger = logging.getLogger("benchmarks.load")
 
@@ -546,8 +547,10 @@ def scenario_catalog(opts: Options, report: dict[str, Any], n_items: int, label:
     spec = _spec(n_items, learned_ranker=learned_ranker)
     root = opts.work / f"artifacts-{label}"
     version, ann = ensure_published(root, spec, f"bench-{label}-a")
+    ranker = read_manifest(root / "versions" / version).get("extra", {}).get("ranker", {})
     report["sets"][label] = {"items": n_items, "customers": spec.n_customers, "factors": spec.factors,
-                             "disk_mb": round(set_size_bytes(root / "versions" / version) / 1e6, 1), "ann": ann}
+                             "disk_mb": round(set_size_bytes(root / "versions" / version) / 1e6, 1), "ann": ann,
+                             "ranker": {k: ranker[k] for k in ("trees", "max_depth", "pool_per_source") if k in ranker}}
     with running(start_server(root, opts.workers, opts.work)) as server:
         idle_rss, idle_pss = memory_kib(server.pids())
         report["sets"][label].update(server_rss_mb=round(idle_rss / 1024, 1), server_pss_mb=round(idle_pss / 1024, 1))
@@ -688,7 +691,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cpus']} cores ({m['cpu_model']}), {m['memory_gb']} GB; Python {m['python']}, "
         f"numpy {m['numpy']}, grpcio {m['grpcio']}, faiss {m['faiss']}  ",
         f"Load: {report['options']['callers']} caller processes (one channel each) on the same cores as the "
-        f"server; server `recsvc serve` with {report['options']['workers']} worker processes; echo server with "
+        f"server; server `recsvc serve` with {report['options']['workers']} worker processes and metrics on; echo "
+        "server with "
         f"as many processes; {report['options']['duration']} s measured after {report['options']['warmup']} s "
         "warm-up; paced runs at "
         f"{int(100 * report['options']['paced_share'])} % of the closed-loop throughput.", "",
@@ -708,8 +712,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "CPU columns are cores used during the measured window (CPU seconds per second) by the server "
               "processes, the caller processes, and everything else on the machine (other people's jobs on a "
               f"shared host show up there); the machine has {m['cpus']}.", "",
-              "## Artifact sets", "", "| set | items | customers | on disk MB | server PSS MB (idle) | ANN |",
-              "|---|---:|---:|---:|---:|---|"]
+              "## Artifact sets", "", "| set | items | customers | on disk MB | server PSS MB (idle) | learned ranker "
+              "| ANN |", "|---|---:|---:|---:|---:|---|---|"]
     for label, s in report["sets"].items():
         texts = []
         for name, ann in (s.get("ann") or {}).items():
@@ -717,8 +721,10 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{ann.get('recall_at_10')}, built in {ann.get('build_seconds')} s"
                          if ann.get("kind") == "faiss-ivf" else f"{name}: {ann.get('kind', 'exact')}")
         ann_text = "; ".join(texts) or "exact"
+        ranker = s.get("ranker") or {}
+        ranker_text = f"{ranker['trees']} trees, depth {ranker['max_depth']}" if ranker else "none (rank blend)"
         lines.append(f"| {label} | {s['items']:,} | {s['customers']:,} | {s['disk_mb']} | "
-                     f"{s.get('server_pss_mb', '')} | {ann_text} |")
+                     f"{s.get('server_pss_mb', '')} | {ranker_text} | {ann_text} |")
     swap = report["runs"].get("swap-1m")
     if swap:
         e = swap["extra"]
