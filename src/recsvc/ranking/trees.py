@@ -40,6 +40,7 @@ linear trees are not supported (the converter refuses them).
 from __future__ import annotations
 
 import logging
+import math
 import queue
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ class _Workspace:
 
 def _view(buffer: np.ndarray, *shape: int) -> np.ndarray:
     """The first ``prod(shape)`` entries of a flat scratch buffer as a C-ordered array of ``shape``."""
-    return buffer[:int(np.prod(shape))].reshape(shape)
+    return buffer[:math.prod(shape)].reshape(shape)  # math.prod: np.prod on a tuple costs ~4 us, 10x per call
 
 
 @dataclass(frozen=True, eq=False)
