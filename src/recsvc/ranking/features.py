@@ -110,9 +110,9 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
     feats[:, col["hist_own_interval"]] = own
     since_first = np.where(bought, ctx.today - (hist.first_day[safe].astype(np.int64) if len(hist) else 0), np.nan)
     feats[:, col["hist_days_since_first"]] = since_first
-    feats[:, col["hist_rate_30d"]] = np.where(bought, 30.0 * count / np.maximum(np.nan_to_num(since_first), 1.0), 0.0)
-    feats[:, col["hist_recency_count"]] = np.where(bought, np.log1p(count) * np.exp(-np.nan_to_num(days) / 30.0),
-                                                   0.0)
+    # NaN where not bought is discarded by the where (fmax treats NaN as missing; exp passes it through)
+    feats[:, col["hist_rate_30d"]] = np.where(bought, 30.0 * count / np.fmax(since_first, 1.0), 0.0)
+    feats[:, col["hist_recency_count"]] = np.where(bought, np.log1p(count) * np.exp(-days / 30.0), 0.0)
     decayed = m.arrays.get("hist_decayed")
     if decayed is not None and len(hist):
         # Stored as of the data's last day; aged to today with the same half-life.
@@ -154,7 +154,7 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
         feats[:, col["cust_log_items"]] = np.log1p(len(hist))
         feats[:, col["cust_days_since_last"]] = ctx.today - int(hist.last_day.max())
         feats[:, col["cust_log_count"]] = np.log1p(float(np.maximum(hist.count, 0).sum()))
-        feats[:, col["cust_repeat_share"]] = float(np.mean(hist.count >= 2))
+        feats[:, col["cust_repeat_share"]] = np.count_nonzero(hist.count >= 2) / len(hist)
     else:
         feats[:, col["cust_log_items"]] = 0.0
         feats[:, col["cust_log_count"]] = 0.0

@@ -106,11 +106,13 @@ class Candidates:
         if reason_items is None:
             reasons = _filled(n, np.int64, -1, 2)
         else:
-            reasons = np.asarray(reason_items, dtype=np.int64)
-            reasons = reasons[:, None] if reasons.ndim == 1 else reasons
-            if reasons.shape[1] < 2:
-                reasons = np.hstack([reasons, np.full((n, 2 - reasons.shape[1]), -1, dtype=np.int64)])
-            reasons = reasons[:, :2]
+            given = np.asarray(reason_items, dtype=np.int64)
+            given = given[:, None] if given.ndim == 1 else given
+            if given.shape[1] >= 2:
+                reasons = given[:, :2]
+            else:  # one reason item per candidate (the usual case): pad the second column with -1
+                reasons = np.full((n, 2), -1, dtype=np.int64)
+                reasons[:, :given.shape[1]] = given
         kind_col = (_filled(n, np.int8, int(kinds)) if isinstance(kinds, ReasonKind)
                     else np.asarray(kinds, dtype=np.int8))
         return cls(source=source, items=items, scores=np.asarray(scores, dtype=np.float32), kinds=kind_col,
