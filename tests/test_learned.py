@@ -191,12 +191,12 @@ def test_training_run_evaluates_learns_the_blend_and_stores_the_report(sample_di
     assert evaluation["default"]["ndcg@10"] >= evaluation["baselines"]["buy_it_again"]["ndcg@10"]
     assert {"evaluation.json", "evaluation.md"} <= set(manifest["attachments"])
     assert "ranker_feature_names" in manifest["files"] and manifest["extra"]["ranker"]["queries"] > 20
-    # 120 days of log, three 28-day label windows asked for: the published ranker's oldest window (36 days of
-    # log before it) and evaluation's two older ones (36 and 8 days) lack the 60 days of history they need
-    assert len(manifest["extra"]["ranker"]["label_start_days"]) == 2
-    # ranker_max_customers caps the two windows together, not each of them
+    # 120 days of log, six 14-day label windows asked for: the published ranker's two oldest windows (50 and
+    # 36 days of log before them) and evaluation's four oldest (50 days down to 8) lack the 60 days they need
+    assert len(manifest["extra"]["ranker"]["label_start_days"]) == 4
+    # ranker_max_customers caps the windows together, not each of them
     assert manifest["extra"]["ranker"]["queries"] <= FAST.ranker_max_customers
-    assert len(manifest["extra"]["evaluation_ranker"]["label_start_days"]) == 1
+    assert len(manifest["extra"]["evaluation_ranker"]["label_start_days"]) == 2
     served = RecommendationEngine(LoadedModel(load_current(tmp_path)))
     customer = str(served.model.customers.ids[int(np.argmax(np.diff(served.model.hist_indptr)))])
     assert served.recommend(RecommendQuery(customer_id=customer, channel="web")).policy == POLICY_LEARNED
