@@ -28,6 +28,7 @@ from recsvc.ranking import (
     RecommendationEngine,
     RecommendQuery,
 )
+from recsvc.ranking import sources as sources_module
 from recsvc.ranking.blend import continue_below, fuse
 from recsvc.ranking.collaborative import CollaborativeSource, most_similar_sources
 from recsvc.ranking.copurchase import CoPurchaseSource
@@ -472,6 +473,17 @@ def test_group_by_key_matches_a_loop(entries: list[tuple[int, float]]) -> None:
             assert second == -1
         else:
             assert second != best and keys[second] == key and values[second] == mine[1]
+
+
+def test_filler_columns_are_read_only_and_long_lists_do_not_grow_the_shared_cache() -> None:
+    short = Candidates.build("x", np.arange(10), np.zeros(10), ReasonKind.POPULAR)
+    assert np.all(short.days_since == -1) and np.all(np.isnan(short.interval_days))
+    with pytest.raises(ValueError, match="read-only"):
+        short.days_since[0] = 3  # shared between requests: nobody may write to it
+    cached = sources_module._shared_fill.cache_info().currsize
+    long = Candidates.build("x", np.arange(50_000), np.zeros(50_000), ReasonKind.POPULAR)
+    assert long.reason_items.shape == (50_000, 2) and np.all(long.reason_items == -1)
+    assert sources_module._shared_fill.cache_info().currsize == cached
 
 
 @settings(max_examples=100, deadline=None)

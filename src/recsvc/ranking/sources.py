@@ -23,21 +23,32 @@ from recsvc.ranking.model import CustomerHistory, LoadedModel
 from recsvc.ranking.reasons import Reason, ReasonKind, explain
 
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
+_EMPTY_HISTORY = CustomerHistory(*(np.zeros(0, dtype=dt) for dt in
+                                   (np.int32, np.float32, np.int32, np.int32, np.int16, np.int32)))
+#: Candidate lists up to this long share their filler columns (:func:`_filled`); longer ones (a popularity
+#: fill reading deep into a large catalog) get their own, so the cache never holds catalog-sized arrays.
+_SHARED_FILL_MAX = 4096
 
 
-@functools.lru_cache(maxsize=512)
 def _filled(n: int, dtype: type, fill: float, width: int = 0) -> np.ndarray:
-    """A read-only ``[n]`` (or ``[n, width]``) array of ``fill``, shared between calls.
+    """A read-only ``[n]`` (or ``[n, width]``) array of ``fill``, shared between calls for short lists.
 
     Sources leave most reason columns at their "unknown" value; building them with ``np.full`` for every
     source of every request was ~7 % of a Recommend call. Candidate lists are never written to (``take``
     copies), so one frozen array per shape serves them all.
     """
+    if n > _SHARED_FILL_MAX:
+        out: np.ndarray = np.full((n, width) if width else n, fill, dtype=dtype)
+        out.setflags(write=False)
+        return out
+    return _shared_fill(n, dtype, fill, width)
+
+
+@functools.lru_cache(maxsize=512)
+def _shared_fill(n: int, dtype: type, fill: float, width: int) -> np.ndarray:
     out: np.ndarray = np.full((n, width) if width else n, fill, dtype=dtype)
     out.setflags(write=False)
     return out
-_EMPTY_HISTORY = CustomerHistory(*(np.zeros(0, dtype=dt) for dt in
-                                   (np.int32, np.float32, np.int32, np.int32, np.int16, np.int32)))
 
 
 @dataclass(frozen=True)
@@ -192,16 +203,16 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))].astype(np.int64)
 
 
+#: Above this many element pairs :func:`isin` sorts (``np.isin``) instead of comparing every pair.
+_BROADCAST_ISIN_LIMIT = 16_384
+
+
 def isin(values: np.ndarray, of: np.ndarray) -> np.ndarray:
     """``np.isin(values, of)``, by one broadcast comparison when both are small (the usual request: tens of
     candidates against a basket or a short list), where ``np.isin``'s sorting costs 3-4x more."""
     if values.size * of.size <= _BROADCAST_ISIN_LIMIT:
         return (np.asarray(values)[..., None] == np.asarray(of).reshape(-1)).any(axis=-1)
     return np.isin(values, of)
-
-
-#: Above this many element pairs :func:`isin` sorts (``np.isin``) instead of comparing every pair.
-_BROADCAST_ISIN_LIMIT = 16_384
 
 
 def csr_gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
