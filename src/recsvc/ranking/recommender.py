@@ -381,13 +381,8 @@ class RecommendationEngine:
                               context_items=context_items, today=self._today(),
                               history=self._model.history(customer_row))
 
-    def _suggestion(self, row: int, score: float, reason: Reason) -> Suggestion:
-        m = self._model
-        return Suggestion(item_id=m.item_id(row), score=float(score), title=str(m.item_titles[row]),
-                          category=str(m.item_categories[row]), reason=reason)
-
     def _suggestions(self, rows: np.ndarray, scores: np.ndarray, reasons: Sequence[Reason]) -> list[Suggestion]:
-        """:meth:`_suggestion` for many rows at once (ids, titles and categories read in one gather each)."""
+        """Suggestions for item ``rows`` (ids, titles and categories read in one gather each)."""
         m = self._model
         rows = np.asarray(rows, dtype=np.int64)
         return [Suggestion(item_id=item_id, score=score, title=title, category=category, reason=reason)
@@ -619,7 +614,7 @@ class RecommendationEngine:
                 break
             row = int(cand[j])
             reason = explain(m, ReasonKind.BOUGHT_TOGETHER, [anchor, int(partner[j])])
-            picked.append(self._suggestion(row, float(gain[j]), reason))
+            picked += self._suggestions(np.array([row]), gain[j:j + 1], [reason])
             picked_rows.append(row)
             total += float(gain[j])
             rest = np.arange(cand.size) != j
