@@ -111,11 +111,12 @@ class AnnIndex:
     item_vectors
         The vectors candidates are re-scored against, row-major ``[n_items, f]`` float32: the model's item
         factors (inner product) or its unit-length item factors (cosine). Row-major because a search gathers
-        ~2k scattered rows: one cache line run per row, where columns of a transposed copy cost a cache miss
-        per factor (~30 us per query on 100k items).
+        the rows of the few hundred candidates it re-scores: one run of cache lines per row, where columns of
+        a transposed copy cost a cache miss per factor (~30 us per query on 100k items).
     item_norms
-        When given, the rows of ``item_vectors`` are divided by these (0 for none) before scoring: the cosine
-        index re-scores against the raw factors and their norms instead of a third copy of the factors.
+        When given, the rows of ``item_vectors`` are divided by these before scoring (a norm of 0 leaves its
+        row as it is): the cosine index re-scores against the raw factors and their norms instead of a third
+        copy of the factors.
     nprobe
         Inverted lists visited per query (the recall/latency knob the trainer tuned).
     meta
