@@ -161,6 +161,8 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
         "item_repurchase_rate": rng.random(n_items, dtype=np.float32),
         "store_ids": np.array([spec.store_id(s) for s in range(spec.n_stores)]),
         "pop_global": pop_global, "pop_channel": pop_channel,
+        # its own generator, so the arrays drawn before and after it are those of sets built without it
+        "item_trend": np.random.default_rng(spec.seed + 10_007).normal(0.0, 0.5, n_items).astype(np.float32),
         "pop_store_items": store_items, "pop_store_scores": store_scores,
         "copurchase_indptr": co_indptr,
         "copurchase_items": rng.choice(n_items, size=co_nnz, p=p).astype(np.int32),

@@ -93,6 +93,19 @@ def test_pool_copurchase_feature_is_positive_for_milks_neighbours() -> None:
                if item in (toy.ROW["H01"], toy.ROW["H03"]))
 
 
+def test_pool_item_trend_is_the_stored_array_and_missing_without_it() -> None:
+    model = toy_model_with(None)
+    pool = build_pool(model, context_for(model, "C001"), pool_sources(model), 10)
+    assert np.isnan(pool.features[:, F["item_trend"]]).all()  # a set from before the array: missing, not 0
+
+    artifacts = toy.build_toy_artifacts()
+    trend = np.linspace(-1.0, 1.0, artifacts.arrays["item_ids"].shape[0]).astype(np.float32)
+    artifacts.arrays["item_trend"] = trend
+    model = LoadedModel(artifacts)
+    pool = build_pool(model, context_for(model, "C001"), pool_sources(model), 10)
+    np.testing.assert_array_equal(pool.features[:, F["item_trend"]], trend[pool.items])
+
+
 def test_engine_ranks_with_the_learned_ranker_and_keeps_source_reasons() -> None:
     # The ranker puts items bought before (hist_log_count > 0.5) first: butter, bought once 200 days ago,
     # which the rank blend's repurchase floor leaves out, must now rank in the top 3 with its history reason.

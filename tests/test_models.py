@@ -209,6 +209,27 @@ def test_popularity_per_store_top_k_is_padded():
     assert pop["pop_store_scores"][0, 0] > pop["pop_store_scores"][0, 1] > 0
 
 
+def test_item_trend_compares_this_weeks_buyers_with_the_four_week_rate():
+    # end day 40; the last 7 days are days 34..40, the last 28 days 13..40
+    rows = [*[(f"c{k}", "rising", C.PURCHASE, 38) for k in range(3)],       # 3 buyers, all this week
+            ("c9", "rising", C.PURCHASE, 39, 5),                            # a 4th buyer, bulk: still one
+            ("c9", "rising", C.PURCHASE, 40),                               # ... and again: still one
+            *[(f"c{k}", "fading", C.PURCHASE, 20) for k in range(8)],       # 8 buyers three weeks ago
+            ("c0", "fading", C.PURCHASE, 36),                               # one of them again this week
+            ("c0", "old", C.PURCHASE, 1),                                   # before the 28 days
+            ("c1", "viewed", C.VIEW, 40)]                                   # views are not buyers
+    data = make_data(rows, items=["rising", "fading", "old", "viewed", "never"])
+    maps, events, end_day = prepared(data)
+    trend = build_popularity(events, maps, TrainingSettings(), end_day)["item_trend"]
+    assert trend.dtype == np.float32 and trend.shape == (5,)
+    rising, fading, old, viewed, never = (int(np.flatnonzero(maps.item_ids == name)[0])
+                                          for name in ("rising", "fading", "old", "viewed", "never"))
+    np.testing.assert_allclose(trend[rising], np.log1p(4 * 4) - np.log1p(4), rtol=1e-6)
+    np.testing.assert_allclose(trend[fading], np.log1p(1 * 4) - np.log1p(8), rtol=1e-6)
+    assert trend[rising] > 0 > trend[fading]
+    assert trend[old] == trend[viewed] == trend[never] == 0.0
+
+
 # --- repurchase ---------------------------------------------------------------------------------------------
 
 def test_history_nets_returns_and_keeps_last_purchase_place():

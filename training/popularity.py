@@ -74,7 +74,29 @@ def build_popularity(events: EventRows, maps: IdMaps, settings: TrainingSettings
     logger.info("popularity: %d items scored overall, %d channels, %d stores (top %d)",
                 int((pop_global > 0).sum()), maps.n_channels, maps.n_stores, k)
     return {"pop_global": pop_global, "pop_channel": pop_channel,
-            "pop_store_items": store_items, "pop_store_scores": store_scores}
+            "pop_store_items": store_items, "pop_store_scores": store_scores,
+            "item_trend": item_trend(events, maps.n_items, end_day)}
+
+
+#: Days of the recent and the reference stretch :func:`item_trend` compares.
+TREND_RECENT_DAYS = 7
+TREND_REFERENCE_DAYS = 28
+
+
+def item_trend(events: EventRows, n_items: int, end_day: int) -> np.ndarray:
+    """``log1p(buyers in the last 7 days x 4) - log1p(buyers in the last 28 days)`` per item: > 0 for an
+    item bought by more customers this week than its four-week rate (a promotion, a season starting), < 0 for
+    one fading. Distinct customers, not units, so one bulk order does not make a trend."""
+    bought = events.mask(C.PURCHASE)
+
+    def buyers(days: int) -> np.ndarray:
+        keep = bought & (events.day > end_day - days) & (events.day <= end_day)
+        pairs = np.unique(events.item[keep].astype(np.int64) * (1 << 32) + events.customer[keep].astype(np.int64))
+        return np.bincount(pairs >> 32, minlength=n_items).astype(np.float64)
+
+    recent, reference = buyers(TREND_RECENT_DAYS), buyers(TREND_REFERENCE_DAYS)
+    scale = TREND_REFERENCE_DAYS / TREND_RECENT_DAYS
+    return (np.log1p(recent * scale) - np.log1p(reference)).astype(np.float32)
 
 
 def _with_all_time_fallback(window: sp.csr_matrix, all_time: sp.csr_matrix) -> sp.csr_matrix:

@@ -51,6 +51,9 @@ item_repurchase_rate           float32, [n_items]         share of buyers who bo
 store_ids                      U, [n_stores]              sorted store ids
 pop_global                     float32, [n_items]         recency-decayed popularity, all channels
 pop_channel                    float32, [n_ch, n_items]   recency-decayed popularity per channel
+item_trend                     float32, [n_items]         optional: log1p(distinct buyers in the last 7
+                                                          days x 4) - log1p(those in the last 28), as of
+                                                          ``data_end_day`` (> 0 rising)
 pop_store_items                int32, [n_stores, k]       most popular items per store (-1 = pad)
 pop_store_scores               float32, [n_stores, k]     their scores
 copurchase_indptr              int64, [n_items + 1]       CSR rows: items bought with each item
@@ -236,6 +239,8 @@ class ArtifactSet:
                     raise ArtifactError(f"{prefix}_{col} has {a[f'{prefix}_{col}'].shape}, expected ({nnz},)")
         if "hist_decayed" in a and a["hist_decayed"].shape != a["hist_items"].shape:
             raise ArtifactError(f"hist_decayed has {a['hist_decayed'].shape}, expected {a['hist_items'].shape}")
+        if "item_trend" in a and a["item_trend"].shape != (n_items,):
+            raise ArtifactError(f"item_trend has {a['item_trend'].shape}, expected ({n_items},)")
         for name, bound in (("hist_items", n_items), ("copurchase_items", n_items),
                             ("alias_customer", n_customers)):
             arr = a[name]

@@ -41,6 +41,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "copurchase_score",        # co-purchase evidence from recent purchases and context items
     "pop_channel",             # log1p(channel popularity), global when the channel is unknown
     "pop_global",              # log1p(global popularity)
+    "item_trend",              # log1p(buyers last 7 days x 4) - log1p(buyers last 28 days) (NaN: not stored)
     "cust_log_items",          # log1p(distinct items the customer bought)
     "cust_days_since_last",    # days since the customer's last purchase (NaN: none)
     "cust_log_count",          # log1p(total net purchases)
@@ -150,6 +151,8 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
     pop = m.pop_channel[ctx.channel_row] if ctx.channel_row >= 0 else m.pop_global
     feats[:, col["pop_channel"]] = np.log1p(np.maximum(pop[items], 0))
     feats[:, col["pop_global"]] = np.log1p(np.maximum(m.pop_global[items], 0))
+    trend = m.arrays.get("item_trend")
+    feats[:, col["item_trend"]] = trend[items] if trend is not None else np.nan
     if len(hist):
         feats[:, col["cust_log_items"]] = np.log1p(len(hist))
         feats[:, col["cust_days_since_last"]] = ctx.today - int(hist.last_day.max())
