@@ -17,7 +17,7 @@ from recsvc.config import TrainingSettings
 from recsvc_training import columns as C
 from recsvc_training.catalog import build_catalog
 from recsvc_training.cf import fit_als
-from recsvc_training.copurchase import build_copurchase
+from recsvc_training.copurchase import build_copurchase, wilson_lower_bound
 from recsvc_training.dataset import IngestReport, TrainingData
 from recsvc_training.id_maps import build_id_maps, event_rows, lookup_rows
 from recsvc_training.interactions import QUANTITY_CAP, build_confidence, top_k_per_row
@@ -283,18 +283,29 @@ def test_copurchase_support_confidence_min_support_and_order():
     rows.append(("c", "c", C.VIEW, 0, 1, "web", "", "o6"))  # views never make a pair
     data = make_data(rows)
     maps, events, _ = prepared(data)
-    settings = TrainingSettings(copurchase_min_support=2, copurchase_shrinkage=4.0)
+    settings = TrainingSettings(copurchase_min_support=2, copurchase_confidence_z=1.96)
     co = build_copurchase(events, maps, settings)
     a, b, c, d = range(4)
     lo, hi = co["copurchase_indptr"][a], co["copurchase_indptr"][a + 1]
     assert co["copurchase_items"][lo:hi].tolist() == [b, d]   # c (1 basket) is below min support
     assert co["copurchase_support"][lo:hi].tolist() == [3, 2]
-    assert co["copurchase_scores"][lo:hi].tolist() == pytest.approx([3 / (6 + 4), 2 / (6 + 4)])
+    # Wilson 95 % lower bounds of 3/6 and 2/6 (hand-computed)
+    assert co["copurchase_scores"][lo:hi].tolist() == pytest.approx([0.1876, 0.0968], abs=1e-4)
     lo, hi = co["copurchase_indptr"][b], co["copurchase_indptr"][b + 1]
     assert co["copurchase_items"][lo:hi].tolist() == [a]
-    assert co["copurchase_scores"][lo] == pytest.approx(3 / (3 + 4))  # b counted once in o3
+    assert co["copurchase_scores"][lo] == pytest.approx(0.4385, abs=1e-4)  # 3/3: b counted once in o3
     assert co["copurchase_indptr"][c + 1] == co["copurchase_indptr"][c]
     assert co["copurchase_indptr"].dtype == np.int64 and co["copurchase_support"].dtype == np.int32
+
+
+def test_wilson_lower_bound_trusts_many_baskets_over_a_few() -> None:
+    # the case the bound is for: 2 of 20 baskets (10 %; the old n_ab / (n_a + 5) gave 0.080) can be luck,
+    # 30 of 600 (5 %; old 0.050) cannot, so the second must score higher
+    low = wilson_lower_bound(np.array([2.0, 30.0, 20.0]), np.array([20.0, 600.0, 20.0]), 1.96)
+    assert low.tolist() == pytest.approx([0.0279, 0.0352, 0.8389], abs=1e-4)
+    assert low[0] < low[1] < low[2]
+    assert wilson_lower_bound(np.array([3.0]), np.array([6.0]), 0.0)[0] == pytest.approx(0.5)  # z 0: p
+    assert wilson_lower_bound(np.array([0.0]), np.array([9.0]), 1.96)[0] == 0.0
 
 
 def test_copurchase_skips_oversized_baskets_and_keeps_top_k():

@@ -58,7 +58,10 @@ pop_store_items                int32, [n_stores, k]       most popular items per
 pop_store_scores               float32, [n_stores, k]     their scores
 copurchase_indptr              int64, [n_items + 1]       CSR rows: items bought with each item
 copurchase_items               int32, [nnz]               neighbour item row, best first per row
-copurchase_scores              float32, [nnz]             confidence-style score P(b | a), shrunk
+copurchase_scores              float32, [nnz]             estimate of P(b | a) in [0, 1): the Wilson
+                                                          lower bound (``copurchase_confidence_z``);
+                                                          older sets hold n_ab / (n_a + 5), which the
+                                                          server reads alike (same dtype and range)
 copurchase_support             int32, [nnz]               number of baskets holding both
 ann_index                      uint8, [nbytes]            optional, catalogs >= ``ann_min_items``: faiss
                                                           IVF index over the item factors, serialised

@@ -49,8 +49,11 @@ class TrainingSettings:
     #: A pair of items must share at least this many baskets to count as bought together.
     copurchase_min_support: int = 2
     copurchase_top_k: int = 50
-    #: Shrinkage of the co-purchase confidence toward 0 for rare anchors: n_ab / (n_a + shrinkage).
-    copurchase_shrinkage: float = 5.0
+    #: The co-purchase score of b for anchor a is the lower end of the Wilson interval for P(b | a) at this
+    #: normal quantile (1.96: 95 %), from n_ab baskets holding both out of n_a holding a: 2 of 20 scores
+    #: below 30 of 600 (the old n_ab / (n_a + 5) put it above). Ta Feng cart HitRate@10 0.1334 with the old
+    #: score, 0.1372 with this at z 1.64, 1.96 and 2.58 alike (Online Retail 0.2948 -> 0.2952).
+    copurchase_confidence_z: float = 1.96
     #: Baskets bigger than this are skipped for co-purchase (wholesale orders say little about pairs).
     copurchase_max_basket: int = 60
     #: Catalogs of at least this many items get an approximate nearest-neighbour index (faiss IVF) for

@@ -141,7 +141,7 @@ class CoOccurrenceCompleter:
     """Plain co-occurrence confidence: score(b) = sum over basket items a of n_ab / n_a, filled by popularity.
 
     ``n_ab`` = train baskets holding both, ``n_a`` = train baskets holding ``a``; no shrinkage, any pair seen
-    once counts. The reference the trainer's co-purchase model (with shrinkage and support) has to beat.
+    once counts. The reference the trainer's co-purchase model (Wilson bound, support) has to beat.
     """
 
     name = "cooccurrence"

@@ -4,6 +4,9 @@ Seeds are the request's context items (weight 1: what the customer looks at righ
 last ~10 distinct purchases (weight 0.25..0.75, fading with age). Each seed contributes its co-purchase
 neighbours with ``P(neighbour | seed) * weight``; an item's score is the sum over seeds and its reason names
 the seed that contributed most, with where and when that seed was last bought when it came from the history.
+:func:`copurchase_neighbours` also returns each item's strongest single term, which ranks basket completions
+(``RecommendationEngine.bundle``). The sum stays here, where the learned ranker takes it as a feature: the
+strongest term instead cost Recommend on Ta Feng NDCG@10 0.1455 -> 0.1409, Recall@10 0.1118 -> 0.1062.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ logger = logging.getLogger(__name__)
 class Neighbours:
     """Co-purchase neighbours of a set of seeds, aggregated per item (unordered).
 
-    ``items`` and ``scores`` (sum over seeds of weight * P(item | seed)); ``best_seed`` and ``second_seed``
-    index into the seeds passed in (``-1`` none).
+    ``items``; ``scores``, the sum over seeds of weight * P(item | seed); ``strongest``, the largest single
+    term of that sum (the ``best_seed``'s); ``best_seed`` and ``second_seed`` index into the seeds passed in
+    (``-1`` none).
     """
 
     items: np.ndarray
     scores: np.ndarray
+    strongest: np.ndarray
     best_seed: np.ndarray
     second_seed: np.ndarray
 
@@ -53,7 +58,8 @@ def copurchase_neighbours(model: LoadedModel, seeds: np.ndarray, weights: np.nda
     grouped = group_by_key(items, values)
     best = owner[grouped.best]
     second = np.where(grouped.second >= 0, owner[np.maximum(grouped.second, 0)], -1)
-    return Neighbours(grouped.keys, grouped.sums, best.astype(np.int64), second.astype(np.int64))
+    return Neighbours(grouped.keys, grouped.sums, values[grouped.best], best.astype(np.int64),
+                      second.astype(np.int64))
 
 
 def copurchase_score(model: LoadedModel, anchor: int, items: np.ndarray) -> np.ndarray:

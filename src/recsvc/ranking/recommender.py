@@ -290,8 +290,9 @@ class RecommendationEngine:
     def bundle(self, query: BundleQuery) -> BundleResult:
         """Items that complete a basket, and one bundle built around the basket's strongest anchor.
 
-        Completions are co-purchase neighbours of the basket (scores summed over basket items, the reason
-        naming the basket items behind it), then items similar to the basket (ALS), then popular items;
+        Completions are co-purchase neighbours of the basket (score: P(item | the basket item it goes with
+        best), ties broken by the sum over basket items; the reason names the basket items behind it), then
+        items similar to the basket (ALS), then popular items; scores never increase down the list;
         never basket items, and only items sold on ``channel`` when it is set and known. Unknown basket ids
         are reported; with no known basket item the completions are popular items and there is no bundle.
 
@@ -545,14 +546,18 @@ class RecommendationEngine:
         ctx = self._context(-1, channel_row, store_row, basket)
         item_filter = _ItemFilter(m, channel_row, None, np.unique(basket), self._stock.in_stock(query.store_id))
 
-        # Tier 1: co-purchase neighbours of the basket, summed; reason = the strongest basket item(s).
+        # Tier 1: co-purchase neighbours of the basket, ranked by the strongest single basket item's
+        # P(item | basket item), ties by the sum over the basket; reason = the strongest basket item(s).
+        # Not the sum alone: every basket item votes a little for the staples, so in a basket of several
+        # items summed confidence ranks milk and eggs above the one item that goes with the basket
+        # (cart HitRate@10 on Ta Feng 0.124 -> 0.133, Online Retail 0.208 -> 0.295).
         found = copurchase_neighbours(m, basket)
         allowed = np.flatnonzero(item_filter.allows(found.items))
-        best = allowed[top_k(found.scores[allowed], n)]
+        best = allowed[top_k(found.strongest[allowed], n, tiebreak=found.scores[allowed])]
         second = found.second_seed[best]
         reason_items = np.stack([basket[found.best_seed[best]],
                                  np.where(second >= 0, basket[np.maximum(second, 0)], -1)], axis=1)
-        tiers = [Candidates.build("copurchase", found.items[best], found.scores[best],
+        tiers = [Candidates.build("copurchase", found.items[best], found.strongest[best],
                                   ReasonKind.BOUGHT_TOGETHER, reason_items)]
         # Tier 2: similar to the basket; tier 3: popular.
         taken = tiers[0].items

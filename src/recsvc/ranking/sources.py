@@ -190,17 +190,23 @@ class CandidateSource(abc.ABC):
 
 # ---------------------------------------------------------------------------------------------- vector helpers
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest ``scores``, best first (ties by lower index within the top k).
+def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the ``k`` largest ``scores``, best first; ties by larger ``tiebreak`` (aligned with
+    ``scores``) when given, then by lower index.
 
-    Uses ``argpartition``, so the cost is linear in ``len(scores)`` plus ``k log k``.
+    Uses ``argpartition``, so the cost is linear in ``len(scores)`` plus ``k log k`` (plus the entries tied
+    with the k-th score, which a tie-break has to look at all of).
     """
     n = int(scores.size)
     k = min(int(k), n)
     if k <= 0:
         return _NO_ITEMS
     part = np.argpartition(scores, n - k)[n - k:] if k < n else np.arange(n)
-    return part[np.lexsort((part, -scores[part]))].astype(np.int64)
+    if tiebreak is None:
+        return part[np.lexsort((part, -scores[part]))].astype(np.int64)
+    if k < n:  # entries tied with the k-th score may lie outside the partition and win on the tie-break
+        part = np.flatnonzero(scores >= scores[part].min())
+    return part[np.lexsort((part, -tiebreak[part], -scores[part]))][:k].astype(np.int64)
 
 
 #: Above this many element pairs :func:`isin` sorts (``np.isin``) instead of comparing every pair.
