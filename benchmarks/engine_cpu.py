@@ -6,8 +6,11 @@ synthetic sets (built or reused under ``--work-dir``) and the same request mix, 
 
     python -m benchmarks.engine_cpu                 # the 100k set (learned ranker) and 100k-blend
     python -m benchmarks.engine_cpu --sets 1m --requests 2000
+    python -m benchmarks.engine_cpu --sets 100k --threads 4   # the same calls from 4 threads at once
 
 prints CPU milliseconds per call (process time over ``--requests`` calls after a warm-up) per set and RPC.
+With ``--threads N`` the calls are shared by N threads running at once, as a server process's thread pool
+runs them: the difference to one thread is what contention for the GIL and caches costs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,10 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="In-process CPU per call of each RPC on the synthetic sets.")
     parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["100k", "100k-blend"])
     parser.add_argument("--requests", type=int, default=3000, help="calls per RPC (max 100000)")
+    parser.add_argument("--threads", type=int, default=1, help="threads sharing the calls (max 16)")
     parser.add_argument("--work-dir", default="benchmarks/results/raw")
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= 100_000:
         parser.error("--requests must be 1..100000")
+    if not 1 <= args.threads <= 16:
+        parser.error("--threads must be 1..16")
     limit_blas_threads(os.environ)  # before numpy: one BLAS thread, as each server process runs
 
     from benchmarks.load import build_requests
@@ -70,12 +77,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             method = getattr(servicer, rpc)
             for request in requests[: max(1, len(requests) // 10)]:  # warm-up: caches, scratch buffers
                 method(request, None)
+            if args.threads > 1:  # one warm-up pass at this concurrency too: per-call scratch space
+                _run_threads(method, requests[: max(args.threads, len(requests) // 10)], args.threads)
             started = time.process_time()
-            for request in requests:
-                method(request, None)
+            _run_threads(method, requests, args.threads)
             per_call = (time.process_time() - started) / len(requests) * 1e3
             print(f"{label:<12} {rpc:<16} {per_call:>16.3f}", flush=True)
     return 0
+
+
+def _run_threads(method: Any, requests: Sequence[Any], threads: int) -> None:
+    """Call ``method`` on every request, shared round-robin by ``threads`` threads running at once."""
+    def work(part: Sequence[Any]) -> None:
+        for request in part:
+            method(request, None)
+
+    if threads == 1:
+        work(requests)
+        return
+    workers = [threading.Thread(target=work, args=(requests[i::threads],)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
 
 
 if __name__ == "__main__":
