@@ -12,7 +12,7 @@ import pytest
 
 from recsvc.artifacts import ArtifactError, load_current, publish_artifacts
 from recsvc.config import TrainingSettings
-from recsvc.ranking import LoadedModel, RankingContext
+from recsvc.ranking import LoadedModel, RankingContext, RecommendationEngine, RecommendQuery
 from recsvc.ranking import ann as ann_module
 from recsvc.ranking.ann import ANN_ARRAY, COSINE_ARRAY, KIND_FAISS_IVF, SPACE_COSINE, AnnUnavailable, load_ann
 from recsvc.ranking.collaborative import CollaborativeSource
@@ -87,6 +87,30 @@ def model(tmp_path_factory: pytest.TempPathFactory, factors: tuple[np.ndarray, n
     root = tmp_path_factory.mktemp("ann-artifacts")
     publish_artifacts(artifacts, root)
     return LoadedModel(load_current(root))
+
+
+def test_a_model_with_both_indexes_keeps_no_transposed_factor_copies(
+        factors: tuple[np.ndarray, np.ndarray], built: tuple[dict[str, np.ndarray], dict],
+        built_cosine: tuple[dict[str, np.ndarray], dict]) -> None:
+    """At 1M items the two transposed copies are 2 x 244 MB per server process; a model that never scans the
+    catalog must not build them, and one without indexes builds them at load, not in its first request."""
+    artifacts = build_synthetic_artifacts(n_items=N_ITEMS, n_customers=N_CUSTOMERS, factors=FACTORS,
+                                          history_per_customer=5, copurchase_per_item=5)
+    users, items = factors
+    exact = LoadedModel(artifacts)
+    assert exact.ann is None and exact._transposed is not None
+
+    artifacts.arrays.update(als_user_factors=users, als_item_factors=items, **built[0], **built_cosine[0])
+    artifacts.extra.update(ann=built[1], ann_cosine=built_cosine[1])
+    indexed = LoadedModel(artifacts)
+    engine = RecommendationEngine(indexed)
+    customer, item = str(indexed.arrays["customer_ids"][123]), str(indexed.arrays["item_ids"][123])
+    assert engine.recommend(RecommendQuery(customer_id=customer, channel="web", num_items=10,
+                                           context_item_ids=[item])).items
+    assert engine.similar_items(item, 10)
+    assert indexed._transposed is None and indexed.n_factors == FACTORS
+    # asked for anyway (a tool, a test), they are built then, from the same factors
+    np.testing.assert_array_equal(indexed.item_factors_t, items.T)
 
 
 def test_recall_at_10_is_at_least_095_and_recorded(built: tuple[dict[str, np.ndarray], dict]) -> None:

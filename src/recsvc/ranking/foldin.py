@@ -124,8 +124,8 @@ class FoldIn:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self.params = FoldInParams.from_extra(model.extra)
-        factors_t = np.asarray(model.item_factors_t, dtype=np.float64)
-        self.gramian = factors_t @ factors_t.T
+        factors = np.asarray(model.item_factors, dtype=np.float64)
+        self.gramian = factors.T @ factors
 
     @classmethod
     def for_model(cls, model: LoadedModel) -> FoldIn:
@@ -151,5 +151,5 @@ class FoldIn:
         at = hist.positions_of(context)
         context_weight = p.context_weight + np.where(at >= 0, weight[np.maximum(at, 0)] if weight.size else 0.0, 0.0)
         user = m.user_factors[ctx.customer_row] if ctx.customer_row >= 0 else None
-        return fold_in(m.item_factors_t.T, self.gramian, p.regularization, items, p.confidence(weight),
+        return fold_in(m.item_factors, self.gramian, p.regularization, items, p.confidence(weight),
                        context, p.confidence(context_weight), user)

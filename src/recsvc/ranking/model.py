@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,44 +38,56 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return view
 
 
-#: Bytes of item-factor rows handled per block by :func:`_transposed_factors` (16,384 rows at 64 float32
+#: Bytes of item-factor rows handled per block by :func:`_row_divisors` and :func:`_transposed_factors`
+#: (16,384 rows at 64 float32
 #: factors): a block's rows, their squares and their transposed copies stay in cache. Measured for 1M x 64:
 #: 8k-32k rows per block alike (0.12-0.13 s), 64k 0.14 s, 128k 0.18 s.
 _FACTOR_BLOCK_BYTES = 4 << 20
 
 
-def _transposed_factors(item_factors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``item_factors`` ([n, f] float32) transposed, and transposed with unit-length rows: two new [f, n]
-    C-contiguous float32 arrays; and the divisor of each row ([n] float32: its norm, 1 for a zero row).
-    Rows of zeros (items never interacted with) stay zero: cosine 0 to everything, never NaN.
+def _row_divisors(item_factors: np.ndarray) -> np.ndarray:
+    """The divisor of each row of ``item_factors`` ([n, f] float32): its norm, 1 for a zero row ([n] float32).
 
-    Built in blocks of rows rather than as ``np.ascontiguousarray(F.T)`` plus ``(F / norms).T`` copied in a
-    second full pass: a whole-array transposed copy strides through all of ``F`` for every output row
-    (cache-hostile), and the normalisation went through two more [n, f] temporaries (the squares, the divided
-    rows). Per block, the rows are copied transposed into the preallocated output, their norms computed as
-    before (``sqrt`` of the sum of squares along each row: the same reduction, in the same order, as
-    ``np.linalg.norm(F, axis=1)`` on a C-contiguous ``F``), and the transposed block is divided by them.
-    Bit-identical to the whole-array version; 0.39 -> 0.13 s for 1M x 64 (min of 5, 2-core shared host), and
-    no [n, f] temporary. Norms summed over axis 0 of the transposed copy would not be faster by much (0.13 s
-    with 64k-row blocks) and add the squares in another order: the last bit differs for ~half the items, so
-    they are not used. For the same reason a non-C-contiguous ``F`` (a Fortran-order array, say), whose
-    row sums numpy orders differently, gets its norms from ``np.linalg.norm`` over the whole array, as before
-    (+0.02 s).
+    In blocks of rows, with no [n, f] temporary: per block ``sqrt`` of the sum of squares along each row, the
+    same reduction in the same order as ``np.linalg.norm(F, axis=1)`` on a C-contiguous ``F``, so bit-identical
+    to it. Norms summed over axis 0 of a transposed copy would add the squares in another order (the last bit
+    differs for ~half the items), so they are not used; for the same reason a non-C-contiguous ``F`` (a
+    Fortran-order array, say), whose row sums numpy orders differently, gets its norms from ``np.linalg.norm``
+    over the whole array.
     """
     n, f = item_factors.shape
-    factors_t = np.empty((f, n), dtype=np.float32)
-    normed_t = np.empty((f, n), dtype=np.float32)
     divisors = np.empty(n, dtype=np.float32)
     all_norms = None if item_factors.flags.c_contiguous else np.linalg.norm(item_factors, axis=1)
     block = max(1, _FACTOR_BLOCK_BYTES // max(1, f * item_factors.itemsize))
     for lo in range(0, n, block):
         hi = min(lo + block, n)
         rows = item_factors[lo:hi]
-        factors_t[:, lo:hi] = rows.T
         norms = np.sqrt(np.add.reduce(rows * rows, axis=1)) if all_norms is None else all_norms[lo:hi]
         divisors[lo:hi] = np.where(norms > 0, norms, np.float32(1.0))
+    return divisors
+
+
+def _transposed_factors(item_factors: np.ndarray, divisors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``item_factors`` ([n, f] float32) transposed, and transposed with unit-length rows (each row divided by
+    its ``divisors`` entry, from :func:`_row_divisors`): two new [f, n] C-contiguous float32 arrays.
+    Rows of zeros (items never interacted with) stay zero: cosine 0 to everything, never NaN.
+
+    Built in blocks of rows rather than as ``np.ascontiguousarray(F.T)`` plus ``(F / norms).T`` copied in a
+    second full pass: a whole-array transposed copy strides through all of ``F`` for every output row
+    (cache-hostile), and the normalisation went through more [n, f] temporaries. Per block, the rows are
+    copied transposed into the preallocated output and the transposed block is divided by the rows'
+    divisors. Bit-identical to the whole-array version; with the norms, 0.39 -> 0.13 s for 1M x 64 (min of 5,
+    2-core shared host), and no [n, f] temporary.
+    """
+    n, f = item_factors.shape
+    factors_t = np.empty((f, n), dtype=np.float32)
+    normed_t = np.empty((f, n), dtype=np.float32)
+    block = max(1, _FACTOR_BLOCK_BYTES // max(1, f * item_factors.itemsize))
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        factors_t[:, lo:hi] = item_factors[lo:hi].T
         np.divide(factors_t[:, lo:hi], divisors[lo:hi], out=normed_t[:, lo:hi])
-    return factors_t, normed_t, divisors
+    return factors_t, normed_t
 
 
 def day_to_iso(day: int) -> str:
@@ -167,25 +180,22 @@ class LoadedModel:
         self.category_codes: np.ndarray = _frozen(codes.astype(np.int32).reshape(-1))
 
         self.user_factors: np.ndarray = a["als_user_factors"]
-        # Item factors are kept transposed, [f, n_items] C-contiguous: scoring the catalog is then
-        # ``user @ item_factors_t``, which BLAS runs ~1.6x faster than ``item_factors @ user`` on a tall
-        # [n_items, f] matrix (measured: 0.48 vs 0.80 ms for 100k x 64, one thread). The two transposed copies
-        # are built here; the row-major factors below are the stored array itself (memory-mapped, its pages
-        # shared by the worker processes), not a third copy.
+        # Row-major item factors (the stored array: memory-mapped, its pages shared by the worker processes,
+        # so no copy) and each row's norm: a request gathers a few hundred scattered items (candidates,
+        # history), and a row is one run of cache lines. Scans of the whole catalog (exact scoring when there
+        # is no ANN index) use transposed copies, built on first use: see ``item_factors_t``.
         item_factors = np.ascontiguousarray(a["als_item_factors"], dtype=np.float32)
-        factors_t, normed_t, divisors = _transposed_factors(item_factors)
-        self.item_factors_t: np.ndarray = _frozen(factors_t)
-        self.item_factors_normed_t: np.ndarray = _frozen(normed_t)
-        # Row-major factors too (the stored array: memory-mapped, so no copy) and each row's norm: a request
-        # gathers a few hundred scattered items (candidates, history), and a row is one run of cache lines
-        # where a column of the transposed copies costs a cache miss per factor.
         self.item_factors: np.ndarray = _frozen(item_factors)
-        self._item_divisors: np.ndarray = _frozen(divisors)
+        self._item_divisors: np.ndarray = _frozen(_row_divisors(item_factors))
+        self._transposed: tuple[np.ndarray, np.ndarray] | None = None
+        self._transposed_lock = threading.Lock()
         #: Approximate top-k by ALS score for large catalogs (None: score exactly); see recsvc.ranking.ann.
         self.ann: AnnIndex | None = load_ann(artifacts.arrays, artifacts.extra, self.item_factors)
         #: The same by cosine over the unit factors (SimilarItems, bundle fill); None: scan the catalog.
         self.ann_cosine: AnnIndex | None = load_ann(artifacts.arrays, artifacts.extra, self.item_factors,
                                                     COSINE_ARRAY, COSINE_EXTRA, self._item_divisors)
+        if self.ann is None or self.ann_cosine is None:
+            self._transposed_factors()  # this model scans the catalog: build now, not in its first request
 
         self.hist_indptr: np.ndarray = a["hist_indptr"]
         self.hist_items: np.ndarray = a["hist_items"]
@@ -237,7 +247,31 @@ class LoadedModel:
 
     @property
     def n_factors(self) -> int:
-        return int(self.item_factors_t.shape[0])
+        return int(self.item_factors.shape[1])
+
+    @property
+    def item_factors_t(self) -> np.ndarray:
+        """Item factors transposed, [f, n_items] C-contiguous, for scoring the whole catalog:
+        ``user @ item_factors_t`` runs ~1.6x faster than ``item_factors @ user`` on a tall [n_items, f]
+        matrix (0.48 vs 0.80 ms for 100k x 64, one thread). Built at load for a model without ANN indexes,
+        which scans the catalog; one with both (large catalogs) never does, and builds them only if something
+        asks (tests, tools): the two copies would cost it 2 x 244 MB per server process at 1M items x 64."""
+        return self._transposed_factors()[0]
+
+    @property
+    def item_factors_normed_t(self) -> np.ndarray:
+        """:attr:`item_factors_t` with unit-length item rows (zero rows stay zero), built with it."""
+        return self._transposed_factors()[1]
+
+    def _transposed_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        found = self._transposed
+        if found is None:
+            with self._transposed_lock:
+                if self._transposed is None:
+                    factors_t, normed_t = _transposed_factors(self.item_factors, self._item_divisors)
+                    self._transposed = (_frozen(factors_t), _frozen(normed_t))
+                found = self._transposed
+        return found
 
     def normed_vectors(self, item_rows: np.ndarray) -> np.ndarray:
         """Unit-length ALS factors of ``item_rows``, ``[len(item_rows), f]`` (zero rows for items without)."""
