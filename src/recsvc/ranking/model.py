@@ -39,9 +39,8 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 
 #: Bytes of item-factor rows handled per block by :func:`_row_divisors` and :func:`_transposed_factors`
-#: (16,384 rows at 64 float32
-#: factors): a block's rows, their squares and their transposed copies stay in cache. Measured for 1M x 64:
-#: 8k-32k rows per block alike (0.12-0.13 s), 64k 0.14 s, 128k 0.18 s.
+#: (16,384 rows at 64 float32 factors): a block's rows, their squares and their transposed copies stay in
+#: cache. Measured for 1M x 64: 8k-32k rows per block alike (0.12-0.13 s), 64k 0.14 s, 128k 0.18 s.
 _FACTOR_BLOCK_BYTES = 4 << 20
 
 
@@ -183,7 +182,8 @@ class LoadedModel:
         # Row-major item factors (the stored array: memory-mapped, its pages shared by the worker processes,
         # so no copy) and each row's norm: a request gathers a few hundred scattered items (candidates,
         # history), and a row is one run of cache lines. Scans of the whole catalog (exact scoring when there
-        # is no ANN index) use transposed copies, built on first use: see ``item_factors_t``.
+        # is no ANN index) use transposed copies, built below only for a model that scans: see
+        # ``item_factors_t``.
         item_factors = np.ascontiguousarray(a["als_item_factors"], dtype=np.float32)
         self.item_factors: np.ndarray = _frozen(item_factors)
         self._item_divisors: np.ndarray = _frozen(_row_divisors(item_factors))
