@@ -693,6 +693,11 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _cpu_ms_per_call(run: dict[str, Any]) -> str:
+    """Server CPU milliseconds per answered call (blank for a run that answered nothing)."""
+    return f"{1000 * run['server_cpu_cores'] / run['qps']:.2f}" if run["qps"] > 0 else ""
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -717,17 +722,20 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {check['target']} | {check['value']} | {check['limit']} | {met} | "
                      f"{'' if echo is None else echo} |")
     lines += ["", "## Runs", "",
-              "| run | rpc | mode | QPS | p50 ms | p90 ms | p99 ms | max ms | failed | server CPU | client CPU |"
-              " other CPU | server PSS MB |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| run | rpc | mode | QPS | p50 ms | p90 ms | p99 ms | max ms | failed | server CPU | server CPU ms "
+              "per call | client CPU | other CPU | server PSS MB |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in report["runs"].values():
         mode = run["mode"] + (f" @ {run['offered_qps']:.0f}/s" if run["mode"] == "paced" else "")
         lines.append(f"| {run['name']} | {run['rpc']} | {mode} | {run['qps']:.0f} | {run['p50_ms']:.2f} | "
                      f"{run['p90_ms']:.2f} | {run['p99_ms']:.2f} | {run['max_ms']:.1f} | {run['failed']} | "
-                     f"{run['server_cpu_cores']:.2f} | {run['client_cpu_cores']:.2f} | "
+                     f"{run['server_cpu_cores']:.2f} | {_cpu_ms_per_call(run)} | {run['client_cpu_cores']:.2f} | "
                      f"{run['other_cpu_cores']:.2f} | {run['pss_mb_max']:.0f} |")
     lines += ["", "CPU columns are cores used during the measured window (CPU seconds per second) by the server "
               "processes, the caller processes, and everything else on the machine (other people's jobs on a "
-              f"shared host show up there); the machine has {m['cpus']}.", "",
+              f"shared host show up there); the machine has {m['cpus']}. Server CPU per call is the server's "
+              "cores divided by the answered QPS: what one request costs the server, gRPC included, to set "
+              "beside the echo server's.", "",
               "## Artifact sets", "", "| set | items | customers | on disk MB | server PSS MB (idle) | learned ranker "
               "| ANN |", "|---|---:|---:|---:|---:|---|---|"]
     for label, s in report["sets"].items():

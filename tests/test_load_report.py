@@ -34,4 +34,8 @@ def test_paced_latency_targets_carry_the_echo_servers_latency_under_the_same_loa
               "machine": {"cpus": 2, "cpu_model": "x", "memory_gb": 1, "python": "3", "numpy": "2",
                           "grpcio": "1", "faiss": "1"},
               "options": {"callers": 8, "workers": 2, "duration": 15.0, "warmup": 3.0, "paced_share": 0.5}}
-    assert "| Recommend 100k p99 (paced) | 12.0 | <= 10.0 | **no** | 4.5 |" in markdown(report)
+    text = markdown(report)
+    assert "| Recommend 100k p99 (paced) | 12.0 | <= 10.0 | **no** | 4.5 |" in text
+    # server CPU per answered call, ours beside the echo server's: 1.0 core at 1,000 and at 4,000 req/s
+    assert "| 100k-Recommend | Recommend | closed | 1000 | 8.00 | 20.00 | 20.00 | 20.0 | 0 | 1.00 | 1.00 |" in text
+    assert "| echo-Recommend | Recommend | closed | 4000 | 1.00 | 3.00 | 3.00 | 3.0 | 0 | 1.00 | 0.25 |" in text
