@@ -178,3 +178,26 @@ def test_train_with_real_ingest_on_a_tiny_folder(tmp_path: Path):
     assert loaded.row_counts["events"] == 120
     assert result.report.total_quarantined() == 1
     assert "quarantined  1 rows" in result.summary()
+
+
+def test_data_before_a_day_leaves_out_that_day_and_later_only() -> None:
+    data = shop_data()
+    days = data.events[C.DAY]
+    cut = int(days.min()) + (int(days.max()) - int(days.min())) // 2
+    earlier = data.before(cut)
+    assert int(earlier.events[C.DAY].max()) < cut
+    assert len(earlier.events) == int((days < cut).sum()) > 0
+    pd.testing.assert_frame_equal(earlier.events, data.events[days < cut].reset_index(drop=True))
+    assert earlier.items is data.items and earlier.stock is data.stock and earlier.aliases is data.aliases
+    assert len(data.events) == len(days)  # the original is untouched
+
+
+def test_evaluate_as_of_takes_an_iso_date_and_says_what_is_wrong_with_another(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from recsvc.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--data", "d", "--out", "o", "--as-of", "1970-02-01"])
+    assert args.as_of == 31
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--data", "d", "--out", "o", "--as-of", "01/02/1970"])
+    assert "expected a date as YYYY-MM-DD, got '01/02/1970'" in capsys.readouterr().err

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from recsvc_training import columns as C
 
 
 @dataclass
@@ -53,3 +56,12 @@ class TrainingData:
     stock: pd.DataFrame
     channels: list[str]
     report: IngestReport
+
+    def before(self, day: int) -> TrainingData:
+        """The same data as if the log had ended the day before ``day`` (days since 1970-01-01).
+
+        For back-testing: evaluating as of several past dates shows how much a model's lead over the
+        baselines moves from one month to the next, which a single split cannot. The catalog, customers and
+        stock are kept as they are (they carry no dates); only later events are left out.
+        """
+        return dataclasses.replace(self, events=self.events[self.events[C.DAY] < day].reset_index(drop=True))

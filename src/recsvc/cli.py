@@ -37,6 +37,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, env=env)
 
 
+def _day_of_date(text: str) -> int:
+    """An ISO date as days since 1970-01-01, the unit of the events' ``day`` column."""
+    import datetime as dt
+
+    try:
+        return (dt.date.fromisoformat(text) - dt.date(1970, 1, 1)).days
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
 def _quiet_openmp_waits() -> None:
     """Let idle OpenMP threads sleep instead of spinning (unless the caller chose otherwise).
 
@@ -96,6 +106,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, evaluate=True)
     out = Path(args.out)
     data = load_training_data(Path(args.data), settings, out / "quarantine")
+    if args.as_of:
+        data = data.before(args.as_of)
     artifacts: ArtifactSet = build_artifacts(data, settings)
     with threadpool_limits(1, "blas"):  # see make_quality_hook
         report = evaluate_and_learn(data, artifacts, settings)
@@ -300,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for evaluation.json/.md and charts")
     p.add_argument("--test-days", type=int, default=0, help="test window (default: training.eval_test_days)")
     p.add_argument("-k", type=int, default=0, help="extra cut-off besides 10")
+    p.add_argument("--as-of", type=_day_of_date, default=None, metavar="YYYY-MM-DD",
+                   help="back-test: leave out events from this date on, so the test window ends the day before")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
