@@ -187,7 +187,7 @@ def test_data_before_a_day_leaves_out_that_day_and_later_only() -> None:
     earlier = data.before(cut)
     assert int(earlier.events[C.DAY].max()) < cut
     assert len(earlier.events) == int((days < cut).sum()) > 0
-    pd.testing.assert_frame_equal(earlier.events, data.events[days < cut].reset_index(drop=True))
+    pd.testing.assert_frame_equal(earlier.events, data.events[days < cut])
     assert earlier.items is data.items and earlier.stock is data.stock and earlier.aliases is data.aliases
     assert len(data.events) == len(days)  # the original is untouched
 

@@ -60,8 +60,8 @@ class TrainingData:
     def before(self, day: int) -> TrainingData:
         """The same data as if the log had ended the day before ``day`` (days since 1970-01-01).
 
-        For back-testing: evaluating as of several past dates shows how much a model's lead over the
-        baselines moves from one month to the next, which a single split cannot. The catalog, customers and
-        stock are kept as they are (they carry no dates); only later events are left out.
+        What the evaluation trains its models on (everything before a cut-off), and what ``recsvc evaluate
+        --as-of`` back-tests on. The catalog, customers and stock are kept as they are (they carry no
+        dates); only later events are left out.
         """
-        return dataclasses.replace(self, events=self.events[self.events[C.DAY] < day].reset_index(drop=True))
+        return dataclasses.replace(self, events=self.events[self.events[C.DAY].to_numpy() < day])

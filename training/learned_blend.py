@@ -9,7 +9,6 @@ bought. LightGBM (rank_xendcg) learns from that; the result travels as numpy arr
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -26,7 +25,6 @@ from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training import columns as C
-from recsvc_training.dataset import TrainingData
 from recsvc_training.ranker import fit_ranker, tree_ensemble_from_lightgbm
 
 logger = logging.getLogger(__name__)
@@ -57,11 +55,6 @@ def label_window_starts(end_day: int, first_day: int, settings: TrainingSettings
     kept = [newest] if newest - first_day >= MIN_WINDOW_HISTORY_DAYS else []
     return kept + [s for s in older if s - first_day >= max(settings.ranker_min_history_days,
                                                             MIN_WINDOW_HISTORY_DAYS)]
-
-
-def restrict(data: TrainingData, end_day: int) -> TrainingData:
-    """The same data with only the events before ``end_day`` (days since epoch); other tables unchanged."""
-    return dataclasses.replace(data, events=data.events[data.events[C.DAY].to_numpy() < end_day])
 
 
 def window_purchases(events: pd.DataFrame, start_day: int, days: int) -> pd.DataFrame:

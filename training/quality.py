@@ -44,7 +44,7 @@ from recsvc_training.evaluation import (
     render_markdown,
 )
 from recsvc_training.evaluation.report import write_report
-from recsvc_training.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker, label_window_starts, restrict
+from recsvc_training.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker, label_window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def evaluate_and_learn(data: TrainingData, artifacts: ArtifactSet, settings: Tra
     def model_before(day: int) -> LoadedModel:
         """Models built from the events before ``day``, shared by the windows that need them."""
         if day not in models:
-            models[day] = LoadedModel(build_artifacts(restrict(data, day), quiet))
+            models[day] = LoadedModel(build_artifacts(data.before(day), quiet))
         return models[day]
 
     def windows_ending(end: int) -> list[tuple[LoadedModel, int]]:
@@ -204,7 +204,7 @@ def evaluate_and_learn(data: TrainingData, artifacts: ArtifactSet, settings: Tra
                            catalog_item_ids=data.items[C.ITEM_ID].to_numpy())
         eval_ranker, eval_stats = (fit_learned_ranker(windows_ending(cutoff), data.events, settings)
                                    if settings.learn_ranker else (None, {}))
-        test_artifacts = build_artifacts(restrict(data, cutoff), quiet)
+        test_artifacts = build_artifacts(data.before(cutoff), quiet)
         _attach_ranker(test_artifacts, eval_ranker, eval_stats)
         test_model = LoadedModel(test_artifacts)
         models[cutoff] = test_model  # without the ranker arrays the same models; features ignore them
