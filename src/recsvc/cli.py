@@ -106,7 +106,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, evaluate=True)
     out = Path(args.out)
     data = load_training_data(Path(args.data), settings, out / "quarantine")
-    if args.as_of:
+    if args.as_of is not None:
         data = data.before(args.as_of)
     artifacts: ArtifactSet = build_artifacts(data, settings)
     with threadpool_limits(1, "blas"):  # see make_quality_hook
