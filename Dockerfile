@@ -8,7 +8,6 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-COPY training ./training
 RUN python -m venv /opt/server && /opt/server/bin/pip install --no-cache-dir -c constraints.txt . \
  && python -m venv /opt/trainer && /opt/trainer/bin/pip install --no-cache-dir -c constraints.txt ".[train]"
 

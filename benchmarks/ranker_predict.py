@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from recsvc_training.ranker import fit_ranker, tree_ensemble_from_lightgbm
+from recsvc_training.ranker.fit import fit_ranker, tree_ensemble_from_lightgbm
 
 
 def main() -> None:

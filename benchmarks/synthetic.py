@@ -4,7 +4,7 @@ The answers are meaningless but the shapes, dtypes and costs are those of a real
 topic structure (items around topic centres, varied norms; customers mixing two topics — like trained
 factors, unlike pure noise, so an ANN index behaves as it would on real data), short purchase histories, a
 co-purchase list per item, per-channel and per-store popularity. Sets of ``ann_min_items`` items or more
-carry the trainer's ANN index (:func:`recsvc_training.ann.build_ann_index`), exactly as ``recsvc train``
+carry the trainer's ANN index (:func:`recsvc_training.models.ann.build_ann_index`), exactly as ``recsvc train``
 would build it, so the server loads what it would load in production.
 
 Memory: a 1M x 1M set holds two 256 MB factor matrices plus ~0.5 GB of ids, histories and co-purchase
@@ -171,13 +171,13 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
     }
     extra: dict[str, Any] = {_SPEC_KEY: asdict(spec)}
     if n_items >= spec.ann_min_items:
-        from recsvc_training.ann import build_ann_index  # the trainer's own step, as `recsvc train` runs it
+        from recsvc_training.models.ann import build_ann_index  # the trainer's own step, as `recsvc train` runs it
 
         settings = TrainingSettings(ann_min_items=spec.ann_min_items)
         ann_arrays, extra["ann"] = build_ann_index(users, items, settings)
         arrays.update(ann_arrays)
         if spec.cosine_index:
-            from recsvc_training.ann import build_cosine_index
+            from recsvc_training.models.ann import build_cosine_index
 
             cosine_arrays, extra["ann_cosine"] = build_cosine_index(items, settings)
             arrays.update(cosine_arrays)
@@ -196,11 +196,11 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
 
 def synthetic_ranker(seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """A learned ranker with the trainer's settings (trees, leaves, the server's feature names), fitted by the
-    trainer's own :func:`~recsvc_training.ranker.fit_ranker` on random features whose label depends on a few
+    trainer's own :func:`~recsvc_training.ranker.fit.fit_ranker` on random features whose label depends on a few
     of them: its answers mean nothing, but its trees are as many and as deep as a real one's, so a request
     costs what it costs with a trained model. Returns the arrays and the manifest's ``extra["ranker"]``."""
     from recsvc.ranking.features import FEATURE_NAMES
-    from recsvc_training.ranker import fit_ranker, tree_ensemble_from_lightgbm
+    from recsvc_training.ranker.fit import fit_ranker, tree_ensemble_from_lightgbm
 
     settings = TrainingSettings()
     rng = np.random.default_rng(seed + 7)

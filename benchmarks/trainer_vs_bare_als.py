@@ -22,10 +22,10 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from recsvc.config import TrainingSettings
-from recsvc_training import columns as C
-from recsvc_training.id_maps import build_id_maps, event_rows
-from recsvc_training.ingest import load_training_data
-from recsvc_training.interactions import build_confidence
+from recsvc_training.input import columns as C
+from recsvc_training.input.id_maps import build_id_maps, event_rows
+from recsvc_training.input.ingest import load_training_data
+from recsvc_training.models.interactions import build_confidence
 from recsvc_training.pipeline import train
 
 

@@ -20,7 +20,7 @@ from recsvc.ranking.sources import top_k
 
 faiss = pytest.importorskip("faiss")
 
-from recsvc_training.ann import (  # noqa: E402
+from recsvc_training.models.ann import (  # noqa: E402
     build_ann_index,
     build_cosine_index,
     default_nlist,

@@ -14,10 +14,10 @@ from recsvc.artifacts import ArtifactError
 from recsvc.config import ChannelPolicy, ServerSettings, TrainingSettings
 from recsvc.ranking import LoadedModel, ReasonKind, RecommendationEngine, RecommendQuery
 from recsvc.ranking.coldstart import ColdStartSource
-from recsvc_training import columns as C
-from recsvc_training.coldstart import ALL_CUSTOMERS_FEATURE, attribute_features, fit_lightfm
-from recsvc_training.coldstart_eval import evaluate_coldstart
-from recsvc_training.ingest import load_training_data
+from recsvc_training.evaluation.coldstart import evaluate_coldstart
+from recsvc_training.input import columns as C
+from recsvc_training.input.ingest import load_training_data
+from recsvc_training.models.coldstart import ALL_CUSTOMERS_FEATURE, attribute_features, fit_lightfm
 from recsvc_training.sample import generate_sample
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package

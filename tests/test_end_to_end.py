@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recsvc.artifacts import load_current
 from recsvc.config import TrainingSettings
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
-from recsvc_training import columns as C
+from recsvc_training.input import columns as C
 from recsvc_training.pipeline import train
 from recsvc_training.sample import generate_sample
 

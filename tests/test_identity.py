@@ -1,12 +1,12 @@
-"""Identity resolution rules (recsvc_training.identity), each on a tiny link table with a known answer."""
+"""Identity resolution rules (recsvc_training.input.identity), each on a tiny link table with a known answer."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from recsvc_training.columns import ALIAS_ID, CUSTOMER_ID, REASON_MISSING_ID
-from recsvc_training.identity import (
+from recsvc_training.input.columns import ALIAS_ID, CUSTOMER_ID, REASON_MISSING_ID
+from recsvc_training.input.identity import (
     REASON_IDENTITY_CONFLICT,
     IdentityResolution,
     resolve_column,

@@ -1,4 +1,4 @@
-"""Public data set importers (recsvc_training.importers): hand-written slices with known answers, then real
+"""Public data set importers (recsvc_training.input.importers): hand-written slices with known answers, then real
 slices of ../shared/data (skipped when the folder is absent)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsvc_training import columns as col
-from recsvc_training.importers import (
+from recsvc_training.input import columns as col
+from recsvc_training.input.importers import (
     DEFAULT_SOURCES,
     IMPORTERS,
     MOVIELENS_GENRES,

@@ -1,4 +1,4 @@
-"""Ingestion (recsvc_training.ingest) on hand-written data folders whose right answer is known row by row."""
+"""Ingestion (recsvc_training.input.ingest) on hand-written data folders whose right answer is known row by row."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recsvc.config import ConfigError, TrainingSettings
-from recsvc_training.columns import (
+from recsvc_training.input.columns import (
     BASKET_ID,
     CHANNEL,
     CHANNELS,
@@ -24,8 +24,8 @@ from recsvc_training.columns import (
     TIMESTAMP,
     TITLE,
 )
-from recsvc_training.dataset import TrainingData
-from recsvc_training.ingest import InputError, load_training_data
+from recsvc_training.input.dataset import TrainingData
+from recsvc_training.input.ingest import InputError, load_training_data
 
 EVENT_HEADER = ["timestamp", "customer_id", "item_id", "event", "channel", "store_id", "order_id", "quantity",
                 "price"]

@@ -27,7 +27,7 @@ from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.recommender import POLICY_LEARNED, RecommendationEngine, RecommendQuery
 from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
-from recsvc_training.quality import QualityGateError, gate_failures
+from recsvc_training.evaluation.quality import QualityGateError, gate_failures
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -145,7 +145,7 @@ def test_top_item_rows_is_what_recommend_serves() -> None:
 def test_older_label_windows_without_enough_history_are_skipped() -> None:
     """Pins the guard that keeps several label windows safe on a short log (the six-week Ta Feng slice):
     an older window needs ``ranker_min_history_days`` of log before it, the newest only a week."""
-    from recsvc_training.learned_blend import label_window_starts
+    from recsvc_training.ranker.learned_blend import label_window_starts
 
     three = TrainingSettings(ranker_label_days=28, ranker_label_windows=3, ranker_min_history_days=60)
     # a long log: all three windows, newest first
@@ -238,10 +238,10 @@ def test_tafeng_slice_learned_blend_beats_buy_it_again(tmp_path: Path) -> None:
     if not TAFENG.exists():
         pytest.skip(f"{TAFENG} not available")
     from recsvc.artifacts import ArtifactSet
-    from recsvc_training.importers import import_tafeng
-    from recsvc_training.ingest import load_training_data
+    from recsvc_training.evaluation.quality import evaluate_and_learn
+    from recsvc_training.input.importers import import_tafeng
+    from recsvc_training.input.ingest import load_training_data
     from recsvc_training.pipeline import build_artifacts
-    from recsvc_training.quality import evaluate_and_learn
 
     import_tafeng(TAFENG, tmp_path / "data", limit_rows=400_000)
     settings = TrainingSettings(progress=False, eval_test_days=14, ranker_label_days=14)

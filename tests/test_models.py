@@ -14,15 +14,15 @@ import pytest
 import scipy.sparse as sp
 
 from recsvc.config import TrainingSettings
-from recsvc_training import columns as C
-from recsvc_training.catalog import build_catalog
-from recsvc_training.cf import fit_als
-from recsvc_training.copurchase import build_copurchase, wilson_lower_bound
-from recsvc_training.dataset import IngestReport, TrainingData
-from recsvc_training.id_maps import build_id_maps, event_rows, lookup_rows
-from recsvc_training.interactions import QUANTITY_CAP, build_confidence, top_k_per_row
-from recsvc_training.popularity import build_popularity
-from recsvc_training.repurchase import build_repurchase
+from recsvc_training.input import columns as C
+from recsvc_training.input.catalog import build_catalog
+from recsvc_training.input.dataset import IngestReport, TrainingData
+from recsvc_training.input.id_maps import build_id_maps, event_rows, lookup_rows
+from recsvc_training.models.als import fit_als
+from recsvc_training.models.copurchase import build_copurchase, wilson_lower_bound
+from recsvc_training.models.interactions import QUANTITY_CAP, build_confidence, top_k_per_row
+from recsvc_training.models.popularity import build_popularity
+from recsvc_training.models.repurchase import build_repurchase
 
 DAY0 = 19_000  # 2022-01-08, days since the epoch
 

@@ -30,9 +30,9 @@ from recsvc.ranking.sources import RankingContext
 from recsvc.server.app import ModelHolder, build_server
 from recsvc.stock import StockTable, load_current_stock, publish_stock
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
-from recsvc_training import columns as C
+from recsvc_training.input import columns as C
+from recsvc_training.models.rfm import RFM_SEGMENTS
 from recsvc_training.pipeline import train
-from recsvc_training.rfm import RFM_SEGMENTS
 from recsvc_training.sample import SampleSummary, generate_sample
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package

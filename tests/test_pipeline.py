@@ -17,8 +17,8 @@ from recsvc.artifacts import (
     publish_artifacts,
 )
 from recsvc.config import TrainingSettings
-from recsvc_training import columns as C
-from recsvc_training.dataset import IngestReport, TrainingData
+from recsvc_training.input import columns as C
+from recsvc_training.input.dataset import IngestReport, TrainingData
 from recsvc_training.pipeline import BUILD_STEPS, TrainResult, build_artifacts, train
 
 # The builders are under test here; evaluation, the learned blend and the gate have tests/test_learned.py.

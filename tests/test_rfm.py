@@ -1,4 +1,4 @@
-"""RFM scores and segments (training/rfm.py) and the customer profile built on them (recsvc.ranking.profile)."""
+"""RFM scores and segments (recsvc_training.models.rfm) and the customer profile built on them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from recsvc.errors import InvalidRequest, NotFound
 from recsvc.ranking import LoadedModel
 from recsvc.ranking.profile import customer_profile
-from recsvc_training import columns as C
-from recsvc_training.dataset import IngestReport, TrainingData
-from recsvc_training.id_maps import EventRows, IdMaps
-from recsvc_training.rfm import RFM_SEGMENTS, build_customer_summary, purchase_baskets, rank_scores, rfm_segments
+from recsvc_training.input import columns as C
+from recsvc_training.input.dataset import IngestReport, TrainingData
+from recsvc_training.input.id_maps import EventRows, IdMaps
+from recsvc_training.models.rfm import RFM_SEGMENTS, build_customer_summary, purchase_baskets, rank_scores, rfm_segments
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from toy_model import CUSTOMERS, DATA_END_DAY, build_toy_artifacts

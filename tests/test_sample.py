@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsvc_training import columns as col
+from recsvc_training.input import columns as col
 from recsvc_training.sample import STORES, SampleSummary, generate_sample
 
 SMALL = {"n_customers": 300, "n_items": 150, "days": 90}
@@ -273,7 +273,7 @@ def test_dirty_rows_are_the_promised_ones(sample: SampleSummary, raw_events: pd.
 
 
 def test_trainer_quarantines_exactly_the_dirty_rows(sample: SampleSummary, tmp_path: Path) -> None:
-    ingest = pytest.importorskip("recsvc_training.ingest")
+    ingest = pytest.importorskip("recsvc_training.input.ingest")
     from recsvc.config import TrainingSettings
 
     data = ingest.load_training_data(sample.out_dir, TrainingSettings(), tmp_path)

@@ -30,7 +30,7 @@ from recsvc.ranking.trees import (
     TreeEnsemble,
     TreeEnsembleError,
 )
-from recsvc_training.ranker import fit_ranker, tree_ensemble_from_lightgbm
+from recsvc_training.ranker.fit import fit_ranker, tree_ensemble_from_lightgbm
 
 N_FEATURES = 15
 NAMES = [f"f{i:02d}" for i in range(N_FEATURES)]

@@ -72,7 +72,7 @@ ann_cosine_index               uint8, [nbytes]            optional, likewise: th
                                                           metadata in ``extra.ann_cosine``
 rfm_scores                     int8, [n_customers, 3]     optional: recency, frequency, monetary score
                                                           1..5 (0 = no purchase); rule in
-                                                          ``recsvc_training.rfm``
+                                                          ``recsvc_training.models.rfm``
 rfm_segment                    int8, [n_customers]        optional: index into ``extra.rfm_segments``
                                                           (-1 = no purchase)
 cust_monetary                  float32, [n_customers]     optional: net spend, returns subtracted

@@ -39,12 +39,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _day_of_date(text: str) -> int:
     """An ISO date as days since 1970-01-01, the unit of the events' ``day`` column."""
-    import datetime as dt
+    from recsvc.days import day_of_iso
 
     try:
-        return (dt.date.fromisoformat(text) - dt.date(1970, 1, 1)).days
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+        return day_of_iso(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _quiet_openmp_waits() -> None:
@@ -67,7 +67,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from recsvc_training.importers import IMPORTERS
+    from recsvc_training.input.importers import IMPORTERS
 
     summary = IMPORTERS[args.dataset](Path(args.src), Path(args.out))
     print(summary)
@@ -94,9 +94,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from recsvc.artifacts import ArtifactSet
-    from recsvc_training.ingest import load_training_data
+    from recsvc_training.evaluation.quality import evaluate_and_learn
+    from recsvc_training.input.ingest import load_training_data
     from recsvc_training.pipeline import build_artifacts
-    from recsvc_training.quality import evaluate_and_learn
 
     settings = _settings(args).training
     if args.test_days:
@@ -389,8 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         known: tuple[type[BaseException], ...] = (ArtifactError, StockError, FileNotFoundError)
         try:
-            from recsvc_training.ingest import InputError
-            from recsvc_training.quality import QualityGateError
+            from recsvc_training.evaluation.quality import QualityGateError
+            from recsvc_training.input.ingest import InputError
 
             known += (InputError, QualityGateError)
         except ImportError:  # serving image without the trainer

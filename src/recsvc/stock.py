@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 STOCK_DIR = "stock"
 STOCK_SCHEMA_VERSION = "1.0"
-#: Columns of a stock file (the trainer's ``stock`` table: ``recsvc_training.columns.STOCK_COLUMNS``).
+#: Columns of a stock file (the trainer's ``stock`` table: ``recsvc_training.input.columns.STOCK_COLUMNS``).
 STOCK_COLUMNS: tuple[str, str, str] = ("store_id", "item_id", "quantity_on_hand")
 _ARRAYS = ("store_ids", "item_ids", "quantities")
 

@@ -1,6 +1,6 @@
 """Cold start: LightFM scores for customers the trainer marked as having little or no history.
 
-The trainer (:mod:`recsvc_training.coldstart`) fits a hybrid LightFM model on customer attributes (age group,
+The trainer (:mod:`recsvc_training.models.coldstart`) fits a hybrid LightFM model on customer attributes (age group,
 area, ...) and item attributes (category, brand, price band) and exports plain arrays: one vector and bias per
 customer (the sum of their attribute embeddings), one per item, and ``coldstart_customer``, its choice of who
 this source serves. A score is ``customer vector @ item vector + item bias``; an item nobody bought yet scores

@@ -14,7 +14,7 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,6 @@ from recsvc.ranking.ann import COSINE_ARRAY, COSINE_EXTRA, AnnIndex, load_ann
 
 logger = logging.getLogger(__name__)
 
-_EPOCH = date(1970, 1, 1)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -87,11 +86,6 @@ def _transposed_factors(item_factors: np.ndarray, divisors: np.ndarray) -> tuple
         factors_t[:, lo:hi] = item_factors[lo:hi].T
         np.divide(factors_t[:, lo:hi], divisors[lo:hi], out=normed_t[:, lo:hi])
     return factors_t, normed_t
-
-
-def day_to_iso(day: int) -> str:
-    """``YYYY-MM-DD`` of a day number (days since 1970-01-01), as artifacts store dates."""
-    return (_EPOCH + timedelta(days=int(day))).isoformat()
 
 
 def positions_in(values: np.ndarray, queries: np.ndarray) -> np.ndarray:

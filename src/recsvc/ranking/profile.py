@@ -2,7 +2,7 @@
 
 Built from the purchase history arrays (each item's latest purchase: date, channel, store) and the trainer's
 optional customer summary (``rfm_scores``, ``rfm_segment``, ``cust_monetary``, ``cust_channels``, segment
-names in the manifest's ``extra["rfm_segments"]``; see :mod:`recsvc_training.rfm` for the rule). A model
+names in the manifest's ``extra["rfm_segments"]``; see :mod:`recsvc_training.models.rfm` for the rule). A model
 without the summary still answers with purchases; channels then come from the purchases alone.
 """
 
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsvc.artifacts import ArtifactError
+from recsvc.days import iso_of_day
 from recsvc.errors import InvalidRequest, NotFound
-from recsvc.ranking.model import LoadedModel, day_to_iso
+from recsvc.ranking.model import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
     purchases = tuple(
         Purchase(item_id=model.item_id(item), title=model.item_title(item), category=str(model.item_categories[item]),
                  channel=model.channel_name(int(hist.last_channel[i])),
-                 store_id=model.store_id(int(hist.last_store[i])), date=day_to_iso(int(hist.last_day[i])),
+                 store_id=model.store_id(int(hist.last_store[i])), date=iso_of_day(int(hist.last_day[i])),
                  count=float(hist.count[i]))
         for i, item in ((int(i), int(hist.items[i])) for i in order))
 

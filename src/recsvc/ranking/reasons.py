@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from datetime import date
 
+from recsvc.days import date_of_day
 from recsvc.ranking.model import LoadedModel
 
 
@@ -55,14 +55,13 @@ def _days(n: int) -> str:
 #: How a reason says where an item was bought, by channel name ("bought online on 3 May"); any other
 #: channel reads "on <channel>", and a store purchase names the store.
 _WHERE = {"web": "online", "online": "online", "app": "in the app"}
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December")
 
 
 def _spoken_date(day: int, reference_day: int) -> str:
     """"3 May" for a day in the reference day's year, "3 May 2025" otherwise (days since 1970-01-01)."""
-    when, ref = date.fromordinal(_EPOCH_ORDINAL + day), date.fromordinal(_EPOCH_ORDINAL + reference_day)
+    when, ref = date_of_day(day), date_of_day(reference_day)
     text = f"{when.day} {_MONTHS[when.month - 1]}"  # not strftime: a server locale must not change the text
     return text if when.year == ref.year else f"{text} {when.year}"
 

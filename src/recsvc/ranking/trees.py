@@ -5,7 +5,7 @@ model text that could run code. So the trees travel in the artifact set as flat 
 with ``allow_pickle=False``) and :meth:`TreeEnsemble.predict` evaluates them here, giving the same raw score as
 ``booster.predict(X, raw_score=True)`` -- bit for bit on the models and data the tests cover: the decision rule
 is LightGBM's, and the tree outputs are summed in tree order in float64 as LightGBM does. The trainer builds an
-ensemble with :func:`recsvc_training.ranker.tree_ensemble_from_lightgbm`.
+ensemble with :func:`recsvc_training.ranker.fit.tree_ensemble_from_lightgbm`.
 
 Encoding (all trees packed into one set of arrays; ``n_nodes`` = internal nodes of all trees, ``n_leaves`` =
 leaves of all trees, ``n_trees`` = trees). Children follow LightGBM's own convention: a child ``c >= 0`` is the

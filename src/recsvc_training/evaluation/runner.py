@@ -6,7 +6,6 @@ serving engine is scored exactly like the baselines: same customers, same channe
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import math
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from recsvc.days import iso_of_day
 from recsvc_training.evaluation.cart_completion import (
     DEFAULT_MAX_BASKETS,
     DEFAULT_SEED,
@@ -77,7 +77,7 @@ class EvaluationReport:
     @property
     def cutoff_date(self) -> str:
         """First day of the test window, ISO date."""
-        return (dt.date(1970, 1, 1) + dt.timedelta(days=self.cutoff_day)).isoformat()
+        return iso_of_day(self.cutoff_day)
 
     @property
     def baselines(self) -> tuple[str, ...]:

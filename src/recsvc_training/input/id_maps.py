@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from recsvc.artifacts import string_array
-from recsvc_training import columns as C
-from recsvc_training.dataset import TrainingData
+from recsvc_training.input import columns as C
+from recsvc_training.input.dataset import TrainingData
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Collaborative filtering: implicit-feedback ALS factors for customers and items.
 
-``fit_als`` is a plain function from the confidence matrix (:func:`recsvc_training.interactions.
+``fit_als`` is a plain function from the confidence matrix (:func:`recsvc_training.models.interactions.
 build_confidence`) to two float32 factor arrays, so it can be timed, tested and swapped on its own. A
 customer's score for an item is ``user_factors[c] @ item_factors[i]``.
 

@@ -25,18 +25,18 @@ from recsvc.config import TrainingSettings
 from recsvc.ranking.foldin import EXTRA_KEY as FOLDIN_EXTRA_KEY
 from recsvc.ranking.foldin import FoldInParams
 from recsvc.stock import StockTable, publish_stock
-from recsvc_training import columns as C
-from recsvc_training.ann import build_ann_index, build_cosine_index
-from recsvc_training.catalog import build_catalog
-from recsvc_training.cf import fit_als
-from recsvc_training.coldstart import build_coldstart
-from recsvc_training.copurchase import build_copurchase, count_baskets
-from recsvc_training.dataset import IngestReport, TrainingData
-from recsvc_training.id_maps import build_id_maps, event_rows
-from recsvc_training.interactions import QUANTITY_CAP, build_confidence
-from recsvc_training.popularity import build_popularity
-from recsvc_training.repurchase import build_repurchase
-from recsvc_training.rfm import RFM_SEGMENTS, build_customer_summary
+from recsvc_training.input import columns as C
+from recsvc_training.input.catalog import build_catalog
+from recsvc_training.input.dataset import IngestReport, TrainingData
+from recsvc_training.input.id_maps import build_id_maps, event_rows
+from recsvc_training.models.als import fit_als
+from recsvc_training.models.ann import build_ann_index, build_cosine_index
+from recsvc_training.models.coldstart import build_coldstart
+from recsvc_training.models.copurchase import build_copurchase, count_baskets
+from recsvc_training.models.interactions import QUANTITY_CAP, build_confidence
+from recsvc_training.models.popularity import build_popularity
+from recsvc_training.models.repurchase import build_repurchase
+from recsvc_training.models.rfm import RFM_SEGMENTS, build_customer_summary
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 BUILD_STEPS: tuple[str, ...] = ("id_maps", "catalog", "interactions", "als", "ann", "popularity", "repurchase",
                                 "copurchase", "customers", "coldstart")
 
-#: Signature of the ingest entry point (``recsvc_training.ingest.load_training_data``).
+#: Signature of the ingest entry point (``recsvc_training.input.ingest.load_training_data``).
 Loader = Callable[[Path, TrainingSettings, Path], TrainingData]
 #: A check run on the built set before publishing; see :func:`train`.
 BeforePublish = Callable[[TrainingData, ArtifactSet], None]
@@ -92,7 +92,7 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
     ----------
     data
         Output of ingest: events resolved to customers, with ``day`` and ``basket_id`` (see
-        :class:`~recsvc_training.dataset.TrainingData`).
+        :class:`~recsvc_training.input.dataset.TrainingData`).
     settings
         Every knob the builders use; all of them are recorded in ``params``.
 
@@ -284,7 +284,7 @@ def _fmt(value: Any) -> str:
 
 
 def _default_loader(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path) -> TrainingData:
-    from recsvc_training.ingest import load_training_data
+    from recsvc_training.input.ingest import load_training_data
 
     return load_training_data(data_dir, settings, quarantine_dir)
 
@@ -297,7 +297,7 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     Parameters
     ----------
     data_dir
-        Folder of input tables (:mod:`recsvc_training.columns`).
+        Folder of input tables (:mod:`recsvc_training.input.columns`).
     artifact_root
         Root holding ``CURRENT`` and ``versions/``; quarantined rows of this run go to
         ``<artifact_root>/quarantine/<version>/``.
@@ -305,14 +305,14 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
         Training settings; ``keep_versions`` bounds the versions kept after publishing.
     before_publish
         Replaces the default evaluation / quality-gate hook
-        (:func:`recsvc_training.quality.make_quality_hook`, which evaluates on a time split, learns the
+        (:func:`recsvc_training.evaluation.quality.make_quality_hook`, which evaluates on a time split, learns the
         blend and refuses a set worse than buy-it-again or than the current version): called with the
         cleaned data and the built, validated set just
         before publishing. It may fill ``artifacts.evaluation`` (it lands in the manifest and the summary)
         and set ``artifacts.forced``; it stops the run by raising, and then nothing is published and
         ``CURRENT`` keeps pointing at the previous version.
     loader
-        Replaces ingest (tests); defaults to ``recsvc_training.ingest.load_training_data``.
+        Replaces ingest (tests); defaults to ``recsvc_training.input.ingest.load_training_data``.
     force
         Publish even when the quality gate refuses; the manifest records ``forced``.
     echo
@@ -320,7 +320,7 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
 
     Raises
     ------
-    recsvc_training.ingest.InputError
+    recsvc_training.input.ingest.InputError
         The data folder is unusable (from ingest).
     recsvc.artifacts.ArtifactError
         Publishing failed; the previous version stays current.
@@ -346,7 +346,7 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     # ``artifacts.evaluation`` and raises to refuse the set. Publishing below is atomic, so a refused or
     # crashed run leaves the served version untouched.
     if before_publish is None and (settings.evaluate or settings.learn_ranker):
-        from recsvc_training.quality import make_quality_hook
+        from recsvc_training.evaluation.quality import make_quality_hook
 
         before_publish = make_quality_hook(artifact_root, settings, force=force, echo=echo)
     if before_publish is not None:

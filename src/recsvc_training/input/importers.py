@@ -1,4 +1,4 @@
-"""Public data sets -> the trainer's input contract (:mod:`recsvc_training.columns`).
+"""Public data sets -> the trainer's input contract (:mod:`recsvc_training.input.columns`).
 
 Each importer reads one public data set (see ``../shared/data/README.md`` for provenance and licences) and
 writes ``events.csv.gz``, ``items.csv`` and ``customers.csv`` into a folder the trainer reads like any
@@ -27,7 +27,7 @@ from typing import Final, Protocol
 import numpy as np
 import pandas as pd
 
-from recsvc_training import columns as col
+from recsvc_training.input import columns as col
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from recsvc.artifacts import string_array
-from recsvc_training import columns as C
-from recsvc_training.id_maps import IdMaps, lookup_rows
+from recsvc_training.input import columns as C
+from recsvc_training.input.id_maps import IdMaps, lookup_rows
 
 logger = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ import logging
 
 import numpy as np
 
-from recsvc_training import columns as C
-from recsvc_training.dataset import TrainingData
-from recsvc_training.id_maps import EventRows, IdMaps
+from recsvc_training.input import columns as C
+from recsvc_training.input.dataset import TrainingData
+from recsvc_training.input.id_maps import EventRows, IdMaps
 
 logger = logging.getLogger(__name__)
 

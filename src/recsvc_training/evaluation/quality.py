@@ -30,8 +30,6 @@ from recsvc.config import ServerSettings, TrainingSettings
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.recommender import BundleQuery, RecommendationEngine
 from recsvc.ranking.trees import TreeEnsemble
-from recsvc_training import columns as C
-from recsvc_training.dataset import TrainingData
 from recsvc_training.evaluation import (
     Completer,
     EvalIndex,
@@ -44,7 +42,9 @@ from recsvc_training.evaluation import (
     render_markdown,
 )
 from recsvc_training.evaluation.report import write_report
-from recsvc_training.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker, label_window_starts
+from recsvc_training.input import columns as C
+from recsvc_training.input.dataset import TrainingData
+from recsvc_training.ranker.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker, label_window_starts
 
 logger = logging.getLogger(__name__)
 

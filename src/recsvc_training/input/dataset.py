@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsvc_training import columns as C
+from recsvc_training.input import columns as C
 
 
 @dataclass
@@ -36,7 +36,7 @@ class IngestReport:
 class TrainingData:
     """Cleaned inputs, every event resolved to its customer.
 
-    ``events`` columns (``recsvc_training.columns``): customer_id (resolved, str), item_id (str), event
+    ``events`` columns (``recsvc_training.input.columns``): customer_id (resolved, str), item_id (str), event
     (view|cart|purchase|return; a negative-quantity purchase arrives here as a return), channel (str, never
     empty), store_id (str, "" when none), order_id (str, "" when none), basket_id (order_id, else
     "customer_id@day"), quantity (float64, always > 0), price (float64, NaN when unknown), timestamp

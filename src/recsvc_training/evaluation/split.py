@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsvc_training import columns as C
+from recsvc_training.input import columns as C
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
-"""Read a data folder into :class:`~recsvc_training.dataset.TrainingData`: validate, quarantine, resolve ids.
+"""Read a data folder into :class:`~recsvc_training.input.dataset.TrainingData`: validate, quarantine, resolve ids.
 
 A data folder holds one file per table (``<table>.csv``, ``<table>.csv.gz`` or ``<table>.parquet``; see
-:mod:`recsvc_training.columns`): ``events`` and ``items`` are required, ``customers``, ``identities`` and
+:mod:`recsvc_training.input.columns`): ``events`` and ``items`` are required, ``customers``, ``identities`` and
 ``stock`` optional. Every value is read as a string, so ids keep their leading zeros; ids are trimmed of
 surrounding whitespace.
 
 Nothing valid is dropped and nothing invalid is silently guessed: a bad row goes to
 ``<quarantine_dir>/<table>.quarantine.csv`` with its original values, a ``reason`` and its ``source_row``
 (1-based data row number in the input file, header not counted), and is counted per reason in the
-:class:`~recsvc_training.dataset.IngestReport`. For every table ``rows_kept + quarantined == rows_read``.
+:class:`~recsvc_training.input.dataset.IngestReport`. For every table ``rows_kept + quarantined == rows_read``.
 
 Events, in this order (a row gets the first reason that applies):
 
@@ -26,7 +26,7 @@ A purchase with a negative quantity becomes a return of ``abs(quantity)`` (count
 reason to quarantine. Items: an empty ``item_id`` is ``missing_id``, a repeated one ``duplicate`` (first
 kept); items seen only in events are added to the catalog. Customers and stock quarantine empty ids (and
 stock an unparseable ``quantity_on_hand`` as ``bad_quantity``, a repeated store x item as ``duplicate``).
-Identity links follow :mod:`recsvc_training.identity` (reasons ``missing_id`` and ``identity_conflict``).
+Identity links follow :mod:`recsvc_training.input.identity` (reasons ``missing_id`` and ``identity_conflict``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from recsvc.config import ConfigError, TrainingSettings
-from recsvc_training.columns import (
+from recsvc_training.input.columns import (
     ALIAS_ID,
     BASKET_ID,
     CATEGORY,
@@ -80,8 +80,8 @@ from recsvc_training.columns import (
     TIMESTAMP,
     TITLE,
 )
-from recsvc_training.dataset import IngestReport, TrainingData
-from recsvc_training.identity import REASON_COLUMN, SOURCE_ROW_COLUMN, resolve_column, resolve_identities
+from recsvc_training.input.dataset import IngestReport, TrainingData
+from recsvc_training.input.identity import REASON_COLUMN, SOURCE_ROW_COLUMN, resolve_column, resolve_identities
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
     Parameters
     ----------
     data_dir
-        Folder holding the tables of the input contract (:mod:`recsvc_training.columns`).
+        Folder holding the tables of the input contract (:mod:`recsvc_training.input.columns`).
     settings
         Uses ``default_channel`` (for events without a channel).
     quarantine_dir

@@ -1,7 +1,7 @@
 """The cold-start slice: customers whose first event falls in the test window, known only by their attributes.
 
 Protocol (``shared/data/README.md``): time split with a ``test_days`` window at the end of the log; LightFM is
-fitted on the train side exactly as the trainer fits it (:mod:`recsvc_training.coldstart`: attribute-only
+fitted on the train side exactly as the trainer fits it (:mod:`recsvc_training.models.coldstart`: attribute-only
 customer features, item identity plus attributes); every customer first seen in the window is ranked from
 their attributes alone (their vector is the sum of their attribute embeddings, as the server computes it),
 over the whole catalog, and scored on what they bought in the window. The reference is per-channel
@@ -11,7 +11,7 @@ without this model.
 Reproduce the README numbers::
 
     recsvc import tafeng --src ../shared/data/tafeng.csv.gz --out data/tafeng
-    python -m recsvc_training.coldstart_eval --data data/tafeng
+    python -m recsvc_training.evaluation.coldstart --data data/tafeng
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.config import TrainingSettings, load_settings
-from recsvc_training import columns as C
-from recsvc_training.coldstart import (
+from recsvc_training.evaluation import ChannelPopularity, ranking_metrics, time_split
+from recsvc_training.evaluation.split import DEFAULT_TEST_DAYS
+from recsvc_training.input import columns as C
+from recsvc_training.input.dataset import TrainingData
+from recsvc_training.models.coldstart import (
     ALL_CUSTOMERS_FEATURE,
     attribute_features,
     customer_attribute_columns,
     fit_lightfm,
     item_attribute_columns,
 )
-from recsvc_training.dataset import TrainingData
-from recsvc_training.evaluation import ChannelPopularity, ranking_metrics, time_split
-from recsvc_training.evaluation.split import DEFAULT_TEST_DAYS
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def evaluate_coldstart(data: TrainingData, settings: TrainingSettings, test_days
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsvc_training.coldstart_eval", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m recsvc_training.evaluation.coldstart", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="data folder in the input contract (e.g. imported Ta Feng)")
     parser.add_argument("--test-days", type=int, default=DEFAULT_TEST_DAYS)
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from recsvc_training.ingest import load_training_data
+    from recsvc_training.input.ingest import load_training_data
 
     settings = load_settings(args.config).training
     started = time.perf_counter()

@@ -3,7 +3,7 @@
 An item's score is the recency-decayed weighted event count of the last ``popularity_window_days`` days:
 each event counts ``event_weights[type] × min(quantity, QUANTITY_CAP) × 0.5 ** (age / half_life)``, so a
 purchase counts more than a cart, a cart more than a view; returns cancel purchases (netted per item, floored
-at 0), exactly as in the ALS confidence (:mod:`recsvc_training.interactions`).
+at 0), exactly as in the ALS confidence (:mod:`recsvc_training.models.interactions`).
 
 Items without an event in the window still get a small score from their all-time (undecayed) weighted
 counts, scaled to stay below half of the smallest in-window score of the same list, so the ordering of the
@@ -18,9 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.config import TrainingSettings
-from recsvc_training import columns as C
-from recsvc_training.id_maps import EventRows, IdMaps
-from recsvc_training.interactions import event_weights, net_weight_matrix, top_k_per_row
+from recsvc_training.input import columns as C
+from recsvc_training.input.id_maps import EventRows, IdMaps
+from recsvc_training.models.interactions import event_weights, net_weight_matrix, top_k_per_row
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.config import TrainingSettings
-from recsvc_training import columns as C
-from recsvc_training.id_maps import EventRows, IdMaps
-from recsvc_training.interactions import top_k_per_row
+from recsvc_training.input import columns as C
+from recsvc_training.input.id_maps import EventRows, IdMaps
+from recsvc_training.models.interactions import top_k_per_row
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import logging
 
 import numpy as np
 
-from recsvc_training import columns as C
-from recsvc_training.id_maps import EventRows, IdMaps
+from recsvc_training.input import columns as C
+from recsvc_training.input.id_maps import EventRows, IdMaps
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsvc_training import columns as C
 from recsvc_training.evaluation.metrics import hit_rate_at_k, mrr_at_k, truth_from_lists
 from recsvc_training.evaluation.protocols import Completer
 from recsvc_training.evaluation.split import EvalIndex, TimeSplit
 from recsvc_training.evaluation.topk import fill_unique, top_k_dense
+from recsvc_training.input import columns as C
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from recsvc_training import columns as col
+from recsvc_training.input import columns as col
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class SampleSummary:
 
     ``n_events`` counts every row of ``events.csv.gz``, dirty ones included; ``n_clean_events`` is what
     should survive the trainer's quarantine. ``dirty_rows`` is keyed by the trainer's quarantine reasons
-    (``recsvc_training.columns.REASON_*``). ``repurchase_cycles`` maps each consumable item id to its typical
+    (``recsvc_training.input.columns.REASON_*``). ``repurchase_cycles`` maps each consumable item id to its typical
     re-buy interval in days; ``complements`` lists (anchor item, matching complement item) pairs that the
     simulation puts in the same order.
     """

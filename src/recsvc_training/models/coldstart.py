@@ -29,10 +29,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.config import TrainingSettings
-from recsvc_training import columns as C
-from recsvc_training.dataset import TrainingData
-from recsvc_training.id_maps import EventRows, IdMaps
-from recsvc_training.rfm import purchase_baskets
+from recsvc_training.input import columns as C
+from recsvc_training.input.dataset import TrainingData
+from recsvc_training.input.id_maps import EventRows, IdMaps
+from recsvc_training.models.rfm import purchase_baskets
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ its (customer, item) cell, ``age_days`` counted back from the last day in the da
 the purchase part of a cell is netted (purchases minus returns, both weighted like purchases) and floored at
 0 before the view and cart parts are added, so a returned item keeps the interest its views showed but none
 of the purchase. The stored value is ``als_alpha * log1p(w)``: implicit takes the matrix values as the
-confidence itself (an unset cell has confidence 1 and preference 0), see :mod:`recsvc_training.cf`.
+confidence itself (an unset cell has confidence 1 and preference 0), see :mod:`recsvc_training.models.als`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsvc.config import TrainingSettings
-from recsvc_training import columns as C
-from recsvc_training.id_maps import EventRows, IdMaps
+from recsvc_training.input import columns as C
+from recsvc_training.input.id_maps import EventRows, IdMaps
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recsvc.config import TrainingSettings
-from recsvc_training import columns as C
 from recsvc_training.evaluation.split import EvalIndex, TimeSplit
 from recsvc_training.evaluation.topk import fill_unique, top_k_sparse
+from recsvc_training.input import columns as C
 
 logger = logging.getLogger(__name__)
 

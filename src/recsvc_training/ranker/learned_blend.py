@@ -24,8 +24,8 @@ from recsvc.ranking.learned import pool_sources
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
-from recsvc_training import columns as C
-from recsvc_training.ranker import fit_ranker, tree_ensemble_from_lightgbm
+from recsvc_training.input import columns as C
+from recsvc_training.ranker.fit import fit_ranker, tree_ensemble_from_lightgbm
 
 logger = logging.getLogger(__name__)
 

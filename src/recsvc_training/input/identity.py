@@ -30,12 +30,12 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from recsvc_training.columns import ALIAS_ID, CUSTOMER_ID, IDENTITY_COLUMNS, REASON_MISSING_ID
+from recsvc_training.input.columns import ALIAS_ID, CUSTOMER_ID, IDENTITY_COLUMNS, REASON_MISSING_ID
 
 logger = logging.getLogger(__name__)
 
 #: Quarantine reason of a link that would merge two otherwise unrelated customers.
-#: (Not yet in :mod:`recsvc_training.columns`, which owns the other reasons.)
+#: (Not yet in :mod:`recsvc_training.input.columns`, which owns the other reasons.)
 REASON_IDENTITY_CONFLICT = "identity_conflict"
 #: Quarantine-file column holding the reason of each quarantined row.
 REASON_COLUMN = "reason"
