@@ -32,6 +32,7 @@ from recsvc.errors import ModelUnavailable
 from recsvc.ranking import RecommendationEngine
 from recsvc.server.admin import AdminServicer
 from recsvc.server.admission import AdmissionInterceptor
+from recsvc.server.events import EVENTS_SERVICE_NAME, EventsRuntime, start_events
 from recsvc.server.interceptors import ExceptionToStatusInterceptor
 from recsvc.server.lifecycle import EngineFactory, ModelLifecycle, build_engine
 from recsvc.server.metrics import MetricsEndpoint, ObservabilityInterceptor, ServerMetrics
@@ -110,8 +111,8 @@ def _bind_address(host: str, port: int) -> str:
 
 
 def build_server(settings: ServerSettings, model_provider: ModelHolder, *, lifecycle: ModelLifecycle | None = None,
-                 metrics: ServerMetrics | None = None, admission: AdmissionInterceptor | None = None
-                 ) -> tuple[grpc.Server, int]:
+                 metrics: ServerMetrics | None = None, admission: AdmissionInterceptor | None = None,
+                 events: EventsRuntime | None = None) -> tuple[grpc.Server, int]:
     """A configured, not yet started server and the port it bound (``settings.port`` 0 picks a free one).
 
     Registers the recommender, the Admin service (when ``lifecycle`` is given), the standard health service
@@ -148,11 +149,16 @@ def build_server(settings: ServerSettings, model_provider: ModelHolder, *, lifec
                                                     thread_name_prefix="recsvc-rpc"),
                          interceptors=interceptors, options=options,
                          maximum_concurrent_rpcs=settings.max_workers + max(0, settings.max_queued_rpcs))
-    recsvc_pb2_grpc.add_RecommenderServicer_to_server(RecommenderServicer(model_provider), server)
+    recsvc_pb2_grpc.add_RecommenderServicer_to_server(
+        RecommenderServicer(model_provider, activity=events.activity if events else None), server)
     services = [SERVICE_NAME]
+    if events is not None and events.store is not None:  # recsvc.v1.Events (recsvc.server.events)
+        events.register(server, model_provider)
+        services.append(EVENTS_SERVICE_NAME)
     if lifecycle is not None:
         admin = AdminServicer(lifecycle, admission, worker_index=worker_index(), notify_siblings=notify_siblings,
-                              serving=lambda: model_provider.serving)
+                              serving=lambda: model_provider.serving,
+                              events_status=events.status if events else None)
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         services.append(ADMIN_SERVICE_NAME)
 
@@ -259,7 +265,11 @@ def serve(settings: Settings, stop: threading.Event | None = None,
         logger.error("%s", exc)
         raise
     admission = AdmissionInterceptor(server_settings.max_concurrent_rpcs)
-    server, port = build_server(server_settings, holder, lifecycle=lifecycle, metrics=metrics, admission=admission)
+    events = start_events(settings)
+    if metrics is not None:
+        events.register_metrics(metrics.registry)
+    server, port = build_server(server_settings, holder, lifecycle=lifecycle, metrics=metrics, admission=admission,
+                                events=events)
     endpoint: MetricsEndpoint | None = None
     if metrics is not None:
         endpoint = metrics.serve_http(server_settings.host, server_settings.metrics_port)
@@ -289,6 +299,7 @@ def serve(settings: Settings, stop: threading.Event | None = None,
         holder.drain()  # health says NOT_SERVING before the listener closes, so balancers move on first
         lifecycle.stop()
         stop_server(server, admission, server_settings.shutdown_grace_seconds)
+        events.close()
         if endpoint is not None:
             endpoint.close()
         for sig, saved in previous.items():
