@@ -117,7 +117,10 @@ def open_store(settings: EventsSettings, artifact_root: str | Path) -> EventStor
     if settings.backend == "off":
         return None
     if settings.backend == "redis":
-        from recsvc.events.redis_store import RedisEventStore  # the redis client is needed only here
+        try:
+            from recsvc.events.redis_store import RedisEventStore  # the redis client is needed only here
+        except ImportError as exc:
+            raise ConfigError("events.backend = redis needs the redis client: pip install 'recsvc[redis]'") from exc
 
         return RedisEventStore(settings.redis_url, prefix=settings.redis_prefix,
                                recent_per_customer=settings.recent_per_customer,
