@@ -28,9 +28,11 @@ from recsvc.v1 import admin_pb2, admin_pb2_grpc, events_pb2, events_pb2_grpc, re
 
 try:
     from redis_fixture import RedisServer, free_port, redis_server
+    from test_lifecycle import wait_for
     from toy_model import publish_toy
 except ImportError:  # pragma: no cover
     from tests.redis_fixture import RedisServer, free_port, redis_server
+    from tests.test_lifecycle import wait_for
     from tests.toy_model import publish_toy
 
 __all__ = ["redis_server"]
@@ -71,12 +73,7 @@ class Served:
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(condition, timeout=timeout, what=what)
 
 
 def _wait_log(log: Path, pattern: str) -> re.Match[str]:
@@ -303,3 +300,47 @@ def test_redis_outage(root: Path, tmp_path: Path, redis_server: RedisServer) -> 
     finally:
         served.stop()
 
+
+
+# ------------------------------------------------------------------------------------------- the write role
+
+def test_the_write_role_records_events_and_read_callers_cannot(root: Path, tmp_path: Path) -> None:
+    from recsvc.artifacts import load_current
+    from recsvc.config import EventsSettings, ServerSettings, Settings
+    from recsvc.ranking import LoadedModel, RecommendationEngine
+    from recsvc.server.app import ModelHolder, build_server
+    from recsvc.server.events import start_events
+    from recsvc.server.security import token_sha256
+
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text("".join(f'[[callers]]\nname = "{role}-caller"\nrole = "{role}"\n'
+                              f'token_sha256 = "{token_sha256(role + "-token")}"\n\n'
+                              for role in ("read", "write", "admin")))
+    settings = Settings(server=ServerSettings(host="127.0.0.1", port=0, artifact_root=str(root), max_workers=4,
+                                              tokens_file=str(tokens)),
+                        events=EventsSettings(sqlite_path=str(tmp_path / "ev.sqlite")))
+    model = LoadedModel(load_current(root))
+    runtime = start_events(settings, model)
+    server, port = build_server(settings.server, ModelHolder(RecommendationEngine(model, settings.server)),
+                                events=runtime)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = events_pb2_grpc.EventsStub(channel)
+            request = events_pb2.RecordEventsRequest(events=[event("tok-1:1", "C001", "B01")])
+            for role, code in (("read", grpc.StatusCode.PERMISSION_DENIED), ("", grpc.StatusCode.UNAUTHENTICATED)):
+                metadata = (("authorization", f"Bearer {role}-token"),) if role else ()
+                with pytest.raises(grpc.RpcError) as caught:
+                    stub.RecordEvents(request, metadata=metadata, timeout=10)
+                assert caught.value.code() == code
+            for i, role in enumerate(("write", "admin")):
+                request = events_pb2.RecordEventsRequest(events=[event(f"tok-{i}:1", "C001", "B01")])
+                answer = stub.RecordEvents(request, metadata=(("authorization", f"Bearer {role}-token"),),
+                                           timeout=10)
+                assert answer.accepted == 1
+            writer = (("authorization", "Bearer write-token"),)
+            recsvc_pb2_grpc.RecommenderStub(channel).GetCustomerProfile(  # write callers may read too
+                recsvc_pb2.GetCustomerProfileRequest(customer_id="LOY-1"), metadata=writer, timeout=10)
+    finally:
+        server.stop(None).wait()
+        runtime.close()

@@ -146,8 +146,13 @@ class EventOverlay:
 
     # -------------------------------------------------------------------------------------- following the feed
 
-    def start(self) -> None:
-        """Read the whole feed once (so a fresh process starts with what the others have), then follow it."""
+    def start(self, model: LoadedModel | None = None) -> None:
+        """Read the whole feed once (so a fresh process starts with what the others have), then follow it.
+
+        With the serving ``model`` given, events it already includes are not even held in memory.
+        """
+        if model is not None:
+            self._cutoff = cutoff_ms(model)
         self.poll_once()
         self._thread = threading.Thread(target=self._run, name="recsvc-overlay", daemon=True)
         self._thread.start()

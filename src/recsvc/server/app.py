@@ -265,7 +265,7 @@ def serve(settings: Settings, stop: threading.Event | None = None,
         logger.error("%s", exc)
         raise
     admission = AdmissionInterceptor(server_settings.max_concurrent_rpcs)
-    events = start_events(settings)
+    events = start_events(settings, engine.model)
     if metrics is not None:
         events.register_metrics(metrics.registry)
     server, port = build_server(server_settings, holder, lifecycle=lifecycle, metrics=metrics, admission=admission,

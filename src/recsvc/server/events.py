@@ -71,9 +71,10 @@ class EventsRuntime:
                                      recent_per_customer=events.recent_per_customer) if store is not None else None)
         self._counted: Counter | None = None
 
-    def start(self) -> None:
+    def start(self, model: LoadedModel | None = None) -> None:
+        """Start following the store; events ``model`` (the serving one) includes are skipped at once."""
         if self.overlay is not None:
-            self.overlay.start()
+            self.overlay.start(model)
 
     def register(self, server: grpc.Server, engines: EngineSource) -> None:
         """Add the Events servicer to ``server`` (before it starts)."""
@@ -158,7 +159,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         return events_pb2.LinkIdentitiesResponse(linked=result.linked, rejected=_rejections(result.rejected))
 
 
-def start_events(settings: Settings) -> EventsRuntime:
+def start_events(settings: Settings, model: LoadedModel | None = None) -> EventsRuntime:
     """Open the configured store and start following it. A store that cannot be reached at start (Redis
     not up yet) does not stop the server: the overlay starts ``down`` and recovers when the store answers.
 
@@ -176,7 +177,7 @@ def start_events(settings: Settings) -> EventsRuntime:
         logger.error("events are off: %s; set events.sqlite_path to a writable file (or events.backend)", exc)
         store = None
     runtime = EventsRuntime(settings, store)
-    runtime.start()
+    runtime.start(model)
     if store is not None:
         logger.info("events: backend %s, overlay %s", store.backend, runtime.status().state)
     return runtime
