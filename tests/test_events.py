@@ -278,3 +278,14 @@ def test_the_overlay_reports_down_and_recovers(redis_server: RedisServer, model:
     finally:
         overlay.stop()
         store.close()
+
+
+def test_the_events_section_reaches_the_workers() -> None:
+    """Workers read no config file: the parent spells [events] out as RECSVC_EVENTS__* (regression: a config
+    file's redis_url would otherwise silently fall back to the default in every worker)."""
+    from recsvc.config import load_settings
+    from recsvc.server.workers import section_environment
+
+    wanted = EventsSettings(backend="redis", redis_url="redis://10.0.0.5:6380/2", poll_seconds=0.5,
+                            retention_days=30)
+    assert load_settings(env=section_environment("events", wanted)).events == wanted

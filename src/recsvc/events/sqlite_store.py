@@ -44,9 +44,10 @@ _INSERT = (f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) "
 
 
 def _record(row: tuple) -> EventRecord:
-    values = dict(zip(_COLUMNS, row[1:], strict=True))
-    values["price"] = math.nan if values["price"] is None else float(values["price"])
-    return EventRecord(**values)
+    # positional, in _COLUMNS order: the overlay decodes every event of the feed, so this is its hot path
+    _, event_id, customer, item, event, channel, store, order, quantity, price, timestamp, recorded = row
+    return EventRecord(event_id, customer, item, event, channel, store, order, float(quantity),
+                       math.nan if price is None else float(price), timestamp, recorded)
 
 
 def _parse_cursor(cursor: str) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from recsvc.ids import clean_channel, clean_id
 
@@ -64,11 +64,14 @@ class RawEvent:
     timestamp_ms: int | None = None
 
 
-@dataclass(frozen=True)
-class EventRecord:
+class EventRecord(NamedTuple):
     """A valid event as stored: ids cleaned (:func:`recsvc.ids.clean_id`), channel and type lower-case, a
     negative purchase turned into a return, ``quantity`` > 0, ``price`` NaN when unknown, times in ms since
-    1970 UTC (``timestamp_ms`` when it happened, ``recorded_ms`` when the server took it)."""
+    1970 UTC (``timestamp_ms`` when it happened, ``recorded_ms`` when the server took it).
+
+    A NamedTuple rather than a frozen dataclass: every server process decodes every event of the feed, and a
+    tuple is built several times faster (immutable all the same).
+    """
 
     event_id: str
     customer_id: str
