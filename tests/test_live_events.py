@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import time
 from pathlib import Path
 
@@ -94,3 +95,21 @@ def test_append_keeps_the_tables_format_and_dedupes(tmp_path: Path, name: str) -
     back = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path, dtype=str,
                                                                                keep_default_na=False)
     assert back[EVENT_ID].tolist() == ["", "a", "b", "c"] and back["store_id"].tolist() == [""] * 4
+
+
+def test_train_stops_with_a_clear_line_when_the_store_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Redis down at training time: no model that lacks yesterday's live events (the overlay would drop them)."""
+    from recsvc.artifacts import current_version
+
+    data_dir = tmp_path / "data"
+    _tiny_folder(data_dir)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("RECSVC_EVENTS__BACKEND", "redis")
+    monkeypatch.setenv("RECSVC_EVENTS__REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setenv("RECSVC_EVENTS__REDIS_TIMEOUT_SECONDS", "0.3")
+    assert main(["train", "--data", str(data_dir), "--artifacts", str(tmp_path / "art")]) == 1
+    assert "cannot read the live events" in capsys.readouterr().err
+    assert current_version(tmp_path / "art") is None

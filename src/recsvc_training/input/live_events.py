@@ -27,10 +27,10 @@ from pathlib import Path
 import pandas as pd
 
 from recsvc.config import Settings
-from recsvc.events.store import EventStore, open_store
+from recsvc.events.store import EventStore, StoreUnavailable, open_store
 from recsvc.events.validation import MS_PER_DAY, EventRecord
 from recsvc_training.input.columns import EVENT_COLUMNS, EVENTS
-from recsvc_training.input.ingest import _all_str, find_table_files
+from recsvc_training.input.ingest import InputError, _all_str, find_table_files
 
 logger = logging.getLogger(__name__)
 
@@ -147,17 +147,28 @@ def import_live_events(data_dir: Path, store: EventStore, *, retention_days: int
 
 def import_configured(data_dir: Path, settings: Settings) -> LiveImport | None:
     """:func:`import_live_events` from the store ``settings.events`` names (None when events are off or the
-    embedded store was never created, e.g. a trainer on a machine that serves nothing)."""
+    embedded store was never created, e.g. a trainer on a machine that serves nothing).
+
+    Raises
+    ------
+    recsvc_training.input.ingest.InputError
+        The store cannot be read (Redis down): the run stops before training, saying so.
+    """
     from recsvc.events.store import sqlite_path
 
     if settings.events.backend == "off":
         return None
     if settings.events.backend == "sqlite" and not sqlite_path(settings.events, settings.server.artifact_root).exists():
         return None
-    store = open_store(settings.events, settings.server.artifact_root)
-    if store is None:
-        return None
     try:
-        return import_live_events(data_dir, store, retention_days=settings.events.retention_days)
-    finally:
-        store.close()
+        store = open_store(settings.events, settings.server.artifact_root)
+        if store is None:
+            return None
+        try:
+            return import_live_events(data_dir, store, retention_days=settings.events.retention_days)
+        finally:
+            store.close()
+    except StoreUnavailable as exc:
+        # stop before training: a model without yesterday's live events would make the overlay drop them
+        raise InputError(f"cannot read the live events: {exc}; nothing was trained, so none are lost. Retry "
+                         "when the store is back, or set events.backend = \"off\" to train without them") from exc
