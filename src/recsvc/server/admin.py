@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def reload_response(result: ReloadResult) -> admin_pb2.ReloadModelResponse:
     """A lifecycle result as its message (outcome values are shared by name)."""
     return admin_pb2.ReloadModelResponse(
-        outcome=admin_pb2.ReloadOutcome.Value(f"RELOAD_OUTCOME_{result.outcome.name}"),
+        outcome=f"RELOAD_OUTCOME_{result.outcome.name}",  # an enum accepts its value name
         version=result.version, serving_version=result.serving_version,
         previous_version=result.previous_version, error=result.error, load_seconds=result.load_seconds)
 
