@@ -202,7 +202,7 @@ def test_the_pipeline_builds_the_index_above_the_threshold() -> None:
         from test_pipeline import FAST, shop_data
     except ImportError:  # pragma: no cover
         from tests.test_pipeline import FAST, shop_data
-    from recsvc_training.pipeline import build_artifacts
+    from recsvc_training.assemble import build_artifacts
 
     small = build_artifacts(shop_data(), FAST)
     assert ANN_ARRAY not in small.arrays and small.extra["ann"]["kind"] == "exact"

@@ -94,9 +94,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from recsvc.artifacts import ArtifactSet
+    from recsvc_training.assemble import build_artifacts
     from recsvc_training.evaluation.quality import evaluate_and_learn
     from recsvc_training.input.ingest import load_training_data
-    from recsvc_training.pipeline import build_artifacts
 
     settings = _settings(args).training
     if args.test_days:

@@ -177,8 +177,8 @@ def evaluate_and_learn(data: TrainingData, artifacts: ArtifactSet, settings: Tra
                        ) -> EvaluationReport | None:
     """Evaluate on a time split and attach the learned ranker to ``artifacts``; returns the report (None when
     evaluation is off or the log is too short for a split)."""
+    from recsvc_training.assemble import build_artifacts
     from recsvc_training.evaluation import time_split
-    from recsvc_training.pipeline import build_artifacts  # pipeline imports this module
 
     quiet = dataclasses.replace(settings, progress=False)
     end_day = int(data.events[C.DAY].max())
