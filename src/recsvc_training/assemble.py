@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,19 @@ import numpy as np
 from tqdm import tqdm
 
 from recsvc.artifacts import ArtifactSet, fingerprint_files
+from recsvc.artifacts.parts.als import AlsFactors
+from recsvc.artifacts.parts.ann import ANN_EXTRA
+from recsvc.artifacts.parts.ann_cosine import COSINE_EXTRA
+from recsvc.artifacts.parts.catalog import ITEM_PRICES
+from recsvc.artifacts.parts.coldstart import COLDSTART_EXTRA
+from recsvc.artifacts.parts.copurchase import COPURCHASE_ITEMS
+from recsvc.artifacts.parts.customer_summary import SEGMENTS_EXTRA
+from recsvc.artifacts.parts.foldin import FoldInParams
+from recsvc.artifacts.parts.history import HALF_LIFE_EXTRA, HIST_INDPTR, HIST_ITEMS
+from recsvc.artifacts.parts.stock import TrainingStock
+from recsvc.artifacts.schema import parts_to_arrays
+from recsvc.artifacts.stock_table import StockTable
 from recsvc.config import TrainingSettings
-from recsvc.ranking.foldin import EXTRA_KEY as FOLDIN_EXTRA_KEY
-from recsvc.ranking.foldin import FoldInParams
 from recsvc_training.input import columns as C
 from recsvc_training.input.catalog import build_catalog
 from recsvc_training.input.dataset import IngestReport, TrainingData
@@ -78,6 +89,23 @@ def settings_params(settings: TrainingSettings) -> dict[str, Any]:
     return params
 
 
+def foldin_params(settings: TrainingSettings) -> FoldInParams:
+    """The training knobs the server's request-time fold-in must repeat (``recsvc.ranking.foldin``)."""
+    weights = settings.event_weights
+    return FoldInParams(regularization=float(settings.als_regularization), alpha=float(settings.als_alpha),
+                        purchase_weight=float(weights.get("purchase", 0.0)),
+                        context_weight=float(weights.get("cart", weights.get("view", 1.0))),
+                        half_life_days=float(settings.recency_half_life_days))
+
+
+def training_stock(data: TrainingData) -> TrainingStock | None:
+    """The data folder's stock as the set's training-time stock part (None when the folder has none)."""
+    if not len(data.stock):
+        return None
+    table, _ = StockTable.from_rows(data.stock[C.STORE_ID], data.stock[C.ITEM_ID], data.stock[C.QUANTITY_ON_HAND])
+    return TrainingStock(table, as_of=datetime.now(UTC).isoformat(timespec="microseconds"))
+
+
 def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactSet:
     """Build every model array from cleaned training data.
 
@@ -117,13 +145,12 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         with clock.step("interactions"):
             confidence = build_confidence(events, maps, settings, end_day)
         with clock.step("als"):
-            arrays["als_user_factors"], arrays["als_item_factors"] = fit_als(confidence, settings,
-                                                                            show_progress=show_progress)
+            als = AlsFactors(*fit_als(confidence, settings, show_progress=show_progress))
+            arrays.update(als.to_arrays())
         with clock.step("ann"):  # large catalogs only (ann_min_items); ann_meta says what was decided
-            ann_arrays, ann_meta = build_ann_index(arrays["als_user_factors"], arrays["als_item_factors"],
-                                                   settings)
+            ann_arrays, ann_meta = build_ann_index(als.user_factors, als.item_factors, settings)
             arrays.update(ann_arrays)
-            cosine_arrays, cosine_meta = build_cosine_index(arrays["als_item_factors"], settings)
+            cosine_arrays, cosine_meta = build_cosine_index(als.item_factors, settings)
             arrays.update(cosine_arrays)
         with clock.step("popularity"):
             arrays.update(build_popularity(events, maps, settings, end_day))
@@ -132,7 +159,7 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         with clock.step("copurchase"):
             arrays.update(build_copurchase(events, maps, settings))
         with clock.step("customers"):  # RFM, net spend and channels, for the customer profile
-            arrays.update(build_customer_summary(data, events, maps, arrays["item_prices"], end_day))
+            arrays.update(build_customer_summary(data, events, maps, arrays[ITEM_PRICES], end_day))
         with clock.step("coldstart"):  # LightFM on attributes, for customers with little or no history
             coldstart_arrays, coldstart_meta = build_coldstart(data, events, maps, arrays, settings)
             arrays.update(coldstart_arrays)
@@ -145,19 +172,23 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         **{f"events_{name}": int(events.mask(name).sum()) for name in C.EVENT_TYPES},
         "customers": maps.n_customers,
         "customers_with_interactions": int((np.diff(confidence.indptr) > 0).sum()),
-        "customers_with_history": int((np.diff(arrays["hist_indptr"]) > 0).sum()),
+        "customers_with_history": int((np.diff(arrays[HIST_INDPTR]) > 0).sum()),
         "items": maps.n_items,
         "aliases": int(maps.alias_ids.size),
         "stores": maps.n_stores,
         "channels": maps.n_channels,
         "baskets": count_baskets(events),
-        "history_pairs": int(arrays["hist_items"].size),
-        "copurchase_pairs": int(arrays["copurchase_items"].size),
+        "history_pairs": int(arrays[HIST_ITEMS].size),
+        "copurchase_pairs": int(arrays[COPURCHASE_ITEMS].size),
         "quarantined": report.total_quarantined(),
         "identity_conflicts": report.identity_conflicts,
         "items_added_from_events": report.items_added_from_events,
         "negative_quantities_as_returns": report.negative_quantities_as_returns,
     }
+    # parts built whole here (the builders above return their arrays)
+    extra_parts = [p for p in (foldin_params(settings), training_stock(data)) if p is not None]
+    part_arrays, part_extra = parts_to_arrays(extra_parts)
+    arrays.update(part_arrays)
     artifacts = ArtifactSet(
         arrays=arrays,
         channels=list(maps.channels),
@@ -165,11 +196,9 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         input_fingerprint=_fingerprint(report),
         row_counts={k: int(v) for k, v in row_counts.items()},
         params=settings_params(settings),
-        extra={"build_seconds": dict(clock.timings), "quantity_cap": QUANTITY_CAP, "ann": ann_meta,
-               "ann_cosine": cosine_meta,
-               "rfm_segments": list(RFM_SEGMENTS), "coldstart": coldstart_meta,
-               FOLDIN_EXTRA_KEY: FoldInParams.from_settings(settings).as_dict(),
-               "hist_decayed_half_life_days": settings.recency_half_life_days},
+        extra={"build_seconds": dict(clock.timings), "quantity_cap": QUANTITY_CAP, ANN_EXTRA: ann_meta,
+               COSINE_EXTRA: cosine_meta, SEGMENTS_EXTRA: list(RFM_SEGMENTS), COLDSTART_EXTRA: coldstart_meta,
+               HALF_LIFE_EXTRA: settings.recency_half_life_days, **part_extra},
     )
     artifacts.validate()
     logger.info("built artifact set: %s", ", ".join(f"{k} {v}" for k, v in artifacts.row_counts.items()))

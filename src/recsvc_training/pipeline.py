@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from recsvc.artifacts import ArtifactSet, new_version_name, publish_artifacts
+from recsvc.artifacts.stock import publish_stock
+from recsvc.artifacts.stock_table import StockTable
 from recsvc.config import TrainingSettings
-from recsvc.stock import StockTable, publish_stock
 from recsvc_training.assemble import build_artifacts
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import IngestReport, TrainingData

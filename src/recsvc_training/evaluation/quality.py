@@ -26,6 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import ArtifactError, ArtifactSet, current_version, read_manifest
+from recsvc.artifacts.parts.ranker import RANKER_EXTRA
 from recsvc.config import ServerSettings, TrainingSettings
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.recommender import BundleQuery, RecommendationEngine
@@ -106,9 +107,9 @@ class EngineCompleter:
 
 
 def _attach_ranker(artifacts: ArtifactSet, ranker: TreeEnsemble | None, stats: dict[str, Any]) -> None:
-    if ranker is not None:
-        artifacts.arrays.update(ranker.to_arrays())
-    artifacts.extra["ranker"] = dict(stats)
+    part = ranker.to_part() if ranker is not None else None
+    artifacts.arrays.update(part.to_arrays() if part is not None else {})
+    artifacts.extra[RANKER_EXTRA] = dict(stats)
 
 
 def _summary(report: EvaluationReport) -> dict[str, Any]:
