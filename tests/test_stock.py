@@ -26,7 +26,7 @@ from recsvc.cli import main as cli_main
 from recsvc.config import ServerSettings
 from recsvc.ranking import BundleQuery, RecommendationEngine, RecommendQuery
 from recsvc.server.lifecycle import build_engine, load_version, rollback_current
-from recsvc.server.stock import StockFilter, StockWatcher
+from recsvc.server.stock import StockFilter, StockWatcher, describe_stock
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from toy_model import CREATED_AT, build_toy_artifacts, publish_toy
@@ -217,14 +217,15 @@ def test_a_newer_push_for_the_same_catalog_replaces_the_models_own_stock(tmp_pat
     assert _ids(engine.recommend(IN_S01)) == ["B02"]
 
 
-def test_rollback_restores_the_stock_of_the_version(tmp_path: Path) -> None:
+def test_rollback_restores_the_stock_of_the_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """v1 and v2 belong to different catalogs; after a rollback to v1 its own stock filters again, though the
     snapshot pushed last is v2's (on main the rolled-back model answered store calls with nothing)."""
     _publish_with_stock(tmp_path, "v1", OWN_STOCK)
     _publish_with_stock(tmp_path, "v2", [("S01", "B02", 9)], prefix="N-")
     publish_stock(tmp_path, _table([("S01", "N-B01", 9)]))  # a push for v2's catalog
     assert set(_ids(_engine(tmp_path).recommend(IN_S01))) <= {"N-B01"}
-    assert rollback_current(tmp_path) == ("v2", "v1")
+    assert cli_main(["rollback", "--artifacts", str(tmp_path)]) == 0
+    assert "in stores they filter by its own training-time stock" in capsys.readouterr().out
     rolled_back = _ids(_engine(tmp_path).recommend(IN_S01))
     assert rolled_back and set(rolled_back) <= {"B01", "D01", "H04"}
 
@@ -236,6 +237,7 @@ def test_rollback_keeps_a_newer_push_for_the_versions_catalog(tmp_path: Path) ->
     publish_stock(tmp_path, _table([("S01", "N-B01", 9)]))
     rollback_current(tmp_path)
     assert _ids(_engine(tmp_path).recommend(IN_S01)) == ["H04"]
+    assert describe_stock(tmp_path, "v1").startswith("stock snapshot")
 
 
 def test_a_set_from_before_catalogs_reads_snapshots_that_name_none(tmp_path: Path) -> None:

@@ -137,11 +137,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Point CURRENT at the previous (or the given) published version, after checking that it loads."""
     from recsvc.server.lifecycle import rollback_current
+    from recsvc.server.stock import describe_stock
 
     root = Path(_settings(args).server.artifact_root)
     old, new = rollback_current(root, to=args.to)
     print(f"CURRENT under {root}: {old} -> {new}. Running servers switch at their next poll "
-          "(server.reload_poll_seconds), on SIGHUP, or on Admin/ReloadModel.")
+          "(server.reload_poll_seconds), on SIGHUP, or on Admin/ReloadModel; in stores they filter by "
+          f"{describe_stock(root, new)}.")
     return 0
 
 

@@ -116,6 +116,7 @@ class LocalArtifactStore(ArtifactStore):
     @contextmanager
     def staging(self, version: str) -> Iterator[Path]:
         # inside the root, so publishing is a rename on the same file system
+        check_version_name(version)
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=self.root))
         try:

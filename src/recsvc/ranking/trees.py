@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import queue
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +34,7 @@ from recsvc.artifacts.parts.ranker import (
     MISSING_ZERO,
     RankerPart,
     TreeEnsembleError,
+    tree_depths,
 )
 
 logger = logging.getLogger(__name__)
@@ -334,33 +334,19 @@ def _pack_rows(flags: np.ndarray, words: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class TreeEnsemble:
-    """All trees of a boosted model as flat arrays (see the module docstring for the encoding).
+class TreeEnsemble(RankerPart):
+    """All trees of a boosted model as flat arrays, ready to evaluate: the artifact part
+    (:class:`~recsvc.artifacts.parts.ranker.RankerPart`, which owns the encoding) plus an evaluation plan.
 
-    Construction copies the arrays into the stored dtypes, makes them read-only and calls :meth:`validate`, so
-    an instance that exists is well formed and can be shared between threads; it raises
+    Construction copies the arrays into the stored dtypes, makes them read-only and checks the trees, so an
+    instance that exists is well formed and can be shared between threads; it raises
     :class:`TreeEnsembleError` otherwise. Equality is identity (arrays do not compare as one bool).
     """
 
-    split_feature: np.ndarray
-    threshold: np.ndarray
-    left_child: np.ndarray
-    right_child: np.ndarray
-    default_left: np.ndarray
-    missing_type: np.ndarray
-    leaf_value: np.ndarray
-    tree_root: np.ndarray
-    feature_names: Sequence[str]
     _plan: _EvaluationPlan = field(init=False, repr=False)
-    _tree_depth: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # the part copies the arrays into their stored dtypes, read-only, and checks the trees
-        part = self.to_part()
-        for name in FIELDS:
-            object.__setattr__(self, name, getattr(part, name))
-        object.__setattr__(self, "feature_names", tuple(part.feature_names))
-        object.__setattr__(self, "_tree_depth", part.depths)
+        super().__post_init__()
         object.__setattr__(self, "_plan", _EvaluationPlan.build(self))
 
     # --- shape -------------------------------------------------------------------------------------------
@@ -386,7 +372,7 @@ class TreeEnsemble:
     @property
     def max_depth(self) -> int:
         """Splits on the longest root-to-leaf path of any tree (0 when every tree is a single leaf)."""
-        return int(self._tree_depth.max()) if self._tree_depth.size else 0
+        return int(self.depths.max()) if self.depths.size else 0
 
     # --- checks ------------------------------------------------------------------------------------------
 
@@ -394,7 +380,7 @@ class TreeEnsemble:
         """Check that the arrays describe well-formed trees (:func:`recsvc.artifacts.parts.ranker.tree_depths`);
         raise :class:`TreeEnsembleError` if not. Runs at construction, so callers only need it after building
         arrays by other means."""
-        self.to_part()
+        tree_depths(self)
 
     # --- evaluation --------------------------------------------------------------------------------------
 
@@ -437,24 +423,10 @@ class TreeEnsemble:
             out[start:stop] = self._plan.predict_block(values[start:stop])
         return out
 
-    # --- storage (the format is the artifact part's) -------------------------------------------------------
-
-    def to_part(self) -> RankerPart:
-        """The ensemble as the artifact part the trainer stores."""
-        return RankerPart(**{name: getattr(self, name) for name in FIELDS}, feature_names=self.feature_names)
+    # --- storage: to_arrays / from_arrays are the part's ---------------------------------------------------
 
     @classmethod
     def from_part(cls, part: RankerPart) -> TreeEnsemble:
         """The ensemble of a validated part (e.g. of a loaded artifact set)."""
-        return cls(**{name: getattr(part, name) for name in FIELDS}, feature_names=part.feature_names)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The part's arrays (:meth:`RankerPart.to_arrays`)."""
-        return self.to_part().to_arrays()
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeEnsemble:
-        """Rebuild an ensemble from :meth:`to_arrays` output (other keys ignored); raises
-        :class:`TreeEnsembleError` when an array is missing, has the wrong kind of dtype or the trees are
-        malformed."""
-        return cls.from_part(RankerPart.read(arrays))
+        return cls(**{name: getattr(part, name) for name in FIELDS}, feature_names=part.feature_names,
+                   stats=part.stats)

@@ -34,8 +34,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from recsvc.artifacts import CURRENT, VERSIONS, IdIndex
-from recsvc.artifacts.stock import StockSnapshot, load_stock, snapshot_catalogs, stock_root
+from recsvc.artifacts import CURRENT, VERSIONS, IdIndex, read_manifest
+from recsvc.artifacts.parts.stock import STOCK_EXTRA
+from recsvc.artifacts.stock import (
+    StockSnapshot,
+    load_stock,
+    read_snapshot_manifest,
+    snapshot_catalogs,
+    stock_root,
+)
 from recsvc.artifacts.stock_table import StockError, StockTable
 from recsvc.ranking.model import LoadedModel
 
@@ -164,6 +171,27 @@ class ModelStock:
             return None
         found = self.table()
         return None if found is None else self._masks.mask(found[0], found[1], store_id)
+
+
+def describe_stock(artifact_root: Path, version: str) -> str:
+    """Which stock a server will filter ``version`` by (the rules of :class:`ModelStock`), in one phrase for
+    ``recsvc rollback``; reads manifests only."""
+    folder = Path(artifact_root) / VERSIONS / version
+    manifest = read_manifest(folder)
+    catalog = str(manifest.get("catalog_id", ""))
+    own = (manifest.get("extra") or {}).get(STOCK_EXTRA)
+    own_as_of = _instant(str(own.get("as_of", ""))) if isinstance(own, dict) else None
+    for snapshot, snapshot_catalog in snapshot_catalogs(artifact_root):
+        if snapshot_catalog != catalog:
+            continue
+        created = _instant(str(read_snapshot_manifest(stock_root(artifact_root) / VERSIONS / snapshot)
+                               .get("created_at", "")))
+        if own is None or (created is not None and own_as_of is not None and created > own_as_of):
+            return f"stock snapshot {snapshot} (pushed for its catalog {catalog or '(none)'})"
+        break
+    if own is not None:
+        return f"its own training-time stock (as of {own.get('as_of') or 'training'})"
+    return "no stock data (stores are not filtered)"
 
 
 class StockFilter:

@@ -107,8 +107,8 @@ class EngineCompleter:
 
 
 def _attach_ranker(artifacts: ArtifactSet, ranker: TreeEnsemble | None, stats: dict[str, Any]) -> None:
-    part = ranker.to_part() if ranker is not None else None
-    artifacts.arrays.update(part.to_arrays() if part is not None else {})
+    if ranker is not None:
+        artifacts.arrays.update(ranker.to_arrays())  # the ranker part's arrays (TreeEnsemble is a RankerPart)
     artifacts.extra[RANKER_EXTRA] = dict(stats)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class RankerPart(Part):
         return {RANKER_EXTRA: dict(self.stats)}
 
     @classmethod
-    def read(cls, arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any] | None = None) -> RankerPart:
+    def read(cls, arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any] | None = None) -> Self:
         """The part from its arrays alone (other keys ignored); raises :class:`TreeEnsembleError`."""
         missing = [name for name in cls.ARRAYS if name not in arrays]
         if missing:
@@ -118,8 +118,9 @@ class RankerPart(Part):
                    stats=dict((extra or {}).get(RANKER_EXTRA) or {}))
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], ctx: SetContext) -> RankerPart:
-        return cls.read(arrays, ctx.extra)
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], ctx: SetContext | None = None) -> Self:
+        """The part (other keys ignored); the set context only adds the trainer's stats."""
+        return cls.read(arrays, ctx.extra if ctx is not None else None)
 
 
 def tree_depths(t: RankerPart) -> np.ndarray:
