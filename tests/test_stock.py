@@ -250,3 +250,35 @@ def test_a_set_from_before_catalogs_reads_snapshots_that_name_none(tmp_path: Pat
     snapshot_manifest.write_text(snapshot_manifest.read_text().replace('"catalog_id"', '"catalog_id_was"'))
     (tmp_path / "stock" / "CURRENT").write_text(folder.name + "\n")  # a fresh stat signature for the watcher
     assert _ids(_engine(tmp_path).recommend(IN_S01)) == ["H04"]
+
+
+def test_over_grpc_a_new_models_stock_and_a_rollback_never_empty_the_store_channel(tmp_path: Path) -> None:
+    """A real server on port 0: v1 serves; v2 (another catalog) is published with a push for its catalog while
+    v1 still serves (the issue's 30 s poll window); then v2 serves; then Admin rolls back to v1. Every store
+    answer has items, each filtered by the stock of the model that gives it."""
+    try:  # tests/ as a plain folder or as a package
+        from test_lifecycle import LiveServer, settings_for
+    except ImportError:  # pragma: no cover
+        from tests.test_lifecycle import LiveServer, settings_for
+    from recsvc.v1 import admin_pb2, recsvc_pb2
+
+    _publish_with_stock(tmp_path, "v1", OWN_STOCK)
+    live = LiveServer(settings_for(tmp_path), engine_factory=lambda a: _at_toy_time(
+        build_engine(a, settings_for(tmp_path))))
+    try:
+        def store_items() -> tuple[str, list[str]]:
+            reply = live.stub.Recommend(recsvc_pb2.RecommendRequest(customer_id="C005", channel="store",
+                                                                    store_id="S01", num_items=12), timeout=10)
+            return reply.model_version, [i.item_id for i in reply.items]
+
+        version, items = store_items()
+        assert version == "v1" and items and set(items) <= {"B01", "D01", "H04"}
+        _publish_with_stock(tmp_path, "v2", [("S01", "N-B02", 9)], prefix="N-")
+        publish_stock(tmp_path, _table([("S01", "N-B01", 9)]))  # pushed for v2's catalog, v1 still serving
+        assert store_items() == (version, items)
+        live.admin.ReloadModel(admin_pb2.ReloadModelRequest(), timeout=30)
+        assert store_items() == ("v2", ["N-B01"])
+        live.admin.RollbackModel(admin_pb2.RollbackModelRequest(to_version="v1"), timeout=30)
+        assert store_items() == ("v1", items)
+    finally:
+        live.close()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from recsvc.artifacts import ArtifactSet, IdIndex, Parts
+from recsvc.artifacts import ArtifactSet, IdIndex, Parts, read_parts
 from recsvc.artifacts.part import frozen
 from recsvc.artifacts.parts.als import AlsFactors
 from recsvc.artifacts.parts.ann import AnnIndexPart
@@ -146,9 +146,9 @@ class LoadedModel:
 
     def __init__(self, artifacts: ArtifactSet, loaded_at: datetime | None = None) -> None:
         a = {name: _frozen(array) for name, array in artifacts.arrays.items()}
-        # the one reader validates every part; everything below reads the validated parts
-        self.parts: Parts = ArtifactSet(arrays=a, channels=artifacts.channels, data_end_day=artifacts.data_end_day,
-                                        extra=artifacts.extra, catalog_id=artifacts.catalog_id).validate()
+        # the one reader validates every part (the manifest's catalog id was checked when the set was loaded);
+        # everything below reads the validated parts
+        self.parts: Parts = read_parts(a, artifacts.channels, artifacts.extra)
         catalog, customers, history = self.parts[Catalog], self.parts[Customers], self.parts[PurchaseHistory]
         self.version: str = artifacts.version
         self.created_at: str = artifacts.created_at

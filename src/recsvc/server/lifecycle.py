@@ -23,7 +23,9 @@ reload; the serving model stays. Both models are in memory during a load: budget
 
 Rolling back is repointing ``CURRENT`` at an earlier version (:func:`rollback_current`, ``recsvc rollback``);
 running servers then pick it up like any new version. ``CURRENT`` stays the one source of truth, so a poll
-never "undoes" a rollback.
+never "undoes" a rollback. A model's stock comes with it (the set carries its training-time stock, and the
+engine's :class:`~recsvc.server.stock.ModelStock` only takes newer snapshots of the same catalog), so a swap or
+a rollback changes model and stock in one step.
 
 This module is transport-free (no grpc): the Admin servicer and ``serve`` call it.
 """
