@@ -35,6 +35,8 @@ from typing import ClassVar
 import numpy as np
 
 from recsvc.artifacts import CURRENT, VERSIONS, IdIndex, read_manifest
+from recsvc.artifacts.artifact_set import load_array
+from recsvc.artifacts.parts.catalog import ITEM_IDS, catalog_id
 from recsvc.artifacts.parts.stock import STOCK_EXTRA
 from recsvc.artifacts.stock import (
     StockSnapshot,
@@ -130,6 +132,15 @@ def _instant(iso: str) -> datetime | None:
         return None
 
 
+def pushed_wins(pushed_created_at: str, own_as_of: str | None) -> bool:
+    """Whether a snapshot pushed for the model's catalog replaces its training-time stock (``own_as_of`` None:
+    the model carries none): only when it is newer; an unreadable time never replaces the model's own."""
+    if own_as_of is None:
+        return True
+    created, own = _instant(pushed_created_at), _instant(own_as_of)
+    return created is not None and own is not None and created > own
+
+
 class ModelStock:
     """The stock one loaded model filters by (the rules in the module docstring); the engine's stock source.
 
@@ -141,7 +152,6 @@ class ModelStock:
         self.items: IdIndex = model.items
         self.catalog_id = model.catalog_id
         self.own = model.training_stock
-        self._own_as_of = _instant(self.own.as_of) if self.own is not None else None
         # a set from before catalogs were recorded also reads snapshots that name none
         self._legacy = not model.catalog_recorded
         self._masks = _MaskCache(self.items)
@@ -149,7 +159,7 @@ class ModelStock:
     def table(self) -> tuple[str, StockTable] | None:
         """The table in use now and a name for it (snapshot version, or ``model:<version>``)."""
         pushed = self.watcher.newest(self.catalog_id)
-        if pushed is not None and (self.own is None or self._newer(pushed)):
+        if pushed is not None and pushed_wins(pushed.created_at, self.own.as_of if self.own is not None else None):
             return pushed.version, pushed.table
         if self.own is not None:
             return "model", self.own.table
@@ -158,12 +168,6 @@ class ModelStock:
             if legacy is not None:
                 return legacy.version, legacy.table
         return None
-
-    def _newer(self, pushed: StockSnapshot) -> bool:
-        created = _instant(pushed.created_at)
-        if created is None or self._own_as_of is None:
-            return self._own_as_of is None
-        return created > self._own_as_of
 
     def in_stock(self, store_id: str) -> np.ndarray | None:
         """Bool per item row: in stock in ``store_id``; None when there is no stock data for that store."""
@@ -175,20 +179,23 @@ class ModelStock:
 
 def describe_stock(artifact_root: Path, version: str) -> str:
     """Which stock a server will filter ``version`` by (the rules of :class:`ModelStock`), in one phrase for
-    ``recsvc rollback``; reads manifests only."""
+    ``recsvc rollback``; reads manifests (and, for a set from before catalog ids, its item ids)."""
     folder = Path(artifact_root) / VERSIONS / version
     manifest = read_manifest(folder)
-    catalog = str(manifest.get("catalog_id", ""))
+    recorded = str(manifest.get("catalog_id", ""))
+    catalogs = [recorded] if recorded else [catalog_id(load_array(folder, ITEM_IDS)), ""]
     own = (manifest.get("extra") or {}).get(STOCK_EXTRA)
-    own_as_of = _instant(str(own.get("as_of", ""))) if isinstance(own, dict) else None
-    for snapshot, snapshot_catalog in snapshot_catalogs(artifact_root):
-        if snapshot_catalog != catalog:
+    own_as_of = str(own.get("as_of", "")) if isinstance(own, dict) else None
+    newest: dict[str, str] = {}
+    for name, snapshot_catalog in snapshot_catalogs(artifact_root):
+        newest.setdefault(snapshot_catalog, name)
+    for catalog in catalogs:
+        found = newest.get(catalog)
+        if found is None or (catalog == "" and own is not None):
             continue
-        created = _instant(str(read_snapshot_manifest(stock_root(artifact_root) / VERSIONS / snapshot)
-                               .get("created_at", "")))
-        if own is None or (created is not None and own_as_of is not None and created > own_as_of):
-            return f"stock snapshot {snapshot} (pushed for its catalog {catalog or '(none)'})"
-        break
+        created = str(read_snapshot_manifest(stock_root(artifact_root) / VERSIONS / found).get("created_at", ""))
+        if pushed_wins(created, own_as_of):
+            return f"stock snapshot {found} (pushed for its catalog {catalog or '(none recorded)'})"
     if own is not None:
         return f"its own training-time stock (as of {own.get('as_of') or 'training'})"
     return "no stock data (stores are not filtered)"
