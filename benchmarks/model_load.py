@@ -41,12 +41,12 @@ import numpy as np
 from recsvc.artifacts import (
     VERSIONS,
     ArtifactSet,
-    _sha256,
     current_version,
     load_artifact_set,
     publish_artifacts,
     read_manifest,
     set_current,
+    sha256_file,
 )
 from recsvc.config import ServerSettings
 from recsvc.ranking import LoadedModel, RecommendationEngine, RecommendQuery
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ServerSettings(artifact_root=str(root))
     load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews medians, not mins
 
-    verify_t, _ = timed(lambda: [_sha256(folder / f"{name}.npy") for name in manifest["files"]], args.repeat)
+    verify_t, _ = timed(lambda: [sha256_file(folder / f"{name}.npy") for name in manifest["files"]], args.repeat)
     mmap_t, artifacts = timed(lambda: load_artifact_set(folder, verify=False, mmap=True), args.repeat)
     read_t, _ = timed(lambda: load_artifact_set(folder, verify=False, mmap=False), args.repeat)
     model_t, model = timed(lambda: LoadedModel(artifacts), args.repeat)

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 from recsvc.artifacts import ArtifactError, load_current, publish_artifacts
+from recsvc.artifacts.part import SetContext
+from recsvc.artifacts.parts.ann import ANN_ARRAY, KIND_FAISS_IVF, SPACE_COSINE, AnnIndexPart
+from recsvc.artifacts.parts.ann_cosine import COSINE_ARRAY
 from recsvc.config import TrainingSettings
 from recsvc.ranking import LoadedModel, RankingContext, RecommendationEngine, RecommendQuery
 from recsvc.ranking import ann as ann_module
-from recsvc.ranking.ann import ANN_ARRAY, COSINE_ARRAY, KIND_FAISS_IVF, SPACE_COSINE, AnnUnavailable, load_ann
+from recsvc.ranking.ann import AnnUnavailable, load_ann
 from recsvc.ranking.collaborative import CollaborativeSource
 from recsvc.ranking.sources import top_k
 
@@ -174,18 +177,22 @@ def test_without_faiss_the_server_scores_exactly_and_warns(model: LoadedModel, m
 
     monkeypatch.setattr(ann_module, "import_faiss", missing)
     with caplog.at_level(logging.WARNING, logger="recsvc.ranking.ann"):
-        index = load_ann(model.arrays, model.extra, model.item_factors)
+        index = load_ann(model.parts.get(AnnIndexPart), model.item_factors)
     assert index is None
     assert "faiss is not installed" in caplog.text and "exactly" in caplog.text
 
 
 def test_an_index_of_another_catalog_is_refused(model: LoadedModel) -> None:
     with pytest.raises(ArtifactError, match="holds 20000 items"):
-        load_ann(model.arrays, model.extra, np.ascontiguousarray(model.item_factors[:100]))
+        load_ann(model.parts.get(AnnIndexPart), np.ascontiguousarray(model.item_factors[:100]))
+
+    def part(arrays: dict[str, np.ndarray], extra: dict[str, object]) -> AnnIndexPart:
+        return AnnIndexPart.from_arrays(arrays, SetContext(channels=model.channels, extra=extra))
+
     with pytest.raises(ArtifactError, match="unknown ANN index kind"):
-        load_ann(model.arrays, {"ann": {**model.extra["ann"], "kind": "hnsw"}}, model.item_factors)
+        load_ann(part(dict(model.arrays), {"ann": {**model.extra["ann"], "kind": "hnsw"}}), model.item_factors)
     with pytest.raises(ArtifactError, match="not a readable faiss index"):
-        load_ann({ANN_ARRAY: np.arange(64, dtype=np.uint8)}, model.extra, model.item_factors)
+        load_ann(part({ANN_ARRAY: np.arange(64, dtype=np.uint8)}, dict(model.extra)), model.item_factors)
 
 
 def test_exact_top_k_agrees_with_a_full_sort(factors: tuple[np.ndarray, np.ndarray]) -> None:
@@ -202,7 +209,7 @@ def test_the_pipeline_builds_the_index_above_the_threshold() -> None:
         from test_pipeline import FAST, shop_data
     except ImportError:  # pragma: no cover
         from tests.test_pipeline import FAST, shop_data
-    from recsvc_training.pipeline import build_artifacts
+    from recsvc_training.assemble import build_artifacts
 
     small = build_artifacts(shop_data(), FAST)
     assert ANN_ARRAY not in small.arrays and small.extra["ann"]["kind"] == "exact"

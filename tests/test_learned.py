@@ -238,10 +238,10 @@ def test_tafeng_slice_learned_blend_beats_buy_it_again(tmp_path: Path) -> None:
     if not TAFENG.exists():
         pytest.skip(f"{TAFENG} not available")
     from recsvc.artifacts import ArtifactSet
+    from recsvc_training.assemble import build_artifacts
     from recsvc_training.evaluation.quality import evaluate_and_learn
     from recsvc_training.input.importers import import_tafeng
     from recsvc_training.input.ingest import load_training_data
-    from recsvc_training.pipeline import build_artifacts
 
     import_tafeng(TAFENG, tmp_path / "data", limit_rows=400_000)
     settings = TrainingSettings(progress=False, eval_test_days=14, ranker_label_days=14)

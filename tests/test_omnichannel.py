@@ -22,14 +22,17 @@ import pandas as pd
 import pytest
 
 from recsvc.artifacts import load_current
+from recsvc.artifacts.parts.foldin import FoldInParams
+from recsvc.artifacts.stock import load_current_stock, publish_stock
+from recsvc.artifacts.stock_table import StockTable
 from recsvc.config import ServerSettings, TrainingSettings, load_settings
 from recsvc.ranking import LoadedModel, RecommendationEngine
 from recsvc.ranking.collaborative import CollaborativeSource
-from recsvc.ranking.foldin import FoldIn, FoldInParams, fold_in
+from recsvc.ranking.foldin import FoldIn, fold_in
 from recsvc.ranking.sources import RankingContext
 from recsvc.server.app import ModelHolder, build_server
-from recsvc.stock import StockTable, load_current_stock, publish_stock
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
+from recsvc_training.assemble import foldin_params
 from recsvc_training.input import columns as C
 from recsvc_training.models.rfm import RFM_SEGMENTS
 from recsvc_training.pipeline import train
@@ -281,7 +284,7 @@ def test_the_trainer_publishes_the_optional_arrays(world: World) -> None:
         assert m.arrays[name].shape == shape, name
     assert m.arrays["lfm_item_embeddings"].shape == (m.n_items, TRAINING.lfm_components)
     assert m.extra["rfm_segments"] == list(RFM_SEGMENTS)
-    assert FoldInParams.from_extra(m.extra) == FoldInParams.from_settings(TRAINING)
+    assert FoldInParams.from_extra(m.extra) == foldin_params(TRAINING) == m.parts[FoldInParams]
 
 
 def test_context_folds_into_the_collaborative_suggestions(world: World) -> None:

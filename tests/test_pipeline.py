@@ -17,9 +17,10 @@ from recsvc.artifacts import (
     publish_artifacts,
 )
 from recsvc.config import TrainingSettings
+from recsvc_training.assemble import BUILD_STEPS, build_artifacts
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import IngestReport, TrainingData
-from recsvc_training.pipeline import BUILD_STEPS, TrainResult, build_artifacts, train
+from recsvc_training.pipeline import TrainResult, train
 
 # The builders are under test here; evaluation, the learned blend and the gate have tests/test_learned.py.
 FAST = TrainingSettings(als_factors=4, als_iterations=3, progress=False, copurchase_min_support=1,

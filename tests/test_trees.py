@@ -22,7 +22,6 @@ from hypothesis.extra import numpy as hnp
 from recsvc.artifacts import ArtifactError
 from recsvc.ranking import trees
 from recsvc.ranking.trees import (
-    ARRAY_PREFIX,
     MISSING_NAN,
     MISSING_NONE,
     MISSING_ZERO,
@@ -373,7 +372,7 @@ def test_round_trip_through_npy_files_without_pickle(tmp_path: Path, lambdarank_
                                                     ensembles: dict[str, TreeEnsemble]) -> None:
     ensemble = ensembles["lambdarank"]
     arrays = ensemble.to_arrays()
-    assert set(arrays) == {ARRAY_PREFIX + name for name in (
+    assert set(arrays) == {"ranker_" + name for name in (
         "split_feature", "threshold", "left_child", "right_child", "default_left", "missing_type",
         "leaf_value", "tree_root", "feature_names")}
     assert arrays["ranker_feature_names"].dtype.kind == "U"
@@ -387,13 +386,6 @@ def test_round_trip_through_npy_files_without_pickle(tmp_path: Path, lambdarank_
         X = query_rows(np.random.default_rng(13), 250, ensemble)
         np.testing.assert_array_equal(restored.predict(X), ensemble.predict(X))
         assert_matches(lambdarank_booster, restored, X)
-
-
-def test_to_arrays_and_from_arrays_with_another_prefix(ensembles: dict[str, TreeEnsemble]) -> None:
-    ensemble = ensembles["binary"]
-    restored = TreeEnsemble.from_arrays(ensemble.to_arrays(prefix="alt_"), prefix="alt_")
-    X = query_rows(np.random.default_rng(14), 50, ensemble)
-    np.testing.assert_array_equal(restored.predict(X), ensemble.predict(X))
 
 
 def test_stored_arrays_are_read_only_copies(ensembles: dict[str, TreeEnsemble]) -> None:

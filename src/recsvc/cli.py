@@ -98,9 +98,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from recsvc.artifacts import ArtifactSet
+    from recsvc_training.assemble import build_artifacts
     from recsvc_training.evaluation.quality import evaluate_and_learn
     from recsvc_training.input.ingest import load_training_data
-    from recsvc_training.pipeline import build_artifacts
 
     settings = _settings(args).training
     if args.test_days:
@@ -141,23 +141,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Point CURRENT at the previous (or the given) published version, after checking that it loads."""
     from recsvc.server.lifecycle import rollback_current
+    from recsvc.server.stock import describe_stock
 
     root = Path(_settings(args).server.artifact_root)
     old, new = rollback_current(root, to=args.to)
     print(f"CURRENT under {root}: {old} -> {new}. Running servers switch at their next poll "
-          "(server.reload_poll_seconds), on SIGHUP, or on Admin/ReloadModel.")
+          "(server.reload_poll_seconds), on SIGHUP, or on Admin/ReloadModel; in stores they filter by "
+          f"{describe_stock(root, new)}.")
     return 0
 
 
 def cmd_stock(args: argparse.Namespace) -> int:
-    """Publish a stock file as the current snapshot under the artifact root; running servers use it at once."""
-    from recsvc.stock import publish_stock, read_stock_csv
+    """Publish a stock file for the catalog of the model CURRENT names; servers of that catalog use it at once."""
+    from recsvc.artifacts.stock import current_catalog, publish_stock, read_stock_csv
 
     root = Path(_settings(args).server.artifact_root)
     table, report = read_stock_csv(Path(args.file))
-    path = publish_stock(root, table, source=str(args.file))
-    print(f"Published stock snapshot {path.name} under {root / 'stock'}: {report}. Servers pick it up on their "
-          "next request.")
+    catalog = current_catalog(root)
+    unknown = catalog.unknown_items(table)
+    path = publish_stock(root, table, source=str(args.file), catalog=catalog)
+    print(f"Published stock snapshot {path.name} under {root / 'stock'}: {report}. It belongs to catalog "
+          f"{catalog.catalog_id} (of version {catalog.model_version}, CURRENT now)"
+          + (f"; {unknown:,} item(s) the catalog does not know are ignored" if unknown else "")
+          + ". Servers of that catalog pick it up on their next request.")
     return 0
 
 
@@ -389,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:  # the entry point turns known failures into one clear line
         from recsvc.artifacts import ArtifactError
-        from recsvc.stock import StockError
+        from recsvc.artifacts.stock_table import StockError
 
         known: tuple[type[BaseException], ...] = (ArtifactError, StockError, FileNotFoundError)
         try:

@@ -1,193 +1,34 @@
 """The training run: ingest a data folder, build every model, publish one artifact set.
 
-:func:`build_artifacts` is the pure part (cleaned :class:`TrainingData` in, validated :class:`ArtifactSet`
-out), :func:`train` the whole job the ``recsvc train`` command runs. Each builder is a function in its own
-module; this module only orders them, times them and fills the manifest metadata.
+:func:`train` is the whole job the ``recsvc train`` command runs; the pure part, cleaned
+:class:`TrainingData` in and a validated :class:`ArtifactSet` out, is
+:func:`recsvc_training.assemble.build_artifacts`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from tqdm import tqdm
-
-from recsvc.artifacts import ArtifactSet, fingerprint_files, new_version_name, publish_artifacts
+from recsvc.artifacts import ArtifactSet, new_version_name, publish_artifacts
+from recsvc.artifacts.stock import publish_stock
+from recsvc.artifacts.stock_table import StockTable
 from recsvc.config import TrainingSettings
-from recsvc.ranking.foldin import EXTRA_KEY as FOLDIN_EXTRA_KEY
-from recsvc.ranking.foldin import FoldInParams
-from recsvc.stock import StockTable, publish_stock
+from recsvc_training.assemble import build_artifacts
 from recsvc_training.input import columns as C
-from recsvc_training.input.catalog import build_catalog
 from recsvc_training.input.dataset import IngestReport, TrainingData
-from recsvc_training.input.id_maps import build_id_maps, event_rows
-from recsvc_training.models.als import fit_als
-from recsvc_training.models.ann import build_ann_index, build_cosine_index
-from recsvc_training.models.coldstart import build_coldstart
-from recsvc_training.models.copurchase import build_copurchase, count_baskets
-from recsvc_training.models.interactions import QUANTITY_CAP, build_confidence
-from recsvc_training.models.popularity import build_popularity
-from recsvc_training.models.repurchase import build_repurchase
-from recsvc_training.models.rfm import RFM_SEGMENTS, build_customer_summary
 
 logger = logging.getLogger(__name__)
-
-#: Build steps in run order (the keys of the per-step timings, after ``ingest``).
-BUILD_STEPS: tuple[str, ...] = ("id_maps", "catalog", "interactions", "als", "ann", "popularity", "repurchase",
-                                "copurchase", "customers", "coldstart")
 
 #: Signature of the ingest entry point (``recsvc_training.input.ingest.load_training_data``).
 Loader = Callable[[Path, TrainingSettings, Path], TrainingData]
 #: A check run on the built set before publishing; see :func:`train`.
 BeforePublish = Callable[[TrainingData, ArtifactSet], None]
-
-
-class _StepClock:
-    """Times named steps, logs each and advances one progress bar (shown only on a terminal)."""
-
-    def __init__(self, steps: tuple[str, ...], show_progress: bool) -> None:
-        self.timings: dict[str, float] = {}
-        self._bar = tqdm(total=len(steps), desc="training", unit="step", disable=not show_progress,
-                         leave=False)
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        self._bar.set_description(name)
-        started = time.perf_counter()
-        yield
-        seconds = time.perf_counter() - started
-        self.timings[name] = round(seconds, 3)
-        logger.info("step %s done in %.2fs", name, seconds)
-        self._bar.update(1)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-def _show_progress(settings: TrainingSettings) -> bool:
-    return bool(settings.progress) and sys.stderr.isatty()
-
-
-def settings_params(settings: TrainingSettings) -> dict[str, Any]:
-    """The settings as a JSON-ready dict for the manifest's ``params`` (mappings become plain dicts)."""
-    params: dict[str, Any] = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        params[f.name] = dict(value) if isinstance(value, Mapping) else value
-    return params
-
-
-def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactSet:
-    """Build every model array from cleaned training data.
-
-    Parameters
-    ----------
-    data
-        Output of ingest: events resolved to customers, with ``day`` and ``basket_id`` (see
-        :class:`~recsvc_training.input.dataset.TrainingData`).
-    settings
-        Every knob the builders use; all of them are recorded in ``params``.
-
-    Returns
-    -------
-    ArtifactSet
-        Validated, unpublished (empty ``version``). ``data_end_day`` is the last event day, the reference
-        of every recency decay; ``extra["build_seconds"]`` holds the per-step timings.
-
-    Raises
-    ------
-    ValueError
-        When there are no events to learn from.
-    """
-    if data.events.empty:
-        raise ValueError("no events to train on: the events table is empty after cleaning")
-    show_progress = _show_progress(settings)
-    clock = _StepClock(BUILD_STEPS, show_progress)
-    end_day = int(data.events[C.DAY].max())
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with clock.step("id_maps"):
-            maps = build_id_maps(data)
-            events = event_rows(data, maps)
-            arrays.update(item_ids=maps.item_ids, customer_ids=maps.customer_ids, store_ids=maps.store_ids,
-                          alias_ids=maps.alias_ids, alias_customer=maps.alias_customer)
-        with clock.step("catalog"):
-            arrays.update(build_catalog(data.items, maps))
-        with clock.step("interactions"):
-            confidence = build_confidence(events, maps, settings, end_day)
-        with clock.step("als"):
-            arrays["als_user_factors"], arrays["als_item_factors"] = fit_als(confidence, settings,
-                                                                            show_progress=show_progress)
-        with clock.step("ann"):  # large catalogs only (ann_min_items); ann_meta says what was decided
-            ann_arrays, ann_meta = build_ann_index(arrays["als_user_factors"], arrays["als_item_factors"],
-                                                   settings)
-            arrays.update(ann_arrays)
-            cosine_arrays, cosine_meta = build_cosine_index(arrays["als_item_factors"], settings)
-            arrays.update(cosine_arrays)
-        with clock.step("popularity"):
-            arrays.update(build_popularity(events, maps, settings, end_day))
-        with clock.step("repurchase"):
-            arrays.update(build_repurchase(events, maps, end_day, settings.recency_half_life_days))
-        with clock.step("copurchase"):
-            arrays.update(build_copurchase(events, maps, settings))
-        with clock.step("customers"):  # RFM, net spend and channels, for the customer profile
-            arrays.update(build_customer_summary(data, events, maps, arrays["item_prices"], end_day))
-        with clock.step("coldstart"):  # LightFM on attributes, for customers with little or no history
-            coldstart_arrays, coldstart_meta = build_coldstart(data, events, maps, arrays, settings)
-            arrays.update(coldstart_arrays)
-    finally:
-        clock.close()
-
-    report = data.report
-    row_counts = {
-        "events": len(events),
-        **{f"events_{name}": int(events.mask(name).sum()) for name in C.EVENT_TYPES},
-        "customers": maps.n_customers,
-        "customers_with_interactions": int((np.diff(confidence.indptr) > 0).sum()),
-        "customers_with_history": int((np.diff(arrays["hist_indptr"]) > 0).sum()),
-        "items": maps.n_items,
-        "aliases": int(maps.alias_ids.size),
-        "stores": maps.n_stores,
-        "channels": maps.n_channels,
-        "baskets": count_baskets(events),
-        "history_pairs": int(arrays["hist_items"].size),
-        "copurchase_pairs": int(arrays["copurchase_items"].size),
-        "quarantined": report.total_quarantined(),
-        "identity_conflicts": report.identity_conflicts,
-        "items_added_from_events": report.items_added_from_events,
-        "negative_quantities_as_returns": report.negative_quantities_as_returns,
-    }
-    artifacts = ArtifactSet(
-        arrays=arrays,
-        channels=list(maps.channels),
-        data_end_day=end_day,
-        input_fingerprint=_fingerprint(report),
-        row_counts={k: int(v) for k, v in row_counts.items()},
-        params=settings_params(settings),
-        extra={"build_seconds": dict(clock.timings), "quantity_cap": QUANTITY_CAP, "ann": ann_meta,
-               "ann_cosine": cosine_meta,
-               "rfm_segments": list(RFM_SEGMENTS), "coldstart": coldstart_meta,
-               FOLDIN_EXTRA_KEY: FoldInParams.from_settings(settings).as_dict(),
-               "hist_decayed_half_life_days": settings.recency_half_life_days},
-    )
-    artifacts.validate()
-    logger.info("built artifact set: %s", ", ".join(f"{k} {v}" for k, v in artifacts.row_counts.items()))
-    return artifacts
-
-
-def _fingerprint(report: IngestReport) -> str:
-    files = [Path(p) for p in report.input_files]
-    if not files or not all(p.is_file() for p in files):
-        return ""
-    return fingerprint_files(files)
 
 
 def _peak_rss_mb() -> float:

@@ -10,7 +10,7 @@ scoring in the manifest; smaller catalogs keep exact scoring (no index in the se
 Why faiss and an IVF index:
 
 * the artifact contract is numpy arrays loaded with ``allow_pickle=False``; ``faiss.serialize_index`` gives
-  the index as a ``uint8`` array, stored as ``ann_index.npy`` and checksummed like every other array
+  the index as a ``uint8`` array, stored in the artifact set and checksummed like every other array
   (hnswlib can only save to its own files);
 * ALS scores are inner products, not distances. Items are mapped to ``[x, sqrt(M^2 - |x|^2)]`` with ``M``
   the largest item norm and the query to ``[q, 0]``; then ``|q' - x'|^2 = |q|^2 + M^2 - 2 q.x``, so the
@@ -21,14 +21,17 @@ Why faiss and an IVF index:
   coordinate makes the data very skewed; see ``benchmarks/README.md``). With ``SQ8`` encoding the index holds
   one byte per dimension (~65 MB for 1M x 64 factors).
 
+The stored format (array, metadata keys, kinds and spaces) is the artifact part's
+(:mod:`recsvc.artifacts.parts.ann`); this module turns a validated part into a searchable index.
+
 Every search re-scores its candidates exactly against the model's own factors and returns them best first,
 so the scores a caller sees are true ALS scores; only which items make the list is approximate. The
 candidate depth is twice the requested ``k`` (at least ``k + 10``), which is also how the trainer measured
 the recall it recorded.
 
 The same machinery serves a second, optional index by cosine over unit-length item factors
-(``ann_cosine_index``): SimilarItems and the "similar to the basket" fill of RecommendBundle otherwise scan
-the whole catalog per request (~25 ms at 1M items).
+(:mod:`recsvc.artifacts.parts.ann_cosine`): SimilarItems and the "similar to the basket" fill of
+RecommendBundle otherwise scan the whole catalog per request (~25 ms at 1M items).
 
 faiss is an optional dependency of the server (the ``ann`` extra). Without it a set that carries an index
 is still served, by exact scoring, with one warning at load.
@@ -44,21 +47,9 @@ from typing import Any
 import numpy as np
 
 from recsvc.artifacts import ArtifactError
+from recsvc.artifacts.parts.ann import KIND_FAISS_IVF, SPACE_COSINE, SPACE_INNER_PRODUCT, AnnIndexPart
 
 logger = logging.getLogger(__name__)
-
-#: Name of the optional array holding the serialised index, and of its metadata in ``manifest.extra``.
-ANN_ARRAY = "ann_index"
-ANN_EXTRA = "ann"
-#: The same for the cosine index over unit-length item factors (SimilarItems, bundle fill).
-COSINE_ARRAY = "ann_cosine_index"
-COSINE_EXTRA = "ann_cosine"
-#: ``meta["space"]``: what the index ranks by. Inner product indexes hold L2-augmented vectors (query gets a
-#: trailing 0); cosine indexes hold unit vectors (the query is scaled to unit length for the lookup).
-SPACE_INNER_PRODUCT = "inner_product"
-SPACE_COSINE = "cosine"
-#: The one index kind this module reads: a faiss IVF index over L2-augmented item factors.
-KIND_FAISS_IVF = "faiss-ivf"
 
 _faiss_threads_lock = threading.Lock()
 _faiss_threads_set = False
@@ -219,26 +210,20 @@ def _single_threaded_faiss(faiss: Any) -> None:
             _faiss_threads_set = True
 
 
-def load_ann(arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any], item_vectors: np.ndarray,
-             array_name: str = ANN_ARRAY, extra_name: str = ANN_EXTRA,
+def load_ann(part: AnnIndexPart | None, item_vectors: np.ndarray,
              item_norms: np.ndarray | None = None) -> AnnIndex | None:
-    """The set's ANN index ``array_name`` (inner product by default; :data:`COSINE_ARRAY` with the factors
-    and their norms for the cosine one), or ``None`` for exact scoring (none stored, or faiss missing —
-    warned).
+    """The searchable index of a set's ANN part (inner product, or the cosine part with the factors and their
+    norms), or ``None`` for exact scoring (no part, or faiss missing — warned).
 
     Raises
     ------
     AnnIndexError
         An index is stored but does not fit the model (the set is inconsistent; refuse it).
     """
-    serialized = arrays.get(array_name)
-    if serialized is None:
+    if part is None:
         return None
-    meta = extra.get(extra_name) or {}
-    if not isinstance(meta, Mapping):
-        raise AnnIndexError(f"manifest extra.{extra_name} must be an object, got {type(meta).__name__}")
     try:
-        index = AnnIndex.from_array(serialized, meta, item_vectors, item_norms)
+        index = AnnIndex.from_array(part.serialized, {"space": part.space, **part.meta}, item_vectors, item_norms)
     except AnnUnavailable as exc:
         logger.warning("the artifact set carries an ANN index but %s; scoring the full catalog exactly "
                        "(slower on large catalogs)", exc)

@@ -13,28 +13,19 @@ import logging
 
 import numpy as np
 
-from recsvc.artifacts import ArtifactError
+from recsvc.artifacts.parts.coldstart import ColdStart
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.reasons import ReasonKind
 from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, top_k
 
 logger = logging.getLogger(__name__)
 
-#: The optional arrays this source reads (see :mod:`recsvc.artifacts`).
-COLDSTART_ARRAYS: tuple[str, ...] = ("lfm_user_embeddings", "lfm_user_biases", "lfm_item_embeddings",
-                                     "lfm_item_biases", "coldstart_customer")
-
 
 class ColdStartSource(CandidateSource):
     """Top-``k`` items by LightFM score for a customer the trainer marked cold; reason CUSTOMERS_LIKE_YOU.
 
-    A model without the cold-start arrays serves nobody (:meth:`serves` is always False).
-
-    Raises
-    ------
-    ArtifactError
-        At construction, when the arrays are present but their shapes or dtypes do not fit the model (the
-        set is refused rather than served with wrong rows).
+    A model without the cold-start part (:mod:`recsvc.artifacts.parts.coldstart`, validated when the set
+    was read) serves nobody (:meth:`serves` is always False).
     """
 
     name = "coldstart"
@@ -42,29 +33,15 @@ class ColdStartSource(CandidateSource):
 
     def __init__(self, model: LoadedModel) -> None:
         super().__init__(model)
-        arrays = model.arrays
-        present = [name for name in COLDSTART_ARRAYS if name in arrays]
+        part = model.parts.get(ColdStart)
         self._served: np.ndarray | None = None
-        if not present:
+        if part is None:
             return
-        if len(present) != len(COLDSTART_ARRAYS):
-            missing = sorted(set(COLDSTART_ARRAYS) - set(present))
-            raise ArtifactError(f"model {model.version}: cold-start arrays incomplete, missing {missing}")
-        users, items = arrays["lfm_user_embeddings"], arrays["lfm_item_embeddings"]
-        expect = {"lfm_user_embeddings": (model.n_customers, users.shape[-1]),
-                  "lfm_user_biases": (model.n_customers,),
-                  "lfm_item_embeddings": (model.n_items, users.shape[-1]),
-                  "lfm_item_biases": (model.n_items,), "coldstart_customer": (model.n_customers,)}
-        for name, shape in expect.items():
-            if arrays[name].shape != shape:
-                raise ArtifactError(f"model {model.version}: {name} has shape {arrays[name].shape}, expected {shape}")
-        if arrays["coldstart_customer"].dtype != np.bool_:
-            raise ArtifactError(f"model {model.version}: coldstart_customer must be bool")
-        self._users = np.asarray(users, dtype=np.float32)
+        self._users = np.asarray(part.user_embeddings, dtype=np.float32)
         # transposed and contiguous, like the ALS item factors: scoring the catalog is one ``user @ items_t``
-        self._items_t = np.ascontiguousarray(np.asarray(items, dtype=np.float32).T)
-        self._item_biases = np.asarray(arrays["lfm_item_biases"], dtype=np.float32)
-        self._served = arrays["coldstart_customer"]
+        self._items_t = np.ascontiguousarray(np.asarray(part.item_embeddings, dtype=np.float32).T)
+        self._item_biases = np.asarray(part.item_biases, dtype=np.float32)
+        self._served = part.served
 
     def serves(self, customer_row: int) -> bool:
         """Whether the trainer chose this source for the customer (attributes known, little history)."""

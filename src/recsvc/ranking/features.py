@@ -114,11 +114,11 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
     # NaN where not bought is discarded by the where (fmax treats NaN as missing; exp passes it through)
     feats[:, col["hist_rate_30d"]] = np.where(bought, 30.0 * count / np.fmax(since_first, 1.0), 0.0)
     feats[:, col["hist_recency_count"]] = np.where(bought, np.log1p(count) * np.exp(-days / 30.0), 0.0)
-    decayed = m.arrays.get("hist_decayed")
+    decayed = m.hist_decayed
     if decayed is not None and len(hist):
         # Stored as of the data's last day; aged to today with the same half-life.
         lo = int(m.hist_indptr[ctx.customer_row])
-        half_life = float(m.extra.get("hist_decayed_half_life_days", 60.0))
+        half_life = m.hist_decayed_half_life_days
         aging = 0.5 ** (max(0, ctx.today - m.data_end_day) / half_life)
         own = decayed[lo: lo + len(hist)].astype(np.float64)
         feats[:, col["hist_decayed"]] = np.where(bought, own[safe] * aging, 0.0)
@@ -151,7 +151,7 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
     pop = m.pop_channel[ctx.channel_row] if ctx.channel_row >= 0 else m.pop_global
     feats[:, col["pop_channel"]] = np.log1p(np.maximum(pop[items], 0))
     feats[:, col["pop_global"]] = np.log1p(np.maximum(m.pop_global[items], 0))
-    trend = m.arrays.get("item_trend")
+    trend = m.item_trend
     feats[:, col["item_trend"]] = trend[items] if trend is not None else np.nan
     if len(hist):
         feats[:, col["cust_log_items"]] = np.log1p(len(hist))

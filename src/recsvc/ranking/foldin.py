@@ -20,53 +20,18 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from recsvc.config import TrainingSettings
+from recsvc.artifacts.parts.foldin import FoldInParams
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.sources import RankingContext
 
-#: Manifest ``extra`` key under which the trainer records :class:`FoldInParams`.
-EXTRA_KEY = "foldin"
 
-
-@dataclass(frozen=True)
-class FoldInParams:
-    """The training knobs a fold-in must repeat: ALS regularization and confidence scale, how much a purchase
-    and a context item (counted like a cart add) weigh, and the recency half-life of purchase weights."""
-
-    regularization: float
-    alpha: float
-    purchase_weight: float
-    context_weight: float
-    half_life_days: float
-
-    @classmethod
-    def from_settings(cls, settings: TrainingSettings) -> FoldInParams:
-        weights = settings.event_weights
-        return cls(regularization=float(settings.als_regularization), alpha=float(settings.als_alpha),
-                   purchase_weight=float(weights.get("purchase", 0.0)),
-                   context_weight=float(weights.get("cart", weights.get("view", 1.0))),
-                   half_life_days=float(settings.recency_half_life_days))
-
-    @classmethod
-    def from_extra(cls, extra: Mapping[str, Any]) -> FoldInParams:
-        """The parameters the trainer recorded in the manifest; the training defaults for a set without them."""
-        recorded = extra.get(EXTRA_KEY)
-        if isinstance(recorded, Mapping):
-            return cls(**{k: float(recorded[k]) for k in cls.__dataclass_fields__})
-        return cls.from_settings(TrainingSettings())
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    def confidence(self, weight: np.ndarray) -> np.ndarray:
-        """The ALS confidence of a cell with summed interaction weight ``weight`` (the trainer's formula)."""
-        return self.alpha * np.log1p(np.maximum(np.asarray(weight, dtype=np.float64), 0.0))
+def confidence(params: FoldInParams, weight: np.ndarray) -> np.ndarray:
+    """The ALS confidence of a cell with summed interaction weight ``weight`` (the trainer's formula)."""
+    return params.alpha * np.log1p(np.maximum(np.asarray(weight, dtype=np.float64), 0.0))
 
 
 def fold_in(item_factors: np.ndarray, gramian: np.ndarray, regularization: float, history_items: np.ndarray,
@@ -123,7 +88,7 @@ class FoldIn:
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
-        self.params = FoldInParams.from_extra(model.extra)
+        self.params = model.parts.get(FoldInParams) or FoldInParams.DEFAULT
         factors = np.asarray(model.item_factors, dtype=np.float64)
         self.gramian = factors.T @ factors
 
@@ -151,5 +116,5 @@ class FoldIn:
         at = hist.positions_of(context)
         context_weight = p.context_weight + np.where(at >= 0, weight[np.maximum(at, 0)] if weight.size else 0.0, 0.0)
         user = m.user_factors[ctx.customer_row] if ctx.customer_row >= 0 else None
-        return fold_in(m.item_factors, self.gramian, p.regularization, items, p.confidence(weight),
-                       context, p.confidence(context_weight), user)
+        return fold_in(m.item_factors, self.gramian, p.regularization, items, confidence(p, weight),
+                       context, confidence(p, context_weight), user)

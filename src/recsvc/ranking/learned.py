@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsvc.artifacts import ArtifactError
+from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.ranking.collaborative import CollaborativeSource
 from recsvc.ranking.copurchase import CoPurchaseSource
 from recsvc.ranking.features import FEATURE_NAMES, CandidatePool, build_pool
@@ -24,7 +25,7 @@ from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.repurchase import RepurchaseSource
 from recsvc.ranking.sources import CandidateSource, RankingContext
-from recsvc.ranking.trees import ARRAY_PREFIX, TreeEnsemble, TreeEnsembleError
+from recsvc.ranking.trees import TreeEnsemble
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +82,12 @@ class LearnedRanker:
     @classmethod
     def from_model(cls, model: LoadedModel) -> LearnedRanker | None:
         """The model's learned ranker, or None when the artifact set holds none (the engine then blends by
-        rank); a malformed ranker raises ArtifactError, so the set is refused."""
-        if ARRAY_PREFIX + "feature_names" not in model.arrays:
+        rank); a malformed ranker was refused with the set (:mod:`recsvc.artifacts.parts.ranker`)."""
+        part = model.parts.get(RankerPart)
+        if part is None:
             return None
-        try:
-            ensemble = TreeEnsemble.from_arrays(model.arrays)
-        except TreeEnsembleError as exc:
-            raise ArtifactError(f"model {model.version}: learned ranker is malformed: {exc}") from exc
-        pool_per_source = int(model.extra.get("ranker", {}).get("pool_per_source", DEFAULT_POOL_PER_SOURCE))
-        return cls(model, ensemble, pool_per_source)
+        pool_per_source = int(part.stats.get("pool_per_source", DEFAULT_POOL_PER_SOURCE))
+        return cls(model, TreeEnsemble.from_part(part), pool_per_source)
 
     def rank(self, ctx: RankingContext) -> RankedPool:
         """The pool for ``ctx`` ordered by the ranker (ties by lower item row)."""

@@ -19,22 +19,26 @@ from typing import Any
 
 import numpy as np
 
-from recsvc.artifacts import ArtifactSet, IdIndex
-from recsvc.ranking.ann import COSINE_ARRAY, COSINE_EXTRA, AnnIndex, load_ann
+from recsvc.artifacts import ArtifactSet, IdIndex, Parts, read_parts
+from recsvc.artifacts.part import frozen
+from recsvc.artifacts.parts.als import AlsFactors
+from recsvc.artifacts.parts.ann import AnnIndexPart
+from recsvc.artifacts.parts.ann_cosine import CosineAnnIndexPart
+from recsvc.artifacts.parts.catalog import Catalog, catalog_id
+from recsvc.artifacts.parts.copurchase import CoPurchase
+from recsvc.artifacts.parts.customers import Customers
+from recsvc.artifacts.parts.history import PurchaseHistory
+from recsvc.artifacts.parts.popularity import Popularity
+from recsvc.artifacts.parts.repurchase import Repurchase
+from recsvc.artifacts.parts.stock import TrainingStock
+from recsvc.artifacts.parts.stores import Stores
+from recsvc.ranking.ann import AnnIndex, load_ann
 
 logger = logging.getLogger(__name__)
 
 
 
-def _frozen(array: np.ndarray) -> np.ndarray:
-    """A read-only view of ``array``: the caller's array keeps its own flags, ours cannot be written.
-
-    Always a plain ``ndarray``: a ``np.memmap`` (``mmap_artifacts``) would run its Python-level
-    ``__array_finalize__`` on every slice the ranking code takes (~5 % of a Recommend, measured).
-    """
-    view = np.asarray(array).view()
-    view.flags.writeable = False
-    return view
+_frozen = frozen
 
 
 #: Bytes of item-factor rows handled per block by :func:`_row_divisors` and :func:`_transposed_factors`
@@ -141,8 +145,11 @@ class LoadedModel:
     """
 
     def __init__(self, artifacts: ArtifactSet, loaded_at: datetime | None = None) -> None:
-        artifacts.validate()
         a = {name: _frozen(array) for name, array in artifacts.arrays.items()}
+        # the one reader validates every part (the manifest's catalog id was checked when the set was loaded);
+        # everything below reads the validated parts
+        self.parts: Parts = read_parts(a, artifacts.channels, artifacts.extra)
+        catalog, customers, history = self.parts[Catalog], self.parts[Customers], self.parts[PurchaseHistory]
         self.version: str = artifacts.version
         self.created_at: str = artifacts.created_at
         self.input_fingerprint: str = artifacts.input_fingerprint
@@ -152,59 +159,72 @@ class LoadedModel:
         self.forced: bool = bool(artifacts.forced)
         self.loaded_at: str = (loaded_at or datetime.now(UTC)).isoformat(timespec="seconds")
         self.channels: tuple[str, ...] = tuple(artifacts.channels)
+        #: The catalog's name (recorded in the manifest since schema 1.1, computed for older sets) and whether
+        #: the manifest recorded it; stock snapshots are matched by it (``recsvc.server.stock``).
+        self.catalog_id: str = artifacts.catalog_id or catalog_id(catalog.item_ids)
+        self.catalog_recorded: bool = bool(artifacts.catalog_id)
+        #: The stock the model was trained with (None: the set carries none).
+        self.training_stock: TrainingStock | None = self.parts.get(TrainingStock)
 
-        self.items = IdIndex(a["item_ids"])
-        self.customers = IdIndex(a["customer_ids"])
-        self.aliases = IdIndex(a["alias_ids"])
-        self.stores = IdIndex(a["store_ids"])
-        self.alias_customer: np.ndarray = a["alias_customer"]
-        #: Every array of the set, read-only, by name: optional parts (a learned ranker, cold-start
-        #: embeddings, ...) are read from here by the component that owns them.
+        self.items = IdIndex(catalog.item_ids)
+        self.customers = IdIndex(customers.customer_ids)
+        self.aliases = IdIndex(customers.alias_ids)
+        self.stores = IdIndex(self.parts[Stores].store_ids)
+        self.alias_customer: np.ndarray = customers.alias_customer
+        #: Every array of the set, read-only, by name (prefer :attr:`parts`: the validated parts by class).
         self.arrays: Mapping[str, np.ndarray] = a
         #: The manifest's ``extra`` section (metadata of optional parts).
         self.extra: Mapping[str, Any] = dict(artifacts.extra)
 
-        self.item_titles: np.ndarray = a["item_titles"]
-        self.item_categories: np.ndarray = a["item_categories"]
-        self.item_channels: np.ndarray = a["item_channels"]
+        self.item_titles: np.ndarray = catalog.titles
+        self.item_categories: np.ndarray = catalog.categories
+        self.item_channels: np.ndarray = catalog.channels
         # Categories as small integer codes, so a category filter is one fancy-index, not string compares.
-        names, codes = np.unique(np.asarray(a["item_categories"]), return_inverse=True)
+        names, codes = np.unique(np.asarray(catalog.categories), return_inverse=True)
         self.category_names: np.ndarray = _frozen(names)
         self.category_codes: np.ndarray = _frozen(codes.astype(np.int32).reshape(-1))
 
-        self.user_factors: np.ndarray = a["als_user_factors"]
+        als = self.parts[AlsFactors]
+        self.user_factors: np.ndarray = als.user_factors
         # Row-major item factors (the stored array: memory-mapped, its pages shared by the worker processes,
         # so no copy) and each row's norm: a request gathers a few hundred scattered items (candidates,
         # history), and a row is one run of cache lines. Scans of the whole catalog (exact scoring when there
         # is no ANN index) use transposed copies, built below only for a model that scans: see
         # ``item_factors_t``.
-        item_factors = np.ascontiguousarray(a["als_item_factors"], dtype=np.float32)
+        item_factors = np.ascontiguousarray(als.item_factors, dtype=np.float32)
         self.item_factors: np.ndarray = _frozen(item_factors)
         self._item_divisors: np.ndarray = _frozen(_row_divisors(item_factors))
         self._transposed: tuple[np.ndarray, np.ndarray] | None = None
         self._transposed_lock = threading.Lock()
         #: Approximate top-k by ALS score for large catalogs (None: score exactly); see recsvc.ranking.ann.
-        self.ann: AnnIndex | None = load_ann(artifacts.arrays, artifacts.extra, self.item_factors)
+        self.ann: AnnIndex | None = load_ann(self.parts.get(AnnIndexPart), self.item_factors)
         #: The same by cosine over the unit factors (SimilarItems, bundle fill); None: scan the catalog.
-        self.ann_cosine: AnnIndex | None = load_ann(artifacts.arrays, artifacts.extra, self.item_factors,
-                                                    COSINE_ARRAY, COSINE_EXTRA, self._item_divisors)
+        self.ann_cosine: AnnIndex | None = load_ann(self.parts.get(CosineAnnIndexPart), self.item_factors,
+                                                    self._item_divisors)
         if self.ann is None or self.ann_cosine is None:
             self._transposed_factors()  # this model scans the catalog: build now, not in its first request
 
-        self.hist_indptr: np.ndarray = a["hist_indptr"]
-        self.hist_items: np.ndarray = a["hist_items"]
-        self.hist_count: np.ndarray = a["hist_count"]
-        self.hist_first_day: np.ndarray = a["hist_first_day"]
-        self.hist_last_day: np.ndarray = a["hist_last_day"]
-        self.hist_last_channel: np.ndarray = a["hist_last_channel"]
-        self.hist_last_store: np.ndarray = a["hist_last_store"]
-        self.item_repurchase_days: np.ndarray = a["item_repurchase_days"]
-        self.item_repurchase_rate: np.ndarray = a["item_repurchase_rate"]
+        self.hist_indptr: np.ndarray = history.indptr
+        self.hist_items: np.ndarray = history.items
+        self.hist_count: np.ndarray = history.count
+        self.hist_first_day: np.ndarray = history.first_day
+        self.hist_last_day: np.ndarray = history.last_day
+        self.hist_last_channel: np.ndarray = history.last_channel
+        self.hist_last_store: np.ndarray = history.last_store
+        #: Recency-weighted purchase counts (None: a set without them) and their half-life in days.
+        self.hist_decayed: np.ndarray | None = history.decayed
+        self.hist_decayed_half_life_days: float = history.decayed_half_life_days
+        repurchase = self.parts[Repurchase]
+        self.item_repurchase_days: np.ndarray = repurchase.days
+        self.item_repurchase_rate: np.ndarray = repurchase.rate
 
-        self.pop_global: np.ndarray = a["pop_global"]
-        self.pop_channel: np.ndarray = a["pop_channel"]
-        self.pop_store_items: np.ndarray = a["pop_store_items"]
-        self.pop_store_scores: np.ndarray = a["pop_store_scores"]
+        popularity = self.parts[Popularity]
+        self.pop_global: np.ndarray = popularity.global_
+        self.pop_channel: np.ndarray = popularity.channel
+        self.pop_store_items: np.ndarray = popularity.store_items
+        self.pop_store_scores: np.ndarray = popularity.store_scores
+        #: Weekly popularity trend (None: a set without it).
+        self.item_trend: np.ndarray | None = popularity.trend
         # Popularity orders, most popular first, ties broken by global popularity then by row, so a request
         # reads a prefix instead of sorting the catalog.
         #
@@ -221,10 +241,11 @@ class LoadedModel:
         self.pop_order_channel: np.ndarray = _frozen(
             np.stack(channel_orders) if channel_orders else np.zeros((0, self.n_items), dtype=np.int64))
 
-        self.copurchase_indptr: np.ndarray = a["copurchase_indptr"]
-        self.copurchase_items: np.ndarray = a["copurchase_items"]
-        self.copurchase_scores: np.ndarray = a["copurchase_scores"]
-        self.copurchase_support: np.ndarray = a["copurchase_support"]
+        copurchase = self.parts[CoPurchase]
+        self.copurchase_indptr: np.ndarray = copurchase.indptr
+        self.copurchase_items: np.ndarray = copurchase.items
+        self.copurchase_scores: np.ndarray = copurchase.scores
+        self.copurchase_support: np.ndarray = copurchase.support
 
         self._channel_rows = {name: i for i, name in enumerate(self.channels)}  # a handful of channels
         logger.info("model %s ready: %d items, %d customers, %d aliases, %d stores, channels %s",

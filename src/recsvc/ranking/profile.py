@@ -1,9 +1,9 @@
 """The customer profile: one customer across web, app and stores, as the loaded model knows them.
 
-Built from the purchase history arrays (each item's latest purchase: date, channel, store) and the trainer's
-optional customer summary (``rfm_scores``, ``rfm_segment``, ``cust_monetary``, ``cust_channels``, segment
-names in the manifest's ``extra["rfm_segments"]``; see :mod:`recsvc_training.models.rfm` for the rule). A model
-without the summary still answers with purchases; channels then come from the purchases alone.
+Built from the purchase history (each item's latest purchase: date, channel, store) and the trainer's
+optional customer summary (the part :mod:`recsvc.artifacts.parts.customer_summary`; see
+:mod:`recsvc_training.models.rfm` for the rule). A model without the summary still answers with purchases;
+channels then come from the purchases alone.
 
 Live events (:class:`recsvc.events.overlay.CustomerActivity`, what the customer did after the model's cut-off)
 are laid over the model's view by :func:`_with_live`: live purchases come first with their channel and store,
@@ -14,13 +14,13 @@ who bought today has a profile of their live purchases.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recsvc.artifacts import ArtifactError
+from recsvc.artifacts.parts.coldstart import ColdStart
+from recsvc.artifacts.parts.customer_summary import CustomerSummary
 from recsvc.days import iso_of_day
 from recsvc.errors import InvalidRequest, NotFound
 from recsvc.ranking.model import LoadedModel
@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PURCHASES = 20
 MAX_PURCHASES = 100
-#: The optional arrays the profile reads.
-PROFILE_ARRAYS: tuple[str, ...] = ("rfm_scores", "rfm_segment", "cust_monetary", "cust_channels")
 
 
 @dataclass(frozen=True)
@@ -71,26 +69,6 @@ class CustomerProfile:
     rfm: Rfm | None
     coldstart: bool
     model_version: str
-
-
-def _summary_arrays(model: LoadedModel) -> dict[str, np.ndarray] | None:
-    """The customer summary arrays, shape-checked, or None when the model has none.
-
-    Raises
-    ------
-    ArtifactError
-        Some but not all arrays are present, or a shape does not fit the model.
-    """
-    present = {name: model.arrays[name] for name in PROFILE_ARRAYS if name in model.arrays}
-    if not present:
-        return None
-    n, n_ch = model.n_customers, len(model.channels)
-    expect = {"rfm_scores": (n, 3), "rfm_segment": (n,), "cust_monetary": (n,), "cust_channels": (n, n_ch)}
-    for name, shape in expect.items():
-        if name not in present or present[name].shape != shape:
-            got = present[name].shape if name in present else "missing"
-            raise ArtifactError(f"model {model.version}: {name} is {got}, expected shape {shape}")
-    return present
 
 
 def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 0,
@@ -140,24 +118,23 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
                  count=float(hist.count[i]))
         for i, item in ((int(i), int(hist.items[i])) for i in order))
 
-    summary = _summary_arrays(model)
+    summary = model.parts.get(CustomerSummary)
     rfm: Rfm | None = None
     if summary is None:
         used = np.zeros(len(model.channels), dtype=bool)
         used[hist.last_channel[hist.last_channel >= 0].astype(np.int64)] = True
     else:
-        used = np.asarray(summary["cust_channels"][row], dtype=bool)
-        segment = int(summary["rfm_segment"][row])
-        names: Sequence[str] = model.extra.get("rfm_segments", ())
+        used = np.asarray(summary.channels[row], dtype=bool)
+        segment = int(summary.rfm_segment[row])
         if segment >= 0:
-            r, f, m = (int(v) for v in summary["rfm_scores"][row])
+            r, f, m = (int(v) for v in summary.rfm_scores[row])
             # -1 when every purchase was returned (the history keeps net purchases only)
             days = model.data_end_day - int(hist.last_day.max()) if len(hist) else -1
             rfm = Rfm(recency=r, frequency=f, monetary=m,
-                      segment=str(names[segment]) if segment < len(names) else str(segment),
-                      days_since_last_purchase=days, spend=float(summary["cust_monetary"][row]))
-    flags = model.arrays.get("coldstart_customer")  # shape checked where the engine loads it (ColdStartSource)
-    coldstart = bool(flags[row]) if flags is not None else False
+                      segment=summary.segment_name(segment), days_since_last_purchase=days,
+                      spend=float(summary.monetary[row]))
+    cold = model.parts.get(ColdStart)
+    coldstart = bool(cold.served[row]) if cold is not None else False
     profile = CustomerProfile(customer_id=model.customer_id(row), recent_purchases=purchases,
                               channels=tuple(model.channels[c] for c in np.flatnonzero(used)), rfm=rfm,
                               coldstart=coldstart, model_version=model.version)

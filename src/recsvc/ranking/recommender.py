@@ -34,7 +34,7 @@ from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.reasons import Reason, ReasonKind, explain
 from recsvc.ranking.repurchase import RepurchaseSource
 from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, csr_gather, isin, top_k
-from recsvc.stock import StockFilter, StockWatcher
+from recsvc.server.stock import StockFilter, StockWatcher
 
 logger = logging.getLogger(__name__)
 

@@ -7,28 +7,8 @@ with ``allow_pickle=False``) and :meth:`TreeEnsemble.predict` evaluates them her
 is LightGBM's, and the tree outputs are summed in tree order in float64 as LightGBM does. The trainer builds an
 ensemble with :func:`recsvc_training.ranker.fit.tree_ensemble_from_lightgbm`.
 
-Encoding (all trees packed into one set of arrays; ``n_nodes`` = internal nodes of all trees, ``n_leaves`` =
-leaves of all trees, ``n_trees`` = trees). Children follow LightGBM's own convention: a child ``c >= 0`` is the
-internal node ``c``, a child ``c < 0`` is the leaf ``~c`` (``-c - 1``), i.e. a row of ``leaf_value``.
-
-=====================  ========================  ===================================================
-field (array name)     dtype, shape              meaning
-=====================  ========================  ===================================================
-split_feature          int32, [n_nodes]          column of ``X`` the node tests
-threshold              float64, [n_nodes]        go left when ``x <= threshold`` (x not missing);
-                                                 may be +-inf, never NaN
-left_child             int32, [n_nodes]          internal node ``>= 0`` or leaf ``~i`` (``< 0``)
-right_child            int32, [n_nodes]          as ``left_child``
-default_left           bool, [n_nodes]           where a *missing* value goes
-missing_type           int8, [n_nodes]           0 None, 1 Zero, 2 NaN (see below)
-leaf_value             float64, [n_leaves]       output of each leaf (learning rate already applied)
-tree_root              int32, [n_trees]          root of each tree, encoded like a child (a tree
-                                                 that never split is a single leaf, ``~i``)
-feature_names          U, [n_features]           names of the columns of ``X``, in order
-=====================  ========================  ===================================================
-
-In the artifact set every array is named with the prefix ``ranker_`` (``ranker_split_feature`` ...
-``ranker_feature_names``); ``n_features`` is ``len(feature_names)``.
+The stored format (array names, dtypes, the encoding of children and leaves, and the structure checks) is
+the artifact part's, :mod:`recsvc.artifacts.parts.ranker`; this module evaluates a validated part.
 
 Missing values follow LightGBM (``Tree::NumericalDecision``): values with ``|x| <= 1e-35`` count as 0
 (LightGBM drops them from a dense row before predicting); with ``missing_type`` None a NaN is replaced by 0
@@ -42,38 +22,28 @@ from __future__ import annotations
 import logging
 import math
 import queue
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from recsvc.artifacts import ArtifactError
+from recsvc.artifacts.parts.ranker import (
+    FIELDS,
+    MISSING_NAN,
+    MISSING_NONE,
+    MISSING_TYPE_NAMES,
+    MISSING_ZERO,
+    RankerPart,
+    TreeEnsembleError,
+    tree_depths,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Prefix of the ranker's arrays in an artifact set.
-ARRAY_PREFIX = "ranker_"
-
-#: ``missing_type`` codes, in LightGBM's order (``MissingType::None/Zero/NaN``).
-MISSING_NONE = 0
-MISSING_ZERO = 1
-MISSING_NAN = 2
-MISSING_TYPE_NAMES: tuple[str, ...] = ("None", "Zero", "NaN")
+__all__ = ["MISSING_NAN", "MISSING_NONE", "MISSING_TYPE_NAMES", "MISSING_ZERO", "ZERO_THRESHOLD", "TreeEnsemble",
+           "TreeEnsembleError"]
 
 #: LightGBM's ``kZeroThreshold`` (declared ``const double kZeroThreshold = 1e-35f``, hence the float32 round).
 ZERO_THRESHOLD = float(np.float32(1e-35))
-
-# Field name -> (dtype kind(s) accepted, stored dtype). Order is the order of ``to_arrays``.
-_ARRAY_FIELDS: dict[str, tuple[str, np.dtype]] = {
-    "split_feature": ("iu", np.dtype(np.int32)),
-    "threshold": ("f", np.dtype(np.float64)),
-    "left_child": ("iu", np.dtype(np.int32)),
-    "right_child": ("iu", np.dtype(np.int32)),
-    "default_left": ("b", np.dtype(np.bool_)),
-    "missing_type": ("iu", np.dtype(np.int8)),
-    "leaf_value": ("f", np.dtype(np.float64)),
-    "tree_root": ("iu", np.dtype(np.int32)),
-}
 
 #: Most rows evaluated together (a set of rows is a bitmask of ``rows / 64`` uint64 words). 512 rows amortise the
 #: fixed cost of the numpy calls over a whole request while the per-block arrays stay cache-sized.
@@ -97,14 +67,6 @@ def _byte_spread_table() -> np.ndarray:
 
 _BYTE_SPREAD = _byte_spread_table()
 _PLANE_OFFSET = (np.arange(8, dtype=np.intp) * 256)[:, None]
-
-
-class TreeEnsembleError(ArtifactError, ValueError):
-    """A tree ensemble is malformed or uses something this evaluator does not support; the message says what.
-
-    It is an :class:`~recsvc.artifacts.ArtifactError`, so a server that refuses a corrupt artifact set refuses
-    a corrupt ranker the same way, and a ``ValueError`` for callers that build ensembles by hand.
-    """
 
 
 class _Workspace:
@@ -372,34 +334,19 @@ def _pack_rows(flags: np.ndarray, words: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class TreeEnsemble:
-    """All trees of a boosted model as flat arrays (see the module docstring for the encoding).
+class TreeEnsemble(RankerPart):
+    """All trees of a boosted model as flat arrays, ready to evaluate: the artifact part
+    (:class:`~recsvc.artifacts.parts.ranker.RankerPart`, which owns the encoding) plus an evaluation plan.
 
-    Construction copies the arrays into the stored dtypes, makes them read-only and calls :meth:`validate`, so
-    an instance that exists is well formed and can be shared between threads; it raises
+    Construction copies the arrays into the stored dtypes, makes them read-only and checks the trees, so an
+    instance that exists is well formed and can be shared between threads; it raises
     :class:`TreeEnsembleError` otherwise. Equality is identity (arrays do not compare as one bool).
     """
 
-    split_feature: np.ndarray
-    threshold: np.ndarray
-    left_child: np.ndarray
-    right_child: np.ndarray
-    default_left: np.ndarray
-    missing_type: np.ndarray
-    leaf_value: np.ndarray
-    tree_root: np.ndarray
-    feature_names: Sequence[str]
     _plan: _EvaluationPlan = field(init=False, repr=False)
-    _tree_depth: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name, (kinds, dtype) in _ARRAY_FIELDS.items():
-            object.__setattr__(self, name, _frozen_array(getattr(self, name), name, kinds, dtype))
-        if isinstance(self.feature_names, str):
-            raise TreeEnsembleError("feature_names must be a sequence of names, not one string")
-        object.__setattr__(self, "feature_names", tuple(str(name) for name in self.feature_names))
-        depth = self._check_structure()
-        object.__setattr__(self, "_tree_depth", depth)
+        super().__post_init__()
         object.__setattr__(self, "_plan", _EvaluationPlan.build(self))
 
     # --- shape -------------------------------------------------------------------------------------------
@@ -425,79 +372,15 @@ class TreeEnsemble:
     @property
     def max_depth(self) -> int:
         """Splits on the longest root-to-leaf path of any tree (0 when every tree is a single leaf)."""
-        return int(self._tree_depth.max()) if self._tree_depth.size else 0
+        return int(self.depths.max()) if self.depths.size else 0
 
     # --- checks ------------------------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Check that the arrays describe well-formed trees; raise :class:`TreeEnsembleError` if not.
-
-        Checked: array shapes agree; feature indices are in ``[0, n_features)``; every child and root index
-        points at an existing node or leaf; thresholds are not NaN (+-inf is allowed: LightGBM's last bin
-        boundary is +inf) and leaf values are finite; ``missing_type`` is
-        0, 1 or 2; feature names are unique and non-empty; and every tree is a proper tree -- following the
-        children from the roots reaches each node and each leaf exactly once, which rules out cycles (a
-        traversal could never end), shared subtrees and orphaned nodes. Runs at construction, so callers only
-        need it after building arrays by other means.
-        """
-        self._check_structure()
-
-    def _check_structure(self) -> np.ndarray:
-        """Everything :meth:`validate` promises; returns the depth (splits on the longest path) of each tree."""
-        n_nodes, n_leaves, n_trees = self.n_nodes, self.n_leaves, self.n_trees
-        for name in ("threshold", "left_child", "right_child", "default_left", "missing_type"):
-            size = getattr(self, name).size
-            if size != n_nodes:
-                raise TreeEnsembleError(f"{name} has {size} entries, split_feature {n_nodes}: one per node")
-        if n_trees == 0:
-            raise TreeEnsembleError("the ensemble has no trees")
-        if self.n_features == 0:
-            raise TreeEnsembleError("the ensemble has no features (feature_names is empty)")
-        if len(set(self.feature_names)) != self.n_features or not all(self.feature_names):
-            raise TreeEnsembleError(f"feature names must be unique and non-empty: {list(self.feature_names)}")
-        if n_nodes and (self.split_feature.min() < 0 or self.split_feature.max() >= self.n_features):
-            raise TreeEnsembleError(f"split_feature holds columns outside [0, {self.n_features})")
-        if np.any(np.isnan(self.threshold)):
-            raise TreeEnsembleError("threshold holds NaN values")
-        if not np.all(np.isfinite(self.leaf_value)):
-            raise TreeEnsembleError("leaf_value holds NaN or infinite values")
-        if n_nodes and (self.missing_type.min() < 0 or self.missing_type.max() > MISSING_NAN):
-            raise TreeEnsembleError("missing_type holds codes other than 0 (None), 1 (Zero), 2 (NaN)")
-        for name in ("left_child", "right_child", "tree_root"):
-            ref = getattr(self, name)
-            if ref.size and (ref.max() >= n_nodes or ref.min() < -n_leaves):
-                raise TreeEnsembleError(
-                    f"{name} points outside the ensemble ({n_nodes} nodes, {n_leaves} leaves; leaf i is ~i)")
-
-        # Walk all trees together, one depth level per step. A node seen twice means a cycle or a shared
-        # subtree; stopping there bounds the walk by n_nodes steps whatever the arrays hold.
-        node_seen = np.zeros(n_nodes, dtype=bool)
-        leaf_hits = np.zeros(n_leaves, dtype=np.int64)
-        depth = np.zeros(n_trees, dtype=np.int32)
-        frontier = self.tree_root.astype(np.intp)
-        owner = np.arange(n_trees, dtype=np.intp)
-        level = 0
-        while frontier.size:
-            is_leaf = frontier < 0
-            leaf_hits += np.bincount(~frontier[is_leaf], minlength=n_leaves)
-            inner, owner = frontier[~is_leaf], owner[~is_leaf]
-            if inner.size == 0:
-                break
-            if np.any(node_seen[inner]) or np.unique(inner).size != inner.size:
-                raise TreeEnsembleError(f"a node is reached twice at depth {level}: the trees hold a cycle "
-                                        "or share a subtree")
-            node_seen[inner] = True
-            level += 1
-            depth[owner] = level
-            frontier = np.concatenate([self.left_child[inner], self.right_child[inner]]).astype(np.intp)
-            owner = np.concatenate([owner, owner])
-        if not np.all(node_seen):
-            raise TreeEnsembleError(f"{int(n_nodes - node_seen.sum())} node(s) are not reachable from any root")
-        if np.any(leaf_hits != 1):
-            bad = int(np.flatnonzero(leaf_hits != 1)[0])
-            raise TreeEnsembleError(f"leaf {bad} is reached {int(leaf_hits[bad])} times; each leaf must be "
-                                    "reached exactly once")
-        return depth
+        """Check that the arrays describe well-formed trees (:func:`recsvc.artifacts.parts.ranker.tree_depths`);
+        raise :class:`TreeEnsembleError` if not. Runs at construction, so callers only need it after building
+        arrays by other means."""
+        tree_depths(self)
 
     # --- evaluation --------------------------------------------------------------------------------------
 
@@ -540,47 +423,10 @@ class TreeEnsemble:
             out[start:stop] = self._plan.predict_block(values[start:stop])
         return out
 
-    # --- storage -----------------------------------------------------------------------------------------
-
-    def to_arrays(self, prefix: str = ARRAY_PREFIX) -> dict[str, np.ndarray]:
-        """The arrays to put into an artifact set: ``{prefix + field: array}`` plus ``{prefix}feature_names``.
-
-        Every array has a plain dtype (no objects), so ``np.save(..., allow_pickle=False)`` accepts it.
-        """
-        arrays = {prefix + name: np.array(getattr(self, name)) for name in _ARRAY_FIELDS}
-        arrays[prefix + "feature_names"] = np.asarray(self.feature_names, dtype=np.str_)
-        return arrays
+    # --- storage: to_arrays / from_arrays are the part's ---------------------------------------------------
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str = ARRAY_PREFIX) -> TreeEnsemble:
-        """Rebuild an ensemble from :meth:`to_arrays` output (e.g. a loaded artifact set) and validate it.
-
-        Other keys in ``arrays`` are ignored. Raises :class:`TreeEnsembleError` when an array is missing, has
-        the wrong kind of dtype or the trees are malformed.
-        """
-        names = [*(prefix + name for name in _ARRAY_FIELDS), prefix + "feature_names"]
-        missing = [name for name in names if name not in arrays]
-        if missing:
-            raise TreeEnsembleError(f"ranker arrays missing: {', '.join(missing)}")
-        feature_names = np.asarray(arrays[prefix + "feature_names"])
-        if feature_names.ndim != 1 or feature_names.dtype.kind != "U":
-            raise TreeEnsembleError(f"{prefix}feature_names must be a 1-D unicode array, got "
-                                    f"{feature_names.dtype}{feature_names.shape}")
-        return cls(**{name: arrays[prefix + name] for name in _ARRAY_FIELDS},
-                   feature_names=[str(name) for name in feature_names])
-
-
-def _frozen_array(value: object, name: str, kinds: str, dtype: np.dtype) -> np.ndarray:
-    """A read-only 1-D copy of ``value`` in ``dtype``; integers must fit without wrapping."""
-    array = np.asarray(value)
-    if array.ndim != 1:
-        raise TreeEnsembleError(f"{name} must be 1-D, got shape {array.shape}")
-    if array.size and array.dtype.kind not in kinds:
-        raise TreeEnsembleError(f"{name} has dtype {array.dtype}, expected {dtype}")
-    if array.size and dtype.kind == "i":
-        info = np.iinfo(dtype)
-        if array.min() < info.min or array.max() > info.max:
-            raise TreeEnsembleError(f"{name} holds values that do not fit {dtype}")
-    out = np.array(array, dtype=dtype, copy=True)
-    out.setflags(write=False)
-    return out
+    def from_part(cls, part: RankerPart) -> TreeEnsemble:
+        """The ensemble of a validated part (e.g. of a loaded artifact set)."""
+        return cls(**{name: getattr(part, name) for name in FIELDS}, feature_names=part.feature_names,
+                   stats=part.stats)

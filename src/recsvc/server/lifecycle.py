@@ -23,7 +23,9 @@ reload; the serving model stays. Both models are in memory during a load: budget
 
 Rolling back is repointing ``CURRENT`` at an earlier version (:func:`rollback_current`, ``recsvc rollback``);
 running servers then pick it up like any new version. ``CURRENT`` stays the one source of truth, so a poll
-never "undoes" a rollback.
+never "undoes" a rollback. A model's stock comes with it (the set carries its training-time stock, and the
+engine's :class:`~recsvc.server.stock.ModelStock` only takes newer snapshots of the same catalog), so a swap or
+a rollback changes model and stock in one step.
 
 This module is transport-free (no grpc): the Admin servicer and ``serve`` call it.
 """
@@ -53,6 +55,7 @@ from recsvc.artifacts import (
 from recsvc.config import ServerSettings
 from recsvc.errors import NotFound
 from recsvc.ranking import BundleQuery, LoadedModel, RecommendationEngine, RecommendQuery
+from recsvc.server.stock import ModelStock, StockWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +130,18 @@ def _now_iso() -> str:
 
 
 def build_engine(artifacts: ArtifactSet, settings: ServerSettings) -> RecommendationEngine:
-    """The engine the server runs for one loaded artifact set (the one place that builds it)."""
-    return RecommendationEngine(LoadedModel(artifacts), settings)
+    """The engine the server runs for one loaded artifact set (the one place that builds it).
+
+    Its stock is the model's (:class:`~recsvc.server.stock.ModelStock`): the training-time stock the set
+    carries, or a newer snapshot pushed for the same catalog, never a snapshot of another catalog.
+    """
+    model = LoadedModel(artifacts)
+    engine = RecommendationEngine(model, settings)
+    # The engine builds a stock filter of its own from the settings, blind to catalogs; until it takes its
+    # stock source as an argument (issue 12, item 3), the server's engines get the model's stock here.
+    engine._stock = ModelStock(StockWatcher.for_root(Path(settings.artifact_root), settings.verify_checksums),
+                               model)  # type: ignore[assignment]
+    return engine
 
 
 def warm_up(engine: RecommendationEngine) -> None:

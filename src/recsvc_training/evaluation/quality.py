@@ -26,6 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import ArtifactError, ArtifactSet, current_version, read_manifest
+from recsvc.artifacts.parts.ranker import RANKER_EXTRA
 from recsvc.config import ServerSettings, TrainingSettings
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.recommender import BundleQuery, RecommendationEngine
@@ -107,8 +108,8 @@ class EngineCompleter:
 
 def _attach_ranker(artifacts: ArtifactSet, ranker: TreeEnsemble | None, stats: dict[str, Any]) -> None:
     if ranker is not None:
-        artifacts.arrays.update(ranker.to_arrays())
-    artifacts.extra["ranker"] = dict(stats)
+        artifacts.arrays.update(ranker.to_arrays())  # the ranker part's arrays (TreeEnsemble is a RankerPart)
+    artifacts.extra[RANKER_EXTRA] = dict(stats)
 
 
 def _summary(report: EvaluationReport) -> dict[str, Any]:
@@ -177,8 +178,8 @@ def evaluate_and_learn(data: TrainingData, artifacts: ArtifactSet, settings: Tra
                        ) -> EvaluationReport | None:
     """Evaluate on a time split and attach the learned ranker to ``artifacts``; returns the report (None when
     evaluation is off or the log is too short for a split)."""
+    from recsvc_training.assemble import build_artifacts
     from recsvc_training.evaluation import time_split
-    from recsvc_training.pipeline import build_artifacts  # pipeline imports this module
 
     quiet = dataclasses.replace(settings, progress=False)
     end_day = int(data.events[C.DAY].max())

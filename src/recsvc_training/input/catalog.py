@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from recsvc.artifacts import string_array
+from recsvc.artifacts.parts.catalog import ITEM_CATEGORIES, ITEM_CHANNELS, ITEM_PRICES, ITEM_TITLES
 from recsvc_training.input import columns as C
 from recsvc_training.input.id_maps import IdMaps, lookup_rows
 
@@ -60,6 +61,6 @@ def build_catalog(items: pd.DataFrame, maps: IdMaps) -> dict[str, np.ndarray]:
                            int((~known).sum()), list(maps.channels), sorted(set(tokens[~known]))[:10])
         item_channels[token_rows[known], channel[known]] = True
 
-    return {"item_titles": text(C.TITLE), "item_categories": text(C.CATEGORY), "item_prices": prices,
-            "item_channels": item_channels}
+    return {ITEM_TITLES: text(C.TITLE), ITEM_CATEGORIES: text(C.CATEGORY), ITEM_PRICES: prices,
+            ITEM_CHANNELS: item_channels}
 

@@ -22,17 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from recsvc.artifacts.parts.ann import ANN_ARRAY, KIND_EXACT, KIND_FAISS_IVF, SPACE_COSINE, SPACE_INNER_PRODUCT
+from recsvc.artifacts.parts.ann_cosine import COSINE_ARRAY
 from recsvc.config import TrainingSettings
-from recsvc.ranking.ann import (
-    ANN_ARRAY,
-    COSINE_ARRAY,
-    KIND_FAISS_IVF,
-    SPACE_COSINE,
-    SPACE_INNER_PRODUCT,
-    AnnIndex,
-    augment_items,
-    import_faiss,
-)
+from recsvc.ranking.ann import AnnIndex, augment_items, import_faiss
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +156,7 @@ def _exact_reason(n_items: int, settings: TrainingSettings) -> dict[str, Any] | 
     """Metadata saying why no index is built (a catalog below ``ann_min_items``), else None; an unknown
     ``ann_encoding`` raises ValueError before any work is done."""
     if n_items < settings.ann_min_items:
-        return {"kind": "exact", "reason": f"{n_items} items < ann_min_items {settings.ann_min_items}"}
+        return {"kind": KIND_EXACT, "reason": f"{n_items} items < ann_min_items {settings.ann_min_items}"}
     if settings.ann_encoding not in _ENCODINGS:
         raise ValueError(f"ann_encoding must be one of {', '.join(_ENCODINGS)}, got {settings.ann_encoding!r}")
     return None
@@ -216,7 +209,7 @@ def build_ann_index(user_factors: np.ndarray, item_factors: np.ndarray, settings
     tune_users, measure_users = _sample_users(user_factors, int(settings.ann_recall_users),
                                               settings.als_random_state)
     if tune_users.shape[0] == 0:
-        return {}, {"kind": "exact", "reason": "no customer has ALS factors to measure recall with"}
+        return {}, {"kind": KIND_EXACT, "reason": "no customer has ALS factors to measure recall with"}
     tuning, chosen = _tune(index, item_factors, SPACE_INNER_PRODUCT, nlist,
                            (tune_users, exact_top_k(tune_users, item_factors, RECALL_K),
                             measure_users, exact_top_k(measure_users, item_factors, RECALL_K)),
@@ -258,7 +251,7 @@ def build_cosine_index(item_factors: np.ndarray, settings: TrainingSettings
     index_seconds = time.perf_counter() - started
     active = np.flatnonzero(np.any(unit != 0, axis=1))
     if active.size == 0:
-        return {}, {"kind": "exact", "reason": "no item has ALS factors to measure recall with"}
+        return {}, {"kind": KIND_EXACT, "reason": "no item has ALS factors to measure recall with"}
     rng = np.random.default_rng(settings.als_random_state + 1)
     chosen_rows = rng.permutation(active)[: 2 * int(settings.ann_recall_users)]
     half = (chosen_rows.size + 1) // 2

@@ -28,6 +28,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsvc.artifacts.parts.coldstart import (
+    COLDSTART_CUSTOMER,
+    LFM_ITEM_BIASES,
+    LFM_ITEM_EMBEDDINGS,
+    LFM_USER_BIASES,
+    LFM_USER_EMBEDDINGS,
+)
+from recsvc.artifacts.parts.history import HIST_INDPTR, HIST_ITEMS
 from recsvc.config import TrainingSettings
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
@@ -180,14 +188,14 @@ def build_coldstart(data: TrainingData, events: EventRows, maps: IdMaps, arrays:
                                shared_feature=ALL_CUSTOMERS_FEATURE)
     item_columns = item_attribute_columns(data.items)
     items = attribute_features(data.items, C.ITEM_ID, maps.item_ids, item_columns, identity=True)
-    indptr, hist_items = arrays["hist_indptr"], arrays["hist_items"]
+    indptr, hist_items = arrays[HIST_INDPTR], arrays[HIST_ITEMS]
     history = sp.csr_matrix((np.ones(hist_items.size, dtype=np.float32), hist_items, indptr),
                             shape=(maps.n_customers, maps.n_items))
     embeddings = fit_lightfm(history, users, items, settings)
     serves = users.has_attributes & (purchase_baskets(events, maps.n_customers) <= settings.coldstart_max_purchases)
-    arrays = {"lfm_user_embeddings": embeddings.user_embeddings, "lfm_user_biases": embeddings.user_biases,
-              "lfm_item_embeddings": embeddings.item_embeddings, "lfm_item_biases": embeddings.item_biases,
-              "coldstart_customer": serves}
+    arrays = {LFM_USER_EMBEDDINGS: embeddings.user_embeddings, LFM_USER_BIASES: embeddings.user_biases,
+              LFM_ITEM_EMBEDDINGS: embeddings.item_embeddings, LFM_ITEM_BIASES: embeddings.item_biases,
+              COLDSTART_CUSTOMER: serves}
     meta: dict[str, object] = {
         "customer_attributes": columns, "item_attributes": item_columns,
         "user_features": len(users.names), "item_features": len(items.names),

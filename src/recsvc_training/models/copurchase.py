@@ -16,6 +16,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
+from recsvc.artifacts.parts.copurchase import COPURCHASE_INDPTR, COPURCHASE_ITEMS, COPURCHASE_SCORES, COPURCHASE_SUPPORT
 from recsvc.config import TrainingSettings
 from recsvc_training.input import columns as C
 from recsvc_training.input.id_maps import EventRows, IdMaps
@@ -97,10 +98,10 @@ def build_copurchase(events: EventRows, maps: IdMaps, settings: TrainingSettings
                 baskets.shape[0], int(keep.sum()), settings.copurchase_min_support, positions.size,
                 settings.copurchase_top_k)
     return {
-        "copurchase_indptr": top_indptr,
-        "copurchase_items": filtered.indices[positions].astype(np.int32),
-        "copurchase_scores": filtered.data[positions].astype(np.float32),
-        "copurchase_support": support[positions].astype(np.int32),
+        COPURCHASE_INDPTR: top_indptr,
+        COPURCHASE_ITEMS: filtered.indices[positions].astype(np.int32),
+        COPURCHASE_SCORES: filtered.data[positions].astype(np.float32),
+        COPURCHASE_SUPPORT: support[positions].astype(np.int32),
     }
 
 

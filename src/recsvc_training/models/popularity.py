@@ -17,6 +17,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
+from recsvc.artifacts.parts.popularity import ITEM_TREND, POP_CHANNEL, POP_GLOBAL, POP_STORE_ITEMS, POP_STORE_SCORES
 from recsvc.config import TrainingSettings
 from recsvc_training.input import columns as C
 from recsvc_training.input.id_maps import EventRows, IdMaps
@@ -73,9 +74,9 @@ def build_popularity(events: EventRows, maps: IdMaps, settings: TrainingSettings
         store_scores[rows, slot] = per_store.data[positions]
     logger.info("popularity: %d items scored overall, %d channels, %d stores (top %d)",
                 int((pop_global > 0).sum()), maps.n_channels, maps.n_stores, k)
-    return {"pop_global": pop_global, "pop_channel": pop_channel,
-            "pop_store_items": store_items, "pop_store_scores": store_scores,
-            "item_trend": item_trend(events, maps.n_items, end_day)}
+    return {POP_GLOBAL: pop_global, POP_CHANNEL: pop_channel,
+            POP_STORE_ITEMS: store_items, POP_STORE_SCORES: store_scores,
+            ITEM_TREND: item_trend(events, maps.n_items, end_day)}
 
 
 #: Days of the recent and the reference stretch :func:`item_trend` compares.

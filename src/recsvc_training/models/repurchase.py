@@ -11,6 +11,17 @@ import logging
 
 import numpy as np
 
+from recsvc.artifacts.parts.history import (
+    HIST_COUNT,
+    HIST_DECAYED,
+    HIST_FIRST_DAY,
+    HIST_INDPTR,
+    HIST_ITEMS,
+    HIST_LAST_CHANNEL,
+    HIST_LAST_DAY,
+    HIST_LAST_STORE,
+)
+from recsvc.artifacts.parts.repurchase import ITEM_REPURCHASE_DAYS, ITEM_REPURCHASE_RATE
 from recsvc_training.input import columns as C
 from recsvc_training.input.id_maps import EventRows, IdMaps
 
@@ -72,16 +83,16 @@ def build_repurchase(events: EventRows, maps: IdMaps, end_day: int | None = None
     hist_indptr = np.zeros(n_customers + 1, dtype=np.int64)
     np.cumsum(np.bincount(hist_customer, minlength=n_customers), out=hist_indptr[1:])
     arrays = {
-        "hist_indptr": hist_indptr,
-        "hist_items": (pair_key[kept] % n_items).astype(np.int32),
-        "hist_count": count[kept].astype(np.float32),
-        "hist_first_day": first_day[kept].astype(np.int32),
-        "hist_last_day": last_day[kept].astype(np.int32),
-        "hist_last_channel": purchases.channel[last_event][kept].astype(np.int16),
-        "hist_last_store": purchases.store[last_event][kept].astype(np.int32),
+        HIST_INDPTR: hist_indptr,
+        HIST_ITEMS: (pair_key[kept] % n_items).astype(np.int32),
+        HIST_COUNT: count[kept].astype(np.float32),
+        HIST_FIRST_DAY: first_day[kept].astype(np.int32),
+        HIST_LAST_DAY: last_day[kept].astype(np.int32),
+        HIST_LAST_CHANNEL: purchases.channel[last_event][kept].astype(np.int16),
+        HIST_LAST_STORE: purchases.store[last_event][kept].astype(np.int32),
     }
     if end_day is not None:
-        arrays["hist_decayed"] = decayed[kept].astype(np.float32)
+        arrays[HIST_DECAYED] = decayed[kept].astype(np.float32)
     arrays.update(_repurchase_cycles(key, day, starts, n_items))
     logger.info("purchase history: %d (customer, item) pairs, %d fully returned and dropped, "
                 "%d customers with history", int(kept.sum()), int((~kept).sum()),
@@ -109,7 +120,7 @@ def _repurchase_cycles(key: np.ndarray, day: np.ndarray, starts: np.ndarray,
     days_out = np.full(n_items, np.nan, dtype=np.float32)
     rate_out = np.zeros(n_items, dtype=np.float32)
     if key.size == 0:
-        return {"item_repurchase_days": days_out, "item_repurchase_rate": rate_out}
+        return {ITEM_REPURCHASE_DAYS: days_out, ITEM_REPURCHASE_RATE: rate_out}
     # one entry per distinct (pair, day); purchases are sorted by pair then time, so days ascend per pair
     new_day = np.r_[True, (key[1:] != key[:-1]) | (day[1:] != day[:-1])]
     key_d, day_d = key[new_day], day[new_day].astype(np.int64)
@@ -134,4 +145,4 @@ def _repurchase_cycles(key: np.ndarray, day: np.ndarray, starts: np.ndarray,
     repeaters = np.bincount(pair_item, weights=(days_per_pair >= 2).astype(np.float64), minlength=n_items)
     bought = buyers > 0
     rate_out[bought] = (repeaters[bought] / buyers[bought]).astype(np.float32)
-    return {"item_repurchase_days": days_out, "item_repurchase_rate": rate_out}
+    return {ITEM_REPURCHASE_DAYS: days_out, ITEM_REPURCHASE_RATE: rate_out}

@@ -35,6 +35,7 @@ import logging
 
 import numpy as np
 
+from recsvc.artifacts.parts.customer_summary import CUST_CHANNELS, CUST_MONETARY, RFM_SCORES, RFM_SEGMENT
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
 from recsvc_training.input.id_maps import EventRows, IdMaps
@@ -142,5 +143,5 @@ def build_customer_summary(data: TrainingData, events: EventRows, maps: IdMaps, 
     counts = np.bincount(segment[buyers].astype(np.int64), minlength=len(RFM_SEGMENTS))
     logger.info("RFM: %d buyers; %s", buyers.size,
                 ", ".join(f"{name} {int(c)}" for name, c in zip(RFM_SEGMENTS, counts, strict=True)))
-    return {"rfm_scores": scores, "rfm_segment": segment, "cust_monetary": monetary.astype(np.float32),
-            "cust_channels": channels}
+    return {RFM_SCORES: scores, RFM_SEGMENT: segment, CUST_MONETARY: monetary.astype(np.float32),
+            CUST_CHANNELS: channels}
