@@ -91,12 +91,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _quiet_openmp_waits()
     import dataclasses
 
-    from threadpoolctl import threadpool_limits
-
-    from recsvc.artifacts import ArtifactSet
-    from recsvc_training.evaluation.quality import evaluate_and_learn
-    from recsvc_training.input.ingest import load_training_data
-    from recsvc_training.pipeline import build_artifacts
+    from recsvc_training.evaluation import format_table
+    from recsvc_training.pipeline import evaluate
 
     settings = _settings(args).training
     if args.test_days:
@@ -104,19 +100,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.k:
         settings = dataclasses.replace(settings, eval_k=args.k)
     settings = dataclasses.replace(settings, evaluate=True)
-    out = Path(args.out)
-    data = load_training_data(Path(args.data), settings, out / "quarantine")
-    if args.as_of is not None:
-        data = data.before(args.as_of)
-    artifacts: ArtifactSet = build_artifacts(data, settings)
-    with threadpool_limits(1, "blas"):  # see make_quality_hook
-        report = evaluate_and_learn(data, artifacts, settings)
-    if report is None:
+    result = evaluate(Path(args.data), Path(args.out), settings, as_of=args.as_of)
+    if result is None:
         print("the log is too short to evaluate with these windows", file=sys.stderr)
         return 1
-    from recsvc_training.evaluation import format_table, write_report
-
-    paths = write_report(report, out)
+    report, paths = result
     print(format_table(report))
     print(f"report: {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -389,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         known: tuple[type[BaseException], ...] = (ArtifactError, StockError, FileNotFoundError)
         try:
-            from recsvc_training.evaluation.quality import QualityGateError
+            from recsvc_training.evaluation.gate import QualityGateError
             from recsvc_training.input.ingest import InputError
 
             known += (InputError, QualityGateError)
