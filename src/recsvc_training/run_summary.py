@@ -57,6 +57,13 @@ class TrainResult:
             lines.append(f"  quarantined  {total_q:,} rows ({reasons}) -> {self.quarantine_dir}")
         else:
             lines.append("  quarantined  none")
+        implausible = rep.quarantined.get(C.EVENTS, {})
+        future, ancient = (implausible.get(C.REASON_FUTURE_TIMESTAMP, 0),
+                           implausible.get(C.REASON_ANCIENT_TIMESTAMP, 0))
+        if future or ancient:
+            lines.append(f"  timestamps   {future:,} events dated after {rep.newest_plausible} (future_timestamp), "
+                         f"{ancient:,} before {rep.earliest_plausible} (ancient_timestamp): set aside, see "
+                         "training.max_future_hours and training.earliest_event_date")
         fixes = [(rep.identity_conflicts, "identity conflicts resolved"),
                  (rep.items_added_from_events, "items added from events"),
                  (rep.negative_quantities_as_returns, "negative quantities read as returns")]

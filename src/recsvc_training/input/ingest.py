@@ -2,8 +2,9 @@
 
 A data folder holds one file per table (``<table>.csv``, ``<table>.csv.gz`` or ``<table>.parquet``; see
 :mod:`recsvc_training.input.columns`): ``events`` and ``items`` are required, ``customers``, ``identities`` and
-``stock`` optional. Every value is read as a string, so ids keep their leading zeros; ids are trimmed of
-surrounding whitespace.
+``stock`` optional. Every value is read as a string, so ids keep their leading zeros; ids are trimmed by
+:func:`recsvc.ids.clean_id`'s rule (the server's too: :func:`clean_id_series`), channel names by
+:func:`recsvc.ids.clean_channel`'s.
 
 Nothing valid is dropped and nothing invalid is silently guessed: a bad row goes to
 ``<quarantine_dir>/<table>.quarantine.csv`` with its original values, a ``reason`` and its ``source_row``
@@ -16,6 +17,9 @@ Events, in this order (a row gets the first reason that applies):
 * ``unknown_event``: ``event`` (trimmed, case-insensitive) not in ``view|cart|purchase|return``;
 * ``bad_timestamp``: ``timestamp`` not ISO 8601 (with or without zone; naive = UTC; plain dates allowed) and
   not a numeric date such as ``11/1/2000`` (read month first), or outside 1677..2262;
+* ``future_timestamp``: later than the run's start plus ``training.max_future_hours`` (24);
+* ``ancient_timestamp``: before ``training.earliest_event_date`` (1990-01-01); see
+  :mod:`recsvc_training.input.timestamps` for why both;
 * ``bad_quantity``: ``quantity`` not a finite non-zero number (empty = 1), or negative on a view/cart;
 * ``duplicate``: same values in every column as an earlier valid row, compared after normalisation (trimmed
   ids, lower-case event/channel, default channel filled, parsed timestamp/quantity/price), so the same event
@@ -32,7 +36,6 @@ Identity links follow :mod:`recsvc_training.input.identity` (reasons ``missing_i
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from pathlib import Path
 
@@ -65,9 +68,11 @@ from recsvc_training.input.columns import (
     PURCHASE,
     QUANTITY,
     QUANTITY_ON_HAND,
+    REASON_ANCIENT_TIMESTAMP,
     REASON_BAD_QUANTITY,
     REASON_BAD_TIMESTAMP,
     REASON_DUPLICATE,
+    REASON_FUTURE_TIMESTAMP,
     REASON_MISSING_ID,
     REASON_UNKNOWN_EVENT,
     REQUIRED_EVENT_COLUMNS,
@@ -82,6 +87,7 @@ from recsvc_training.input.columns import (
 )
 from recsvc_training.input.dataset import IngestReport, TrainingData
 from recsvc_training.input.identity import REASON_COLUMN, SOURCE_ROW_COLUMN, resolve_column, resolve_identities
+from recsvc_training.input.timestamps import PlausibleTimes, parse_timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +97,6 @@ OPTIONAL_TABLES = (CUSTOMERS, IDENTITIES, STOCK)
 EVENT_OUTPUT_COLUMNS = (CUSTOMER_ID, ITEM_ID, EVENT, CHANNEL, STORE_ID, ORDER_ID, BASKET_ID, QUANTITY, PRICE,
                         TIMESTAMP, DAY)
 QUARANTINE_SUFFIX = ".quarantine.csv"
-
-# Timestamps a datetime64[ns] can hold; anything outside is a bad timestamp, not an overflow.
-_MIN_TIMESTAMP = pd.Timestamp("1677-09-22", tz="UTC")
-_MAX_TIMESTAMP = pd.Timestamp("2262-04-11", tz="UTC")
-# Non-ISO dates the fallback parser may read (e.g. "11/1/2000", "01.02.2024 10:00"). Anything else that is
-# not ISO 8601 is rejected rather than handed to dateutil, which reads "5" or "May" as a date this month.
-_NUMERIC_DATE = re.compile(r"^\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
-
 
 class InputError(ValueError):
     """The data folder cannot be used as given; the message names the file, what it has and what it needs."""
@@ -131,7 +129,8 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
     return found
 
 
-def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path) -> TrainingData:
+def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path, *,
+                       now: pd.Timestamp | None = None) -> TrainingData:
     """Read, validate and clean every table of ``data_dir`` and resolve every event to its customer.
 
     Parameters
@@ -139,11 +138,15 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
     data_dir
         Folder holding the tables of the input contract (:mod:`recsvc_training.input.columns`).
     settings
-        Uses ``default_channel`` (for events without a channel).
+        Uses ``default_channel`` (for events without a channel), ``max_future_hours`` and
+        ``earliest_event_date`` (the plausible event times).
     quarantine_dir
         Where ``<table>.quarantine.csv`` files go; created only when a row is quarantined. A quarantine file
         left there by an earlier run for a table that has nothing to quarantine now is removed, so the folder
         always describes this run.
+    now
+        The run's start (default: the current UTC time); events later than it plus ``max_future_hours`` are
+        ``future_timestamp``.
 
     Returns
     -------
@@ -156,15 +159,16 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
         Missing folder or required table, ambiguous table files, an unreadable file, a missing required
         column, or a table with rows but none valid (``events`` and ``items`` must also not be empty).
     ConfigError
-        ``settings.default_channel`` is empty.
+        ``settings.default_channel`` is empty, or the plausible-time settings are unusable.
     """
     if not settings.default_channel.strip():
         raise ConfigError("training.default_channel must not be empty: events without a channel get it")
+    window = PlausibleTimes.for_run(settings, now)
     files = find_table_files(Path(data_dir))
     quarantine_dir = Path(quarantine_dir)
     quarantine: dict[str, pd.DataFrame] = {}
     try:
-        data = _load(files, settings, quarantine_dir, quarantine)
+        data = _load(files, settings, window, quarantine_dir, quarantine)
     except InputError:
         # Write what was quarantined before the failure: a table with nothing valid is explained there.
         _write_quarantine(quarantine_dir, quarantine)
@@ -181,13 +185,14 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
     return data
 
 
-def _load(files: dict[str, Path], settings: TrainingSettings, quarantine_dir: Path,
+def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleTimes, quarantine_dir: Path,
           quarantine: dict[str, pd.DataFrame]) -> TrainingData:
     """The body of :func:`load_training_data`; fills ``quarantine`` (table -> rows) as it goes."""
-    report = IngestReport(input_files=list(files.values()))
+    report = IngestReport(input_files=list(files.values()), earliest_plausible=window.earliest.isoformat(),
+                          newest_plausible=window.newest.isoformat())
     raw_events = _read_table(files[EVENTS], EVENTS, REQUIRED_EVENT_COLUMNS)
     events, quarantine[EVENTS], report.negative_quantities_as_returns = _clean_events(
-        raw_events, settings.default_channel)
+        raw_events, settings.default_channel, window)
     raw_items = _read_table(files[ITEMS], ITEMS, REQUIRED_ITEM_COLUMNS)
     items, quarantine[ITEMS] = _clean_items(raw_items)
     for table, raw, kept in ((EVENTS, raw_events, events), (ITEMS, raw_items, items)):
@@ -207,7 +212,7 @@ def _load(files: dict[str, Path], settings: TrainingSettings, quarantine_dir: Pa
         raw_links = _read_table(files[IDENTITIES], IDENTITIES, IDENTITY_COLUMNS)
         links = raw_links.copy()
         for column in IDENTITY_COLUMNS:
-            links[column] = raw_links[column].str.strip()
+            links[column] = clean_id_series(raw_links[column])
         resolution = resolve_identities(links, customers[CUSTOMER_ID].tolist())
         alias_to_customer = resolution.alias_to_customer
         rejected = resolution.quarantined()
@@ -290,10 +295,20 @@ def _all_str(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+def clean_id_series(values: pd.Series) -> pd.Series:
+    """:func:`recsvc.ids.clean_id` of every value, vectorised.
+
+    ``clean_id`` is ``str.strip()`` (the rule the server applies to every request); pandas' ``str.strip()``
+    without arguments removes the same characters (Python's and pyarrow's whitespace agree, tabs and
+    non-breaking spaces included; ``tests/test_ingest.py`` pins it against ``clean_id``), at vector speed.
+    """
+    return values.astype(str).str.strip()
+
+
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
-    """A string column trimmed of whitespace, or all "" when the (optional) column is absent."""
+    """A string column trimmed by the id rule (:func:`clean_id_series`), or all "" when it is absent."""
     if column in frame.columns:
-        return frame[column].astype(str).str.strip()
+        return clean_id_series(frame[column])
     return pd.Series([""] * len(frame), index=frame.index, dtype=str)
 
 
@@ -303,33 +318,10 @@ def _number(text: pd.Series) -> pd.Series:
     return values.where(np.isfinite(values.to_numpy()), np.nan)
 
 
-def _parse_timestamps(text: pd.Series) -> pd.Series:
-    """ISO 8601 strings (naive = UTC) to datetime64[ns, UTC]; NaT for anything unparseable or out of range.
-
-    Fast path: one vectorised ISO 8601 parse. Strings that fail and look like numeric dates ("11/1/2000") are
-    parsed once per distinct value with pandas' mixed-format parser (month first), which keeps a folder of
-    non-ISO day-resolution dates fast too.
-    """
-    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-    retry = (parsed.isna() & (text != "")).to_numpy()
-    if retry.any():
-        failed = text[retry]
-        distinct = pd.Series(pd.unique(failed), dtype=str)
-        distinct = distinct[distinct.str.match(_NUMERIC_DATE)].reset_index(drop=True)
-        if len(distinct):
-            values = pd.to_datetime(distinct, format="mixed", utc=True, errors="coerce").astype(parsed.dtype)
-            position = pd.Index(distinct).get_indexer(failed)
-            fallback = values.array.take(position, allow_fill=True)  # -1 (not date-like) -> NaT
-            parsed.iloc[np.flatnonzero(retry)] = fallback
-            logger.warning("events: %d timestamp(s) are not ISO 8601; read %d of them as month-first dates",
-                           int(retry.sum()), int(pd.notna(fallback).sum()))
-    parsed = parsed.where((parsed >= _MIN_TIMESTAMP) & (parsed < _MAX_TIMESTAMP))
-    return parsed.astype("datetime64[ns, UTC]")
-
-
 # --- events -------------------------------------------------------------------------------------------------
 
-def _clean_events(raw: pd.DataFrame, default_channel: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTimes
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Validate and normalise events; returns (valid events, quarantined raw rows, purchases made returns).
 
     The valid frame has the contract columns except ``day`` and ``basket_id`` (added after identity
@@ -339,12 +331,12 @@ def _clean_events(raw: pd.DataFrame, default_channel: str) -> tuple[pd.DataFrame
     customer = _text(raw, CUSTOMER_ID)
     item = _text(raw, ITEM_ID)
     event = _text(raw, EVENT).str.lower()
-    channel = _text(raw, CHANNEL).str.lower()
+    channel = _text(raw, CHANNEL).str.lower()  # recsvc.ids.clean_channel's rule, vectorised
     channel = channel.where(channel != "", default_channel.strip().lower())
     quantity_text = _text(raw, QUANTITY)
     quantity = _number(quantity_text.where(quantity_text != "", "1"))
     price = _number(_text(raw, PRICE))
-    timestamp = _parse_timestamps(_text(raw, TIMESTAMP))
+    timestamp = parse_timestamps(_text(raw, TIMESTAMP))
 
     is_return_type = event.isin([PURCHASE, RETURN]).to_numpy()
     q = quantity.to_numpy()
@@ -352,6 +344,8 @@ def _clean_events(raw: pd.DataFrame, default_channel: str) -> tuple[pd.DataFrame
         (REASON_MISSING_ID, ((customer == "") | (item == "")).to_numpy()),
         (REASON_UNKNOWN_EVENT, ~event.isin(EVENT_TYPES).to_numpy()),
         (REASON_BAD_TIMESTAMP, timestamp.isna().to_numpy()),
+        (REASON_FUTURE_TIMESTAMP, window.future(timestamp)),
+        (REASON_ANCIENT_TIMESTAMP, window.ancient(timestamp)),
         # Only purchases and returns have a meaning for a negative quantity (a return); a negative view or
         # cart has none we could keep without guessing.
         (REASON_BAD_QUANTITY, np.isnan(q) | (q == 0) | ((q < 0) & ~is_return_type)),
