@@ -56,7 +56,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def fail(command: str, message: str) -> int:
-    """Print ``recsvc <command>: <message>`` (first line only) on stderr; the exit code of a failed command."""
-    lines = str(message).strip().splitlines() or ["failed"]
-    print(f"recsvc {command}: {lines[0]}", file=sys.stderr)
+    """Print ``recsvc <command>: <message>`` on stderr; returns 1, the exit code of a failed command."""
+    print(f"recsvc {command}: {str(message).strip() or 'failed'}", file=sys.stderr)
     return 1
