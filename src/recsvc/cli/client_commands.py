@@ -88,7 +88,7 @@ def format_profile(asked: str, profile: recsvc_pb2.CustomerProfile) -> str:
     for purchase in profile.recent_purchases:  # most recent first; groups keep the order they first appear
         groups.setdefault((purchase.channel, purchase.store_id), []).append(purchase)
     for (channel, store), purchases in groups.items():
-        lines.append(f"    {channel or 'unknown channel'}" + (f", store {store}" if store else ""))
+        lines.append(f"    {channel or 'unknown'} channel" + (f", store {store}" if store else ""))
         for p in purchases:
             lines.append(f"      {p.date}  {p.title or p.item_id:<38.38} [{p.item_id}] {p.category} x{p.count:g}")
     return "\n".join(lines)
