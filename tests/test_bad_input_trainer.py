@@ -17,7 +17,8 @@ from recsvc.config import ConfigError, TrainingSettings
 from recsvc.days import day_of_iso
 from recsvc.ids import clean_id
 from recsvc_training.input import columns as C
-from recsvc_training.input.ingest import clean_id_series, load_training_data
+from recsvc_training.input.ingest import load_training_data
+from recsvc_training.input.tables import clean_id_series
 from recsvc_training.pipeline import train
 
 NOW = pd.Timestamp("2026-12-03T11:00:00Z")
