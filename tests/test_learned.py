@@ -27,7 +27,7 @@ from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.recommender import POLICY_LEARNED, RecommendationEngine, RecommendQuery
 from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
-from recsvc_training.evaluation.quality import QualityGateError, gate_failures
+from recsvc_training.evaluation.gate import QualityGateError, gate_failures
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -237,18 +237,22 @@ def test_tafeng_slice_learned_blend_beats_buy_it_again(tmp_path: Path) -> None:
     test window, ranker learned on the 14 days before it), the default ranking beats the best baseline."""
     if not TAFENG.exists():
         pytest.skip(f"{TAFENG} not available")
-    from recsvc.artifacts import ArtifactSet
     from recsvc_training.assemble import build_artifacts
-    from recsvc_training.evaluation.quality import evaluate_and_learn
+    from recsvc_training.evaluation.holdout import evaluate_holdout
     from recsvc_training.input.importers import import_tafeng
     from recsvc_training.input.ingest import load_training_data
+    from recsvc_training.pipeline import learning_models
+    from recsvc_training.ranker.step import fit_published_ranker
 
     import_tafeng(TAFENG, tmp_path / "data", limit_rows=400_000)
     settings = TrainingSettings(progress=False, eval_test_days=14, ranker_label_days=14)
     data = load_training_data(tmp_path / "data", settings, tmp_path / "quarantine")
-    artifacts: ArtifactSet = build_artifacts(data, settings)
-    report = evaluate_and_learn(data, artifacts, settings)
-    assert report is not None
+    artifacts = build_artifacts(data, settings)
+    models = learning_models(data, settings)
+    holdout = evaluate_holdout(models, settings)
+    fit_published_ranker(artifacts, models, settings)
+    assert holdout is not None
+    report = holdout.report
     ours = report.overall["recsvc"]
     best_ndcg, best_recall = report.best_baseline("ndcg@10"), report.best_baseline("recall@10")
     assert best_ndcg is not None and best_recall is not None

@@ -61,6 +61,11 @@ class RecsvcClient:
                                                              timeout=self._timeout)
         return info
 
+    def profile(self, customer_id: str, num_purchases: int = 0) -> recsvc_pb2.CustomerProfile:
+        request = recsvc_pb2.GetCustomerProfileRequest(customer_id=customer_id, num_purchases=num_purchases)
+        profile: recsvc_pb2.CustomerProfile = self._stub.GetCustomerProfile(request, timeout=self._timeout)
+        return profile
+
 
 def _reason_name(kind: int) -> str:
     return recsvc_pb2.ReasonKind.Name(kind).removeprefix("REASON_KIND_").lower()

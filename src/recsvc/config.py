@@ -34,6 +34,14 @@ class TrainingSettings:
         default_factory=lambda: {"view": 1.0, "cart": 4.0, "purchase": 10.0})
     #: Channel assumed for events whose ``channel`` column is missing or empty.
     default_channel: str = "web"
+    #: Events dated later than the run's start plus this many hours are quarantined (``future_timestamp``):
+    #: one typo such as 2062 for 2026 would otherwise move the test window and every recency decay to 2062.
+    #: Measured from the run time (the trainer's clock, UTC), not from the data; the margin allows for tills
+    #: and servers whose clocks run ahead and for time zones written without an offset.
+    max_future_hours: float = 24.0
+    #: Events dated before this day (YYYY-MM-DD, UTC) are quarantined (``ancient_timestamp``): a year typed as
+    #: 1026 or a date field defaulted to 1900-01-01. Set it earlier to train on older logs.
+    earliest_event_date: str = "1990-01-01"
     #: Half-life (days) of the recency decay applied to ALS confidence and popularity.
     recency_half_life_days: float = 60.0
     #: Popularity counts only the last this-many days of the log.
@@ -80,7 +88,8 @@ class TrainingSettings:
     eval_test_days: int = 28
     #: Metrics are reported at 10 and at this k.
     eval_k: int = 10
-    #: Learn the blend: fit a LightGBM lambdarank ranker over every source's candidates (else rank fusion).
+    #: Learn the blend: fit a LightGBM learning-to-rank model (objective ``rank_xendcg``) over every source's
+    #: candidates (else rank fusion).
     learn_ranker: bool = True
     #: Length of the window whose purchases label the ranker's training examples, in days, and ...
     ranker_label_days: int = 14

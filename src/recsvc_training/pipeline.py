@@ -1,27 +1,39 @@
-"""The training run: ingest a data folder, build every model, publish one artifact set.
+"""The training run: ingest a data folder, build every model, evaluate, learn the ranker, gate, publish.
 
-:func:`train` is the whole job the ``recsvc train`` command runs; the pure part, cleaned
-:class:`TrainingData` in and a validated :class:`ArtifactSet` out, is
-:func:`recsvc_training.assemble.build_artifacts`.
+:func:`recsvc_training.assemble.build_artifacts` is the pure part (cleaned :class:`TrainingData` in,
+validated :class:`ArtifactSet` out), :func:`train` the whole job ``recsvc train`` runs and :func:`evaluate`
+the part ``recsvc evaluate`` runs.
+Each step is a function in its own module (ingest in ``input/``, the builders in ``models/``, the ranker in
+``ranker/step.py``, the evaluation and the gate in ``evaluation/``); this module only orders them, times them
+and fills the manifest metadata. The steps import nothing from here: the ranker and evaluation steps get the
+model builder as a value (:class:`~recsvc_training.ranker.step.ModelsBefore`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import ArtifactSet, new_version_name, publish_artifacts
 from recsvc.artifacts.stock import publish_stock
 from recsvc.artifacts.stock_table import StockTable
 from recsvc.config import TrainingSettings
 from recsvc_training.assemble import build_artifacts
+from recsvc_training.evaluation.gate import decide, previous_evaluation
+from recsvc_training.evaluation.holdout import evaluate_holdout
+from recsvc_training.evaluation.report import format_table, write_report
+from recsvc_training.evaluation.runner import EvaluationReport
 from recsvc_training.input import columns as C
-from recsvc_training.input.dataset import IngestReport, TrainingData
+from recsvc_training.input.dataset import TrainingData
+from recsvc_training.input.ingest import load_training_data
+from recsvc_training.ranker.step import ModelsBefore, fit_published_ranker
+from recsvc_training.run_summary import TrainResult, peak_rss_mb
 
 logger = logging.getLogger(__name__)
 
@@ -31,109 +43,47 @@ Loader = Callable[[Path, TrainingSettings, Path], TrainingData]
 BeforePublish = Callable[[TrainingData, ArtifactSet], None]
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (0 where the platform cannot say)."""
-    try:
-        import resource
-    except ImportError:  # not on Unix
-        return 0.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+def learning_models(data: TrainingData, settings: TrainingSettings) -> ModelsBefore:
+    """The models the evaluation and ranker steps build on (events before a day), built quietly, once each."""
+    return ModelsBefore(data, dataclasses.replace(settings, progress=False), build_artifacts)
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    """What one training run did; :meth:`summary` is what ``recsvc train`` prints.
+def evaluate(data_dir: Path, out_dir: Path, settings: TrainingSettings, *, as_of: int | None = None
+             ) -> tuple[EvaluationReport, dict[str, Path]] | None:
+    """What ``recsvc evaluate`` runs: ingest, the evaluation step, the report files in ``out_dir``; no publish.
 
-    ``timings`` maps step name to seconds (``ingest``, the build steps, ``before_publish`` when a hook ran,
-    ``publish`` and ``total``); ``peak_rss_mb`` is the process's peak resident memory in MiB.
+    ``as_of`` (days since 1970-01-01) leaves out the events from that day on (a back-test). Quarantined rows
+    go to ``<out_dir>/quarantine``. Returns the report and the written files, or None when the log is too short
+    for a test window after a ranker window. The published ranker is not fitted: nothing here is published.
     """
-
-    version: str
-    path: Path
-    artifact_root: Path
-    quarantine_dir: Path
-    timings: Mapping[str, float]
-    peak_rss_mb: float
-    report: IngestReport
-    row_counts: Mapping[str, int]
-    evaluation: Mapping[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        """The human run summary: what was read, what was set aside and why, what was built, how long."""
-        rep, counts = self.report, self.row_counts
-        lines = [f"Published artifact set {self.version} (now CURRENT under {self.artifact_root})",
-                 f"  location     {self.path}"]
-        tables = sorted(set(rep.rows_read) | set(rep.rows_kept))
-        if tables:
-            lines.append("  input        " + "; ".join(
-                f"{t} {rep.rows_kept.get(t, 0):,} kept of {rep.rows_read.get(t, 0):,}" for t in tables))
-        total_q = rep.total_quarantined()
-        if total_q:
-            reasons = ", ".join(f"{table}/{reason} {n:,}" for table, per in sorted(rep.quarantined.items())
-                                for reason, n in sorted(per.items()) if n)
-            lines.append(f"  quarantined  {total_q:,} rows ({reasons}) -> {self.quarantine_dir}")
-        else:
-            lines.append("  quarantined  none")
-        fixes = [(rep.identity_conflicts, "identity conflicts resolved"),
-                 (rep.items_added_from_events, "items added from events"),
-                 (rep.negative_quantities_as_returns, "negative quantities read as returns")]
-        if any(n for n, _ in fixes):
-            lines.append("  repaired     " + ", ".join(f"{n:,} {what}" for n, what in fixes if n))
-        events = ", ".join(f"{counts.get(f'events_{t}', 0):,} {t}" for t in C.EVENT_TYPES)
-        lines += [
-            f"  events       {counts.get('events', 0):,} ({events})",
-            f"  customers    {counts.get('customers', 0):,} ({counts.get('customers_with_interactions', 0):,}"
-            f" with interactions, {counts.get('customers_with_history', 0):,} with purchases), "
-            f"{counts.get('aliases', 0):,} aliases",
-            f"  catalog      {counts.get('items', 0):,} items, {counts.get('stores', 0):,} stores, "
-            f"{counts.get('channels', 0)} channels",
-            f"  models       {counts.get('baskets', 0):,} baskets, {counts.get('history_pairs', 0):,} "
-            f"history pairs, {counts.get('copurchase_pairs', 0):,} co-purchase pairs",
-        ]
-        if self.evaluation:
-            lines.append("  evaluation   " + _evaluation_line(self.evaluation))
-        lines.append("  timings      " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
-        lines.append(f"  peak memory  {self.peak_rss_mb:,.0f} MiB")
-        return "\n".join(lines)
+    out_dir = Path(out_dir)
+    data = load_training_data(Path(data_dir), settings, out_dir / "quarantine")
+    if as_of is not None:
+        data = data.before(as_of)
+    with threadpool_limits(1, "blas"):  # see train
+        holdout = evaluate_holdout(learning_models(data, settings), settings)
+    if holdout is None:
+        return None
+    return holdout.report, write_report(holdout.report, out_dir)
 
 
-def _evaluation_line(evaluation: Mapping[str, Any]) -> str:
-    """The headline of the manifest's evaluation block: default vs best baseline, cart completion, gate."""
-    parts = []
-    split = evaluation.get("split", {})
-    if split:
-        parts.append(f"test window {split.get('cutoff_date')} + {split.get('test_days')} days, "
-                     f"{split.get('test_customers')} customers")
-    for metric, ratio in evaluation.get("ratios", {}).items():
-        value = evaluation.get("default", {}).get(metric)
-        if value is not None and ratio.get("ratio") is not None:
-            parts.append(f"{metric} {value:.4f} = {ratio['ratio']:.2f}x {ratio['baseline']} "
-                         f"({ratio['baseline_value']:.4f})")
-    cart = evaluation.get("cart_completion", {}).get("recsvc", {})
-    if cart.get("hit_rate@10") is not None:
-        parts.append(f"cart completion hit_rate@10 {cart['hit_rate@10']:.4f}")
-    gate = evaluation.get("gate", {})
-    if gate:
-        parts.append("gate " + ("passed" if gate.get("passed") else "FAILED (forced)" if gate.get("forced")
-                                else "failed"))
-    return "; ".join(parts) if parts else ", ".join(f"{k} {_fmt(v)}" for k, v in evaluation.items())
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _default_loader(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path) -> TrainingData:
-    from recsvc_training.input.ingest import load_training_data
-
-    return load_training_data(data_dir, settings, quarantine_dir)
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - started, 3)
 
 
 def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
           before_publish: BeforePublish | None = None, loader: Loader | None = None, force: bool = False,
           echo: Callable[[str], None] | None = None) -> TrainResult:
-    """Ingest ``data_dir``, build every model and publish the set under ``artifact_root``.
+    """Ingest ``data_dir``, build every model, evaluate, learn the ranker, gate, publish under ``artifact_root``.
+
+    The steps, in order: ingest (:mod:`recsvc_training.input.ingest`), the model builds
+    (:func:`build_artifacts`), the evaluation on a held-out window (:mod:`recsvc_training.evaluation.holdout`,
+    when ``settings.evaluate``), the published ranker (:mod:`recsvc_training.ranker.step`, when
+    ``settings.learn_ranker``), the quality gate over the evaluation (:mod:`recsvc_training.evaluation.gate`),
+    ``before_publish``, publish.
 
     Parameters
     ----------
@@ -145,15 +95,12 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     settings
         Training settings; ``keep_versions`` bounds the versions kept after publishing.
     before_publish
-        Replaces the default evaluation / quality-gate hook
-        (:func:`recsvc_training.evaluation.quality.make_quality_hook`, which evaluates on a time split, learns the
-        blend and refuses a set worse than buy-it-again or than the current version): called with the
-        cleaned data and the built, validated set just
-        before publishing. It may fill ``artifacts.evaluation`` (it lands in the manifest and the summary)
-        and set ``artifacts.forced``; it stops the run by raising, and then nothing is published and
-        ``CURRENT`` keeps pointing at the previous version.
+        An extra check on the finished set (after the gate), called with the cleaned data and the validated
+        set just before publishing. It may add to ``artifacts.evaluation`` (it lands in the manifest and the
+        summary); it stops the run by raising, and then nothing is published and ``CURRENT`` keeps pointing
+        at the previous version.
     loader
-        Replaces ingest (tests); defaults to ``recsvc_training.input.ingest.load_training_data``.
+        Replaces ingest (tests); defaults to :func:`recsvc_training.input.ingest.load_training_data`.
     force
         Publish even when the quality gate refuses; the manifest records ``forced``.
     echo
@@ -163,6 +110,8 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     ------
     recsvc_training.input.ingest.InputError
         The data folder is unusable (from ingest).
+    recsvc_training.evaluation.gate.QualityGateError
+        The gate refused the set (and ``force`` is off).
     recsvc.artifacts.ArtifactError
         Publishing failed; the previous version stays current.
     """
@@ -172,29 +121,42 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     quarantine_dir = artifact_root / "quarantine" / version
     timings: dict[str, float] = {}
 
-    started = time.perf_counter()
-    data = (loader or _default_loader)(data_dir, settings, quarantine_dir)
-    timings["ingest"] = round(time.perf_counter() - started, 3)
+    with _timed(timings, "ingest"):
+        data = (loader or load_training_data)(data_dir, settings, quarantine_dir)
     logger.info("ingest done in %.2fs: %d events, %d items", timings["ingest"], len(data.events),
                 len(data.items))
 
     artifacts = build_artifacts(data, settings)
     timings.update(artifacts.extra.get("build_seconds", {}))
 
-    # ---- Evaluation and quality gate plug in here, before anything becomes visible to a server. ----
-    # ``before_publish`` (e.g. an offline evaluation on a time split plus a gate comparing it with the
-    # current version's ``manifest.evaluation``) sees the data and the finished set; it records metrics in
-    # ``artifacts.evaluation`` and raises to refuse the set. Publishing below is atomic, so a refused or
-    # crashed run leaves the served version untouched.
-    if before_publish is None and (settings.evaluate or settings.learn_ranker):
-        from recsvc_training.evaluation.quality import make_quality_hook
-
-        before_publish = make_quality_hook(artifact_root, settings, force=force, echo=echo)
+    # Everything below runs before anything becomes visible to a server: publishing is atomic, so a refused
+    # or crashed run leaves the served version untouched.
+    models = learning_models(data, settings)
+    holdout = None
+    # One BLAS thread: the per-customer scoring loops do small products, which OpenBLAS slows down when it
+    # spreads them over threads on a busy machine (LightGBM keeps its own threads).
+    with threadpool_limits(1, "blas"):
+        if settings.evaluate:
+            with _timed(timings, "evaluation"):
+                holdout = evaluate_holdout(models, settings)
+        if settings.learn_ranker:
+            with _timed(timings, "ranker"):
+                fit_published_ranker(artifacts, models, settings)
+    if holdout is not None:
+        artifacts.evaluation = dict(holdout.summary)
+        artifacts.extra["evaluation_ranker"] = holdout.ranker_stats
+        artifacts.attachments.update(holdout.files())
+        if echo is not None:
+            echo(format_table(holdout.report))
+        decision = decide(artifacts.evaluation, previous_evaluation(artifact_root), settings, force=force)
+        artifacts.evaluation["gate"] = decision.as_dict()
+        decision.enforce()
+        artifacts.forced = decision.forced
+    artifacts.validate()
     if before_publish is not None:
-        started = time.perf_counter()
-        before_publish(data, artifacts)
-        timings["before_publish"] = round(time.perf_counter() - started, 3)
-        artifacts.validate()  # the hook must not leave a broken set behind
+        with _timed(timings, "before_publish"):
+            before_publish(data, artifacts)
+        artifacts.validate()  # the check must not leave a broken set behind
 
     started = time.perf_counter()
     artifacts.version = version
@@ -209,7 +171,7 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
 
     result = TrainResult(
         version=version, path=path, artifact_root=artifact_root, quarantine_dir=quarantine_dir,
-        timings=timings, peak_rss_mb=round(_peak_rss_mb(), 1), report=data.report,
+        timings=timings, peak_rss_mb=round(peak_rss_mb(), 1), report=data.report,
         row_counts=dict(artifacts.row_counts), evaluation=dict(artifacts.evaluation),
     )
     logger.info("training run %s finished in %.1fs", version, timings["total"])

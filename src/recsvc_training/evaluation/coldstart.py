@@ -34,6 +34,7 @@ from recsvc_training.evaluation import ChannelPopularity, ranking_metrics, time_
 from recsvc_training.evaluation.split import DEFAULT_TEST_DAYS
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
+from recsvc_training.input.ingest import load_training_data
 from recsvc_training.models.coldstart import (
     ALL_CUSTOMERS_FEATURE,
     attribute_features,
@@ -127,8 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML settings (lfm_* knobs); RECSVC_TRAINING__<KEY> overrides too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    from recsvc_training.input.ingest import load_training_data
 
     settings = load_settings(args.config).training
     started = time.perf_counter()

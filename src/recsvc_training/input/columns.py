@@ -64,5 +64,7 @@ BASKET_ID: Final = "basket_id"  # order_id, or customer x day where there is non
 REASON_MISSING_ID: Final = "missing_id"
 REASON_UNKNOWN_EVENT: Final = "unknown_event"
 REASON_BAD_TIMESTAMP: Final = "bad_timestamp"
+REASON_FUTURE_TIMESTAMP: Final = "future_timestamp"
+REASON_ANCIENT_TIMESTAMP: Final = "ancient_timestamp"
 REASON_BAD_QUANTITY: Final = "bad_quantity"
 REASON_DUPLICATE: Final = "duplicate"

@@ -27,6 +27,10 @@ class IngestReport:
     #: purchase rows with a negative quantity, turned into returns
     negative_quantities_as_returns: int = 0
     input_files: list[Path] = field(default_factory=list)
+    #: The plausible event times of the run (ISO 8601, UTC): earlier rows are ``ancient_timestamp``, later
+    #: ``future_timestamp`` (``""`` when the data did not come through ingest).
+    earliest_plausible: str = ""
+    newest_plausible: str = ""
 
     def total_quarantined(self) -> int:
         return sum(sum(reasons.values()) for reasons in self.quarantined.values())

@@ -2,8 +2,10 @@
 
 A data folder holds one file per table (``<table>.csv``, ``<table>.csv.gz`` or ``<table>.parquet``; see
 :mod:`recsvc_training.input.columns`): ``events`` and ``items`` are required, ``customers``, ``identities`` and
-``stock`` optional. Every value is read as a string, so ids keep their leading zeros; ids are trimmed of
-surrounding whitespace.
+``stock`` optional. Every value is read as a string, so ids keep their leading zeros; ids are trimmed by
+:func:`recsvc.ids.clean_id`'s rule, the server's too (:func:`~recsvc_training.input.tables.clean_id_series`),
+channel names by :func:`recsvc.ids.clean_channel`'s. The other tables' cleaning is
+:mod:`recsvc_training.input.tables`'.
 
 Nothing valid is dropped and nothing invalid is silently guessed: a bad row goes to
 ``<quarantine_dir>/<table>.quarantine.csv`` with its original values, a ``reason`` and its ``source_row``
@@ -16,6 +18,9 @@ Events, in this order (a row gets the first reason that applies):
 * ``unknown_event``: ``event`` (trimmed, case-insensitive) not in ``view|cart|purchase|return``;
 * ``bad_timestamp``: ``timestamp`` not ISO 8601 (with or without zone; naive = UTC; plain dates allowed) and
   not a numeric date such as ``11/1/2000`` (read month first), or outside 1677..2262;
+* ``future_timestamp``: later than the run's start plus ``training.max_future_hours`` (24);
+* ``ancient_timestamp``: before ``training.earliest_event_date`` (1990-01-01); see
+  :mod:`recsvc_training.input.timestamps` for why both;
 * ``bad_quantity``: ``quantity`` not a finite non-zero number (empty = 1), or negative on a view/cart;
 * ``duplicate``: same values in every column as an earlier valid row, compared after normalisation (trimmed
   ids, lower-case event/channel, default channel filled, parsed timestamp/quantity/price), so the same event
@@ -32,7 +37,6 @@ Identity links follow :mod:`recsvc_training.input.identity` (reasons ``missing_i
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from pathlib import Path
 
@@ -43,9 +47,7 @@ from recsvc.config import ConfigError, TrainingSettings
 from recsvc_training.input.columns import (
     ALIAS_ID,
     BASKET_ID,
-    CATEGORY,
     CHANNEL,
-    CHANNEL_SEPARATOR,
     CHANNELS,
     CUSTOMER_COLUMNS,
     CUSTOMER_ID,
@@ -57,7 +59,6 @@ from recsvc_training.input.columns import (
     EVENTS,
     IDENTITIES,
     IDENTITY_COLUMNS,
-    ITEM_COLUMNS,
     ITEM_ID,
     ITEMS,
     ORDER_ID,
@@ -65,9 +66,11 @@ from recsvc_training.input.columns import (
     PURCHASE,
     QUANTITY,
     QUANTITY_ON_HAND,
+    REASON_ANCIENT_TIMESTAMP,
     REASON_BAD_QUANTITY,
     REASON_BAD_TIMESTAMP,
     REASON_DUPLICATE,
+    REASON_FUTURE_TIMESTAMP,
     REASON_MISSING_ID,
     REASON_UNKNOWN_EVENT,
     REQUIRED_EVENT_COLUMNS,
@@ -78,10 +81,22 @@ from recsvc_training.input.columns import (
     STORE_ID,
     TABLE_SUFFIXES,
     TIMESTAMP,
-    TITLE,
 )
 from recsvc_training.input.dataset import IngestReport, TrainingData
 from recsvc_training.input.identity import REASON_COLUMN, SOURCE_ROW_COLUMN, resolve_column, resolve_identities
+from recsvc_training.input.tables import (
+    add_items_from_events,
+    catalog_channels,
+    clean_customers,
+    clean_id_series,
+    clean_items,
+    clean_stock,
+    merge_customers,
+    parse_numbers,
+    quarantine_frame,
+    text_column,
+)
+from recsvc_training.input.timestamps import PlausibleTimes, parse_timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +106,6 @@ OPTIONAL_TABLES = (CUSTOMERS, IDENTITIES, STOCK)
 EVENT_OUTPUT_COLUMNS = (CUSTOMER_ID, ITEM_ID, EVENT, CHANNEL, STORE_ID, ORDER_ID, BASKET_ID, QUANTITY, PRICE,
                         TIMESTAMP, DAY)
 QUARANTINE_SUFFIX = ".quarantine.csv"
-
-# Timestamps a datetime64[ns] can hold; anything outside is a bad timestamp, not an overflow.
-_MIN_TIMESTAMP = pd.Timestamp("1677-09-22", tz="UTC")
-_MAX_TIMESTAMP = pd.Timestamp("2262-04-11", tz="UTC")
-# Non-ISO dates the fallback parser may read (e.g. "11/1/2000", "01.02.2024 10:00"). Anything else that is
-# not ISO 8601 is rejected rather than handed to dateutil, which reads "5" or "May" as a date this month.
-_NUMERIC_DATE = re.compile(r"^\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
-
 
 class InputError(ValueError):
     """The data folder cannot be used as given; the message names the file, what it has and what it needs."""
@@ -131,7 +138,8 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
     return found
 
 
-def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path) -> TrainingData:
+def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path, *,
+                       now: pd.Timestamp | None = None) -> TrainingData:
     """Read, validate and clean every table of ``data_dir`` and resolve every event to its customer.
 
     Parameters
@@ -139,11 +147,15 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
     data_dir
         Folder holding the tables of the input contract (:mod:`recsvc_training.input.columns`).
     settings
-        Uses ``default_channel`` (for events without a channel).
+        Uses ``default_channel`` (for events without a channel), ``max_future_hours`` and
+        ``earliest_event_date`` (the plausible event times).
     quarantine_dir
         Where ``<table>.quarantine.csv`` files go; created only when a row is quarantined. A quarantine file
         left there by an earlier run for a table that has nothing to quarantine now is removed, so the folder
         always describes this run.
+    now
+        The run's start (default: the current UTC time); events later than it plus ``max_future_hours`` are
+        ``future_timestamp``.
 
     Returns
     -------
@@ -156,15 +168,16 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
         Missing folder or required table, ambiguous table files, an unreadable file, a missing required
         column, or a table with rows but none valid (``events`` and ``items`` must also not be empty).
     ConfigError
-        ``settings.default_channel`` is empty.
+        ``settings.default_channel`` is empty, or the plausible-time settings are unusable.
     """
     if not settings.default_channel.strip():
         raise ConfigError("training.default_channel must not be empty: events without a channel get it")
+    window = PlausibleTimes.for_run(settings, now)
     files = find_table_files(Path(data_dir))
     quarantine_dir = Path(quarantine_dir)
     quarantine: dict[str, pd.DataFrame] = {}
     try:
-        data = _load(files, settings, quarantine_dir, quarantine)
+        data = _load(files, settings, window, quarantine_dir, quarantine)
     except InputError:
         # Write what was quarantined before the failure: a table with nothing valid is explained there.
         _write_quarantine(quarantine_dir, quarantine)
@@ -181,15 +194,16 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
     return data
 
 
-def _load(files: dict[str, Path], settings: TrainingSettings, quarantine_dir: Path,
+def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleTimes, quarantine_dir: Path,
           quarantine: dict[str, pd.DataFrame]) -> TrainingData:
     """The body of :func:`load_training_data`; fills ``quarantine`` (table -> rows) as it goes."""
-    report = IngestReport(input_files=list(files.values()))
+    report = IngestReport(input_files=list(files.values()), earliest_plausible=window.earliest.isoformat(),
+                          newest_plausible=window.newest.isoformat())
     raw_events = _read_table(files[EVENTS], EVENTS, REQUIRED_EVENT_COLUMNS)
     events, quarantine[EVENTS], report.negative_quantities_as_returns = _clean_events(
-        raw_events, settings.default_channel)
+        raw_events, settings.default_channel, window)
     raw_items = _read_table(files[ITEMS], ITEMS, REQUIRED_ITEM_COLUMNS)
-    items, quarantine[ITEMS] = _clean_items(raw_items)
+    items, quarantine[ITEMS] = clean_items(raw_items)
     for table, raw, kept in ((EVENTS, raw_events, events), (ITEMS, raw_items, items)):
         _count(report, table, len(raw), len(kept), quarantine[table])
         _require_valid(files[table], table, len(raw), len(kept), quarantine_dir, required=True)
@@ -197,7 +211,7 @@ def _load(files: dict[str, Path], settings: TrainingSettings, quarantine_dir: Pa
     customers = pd.DataFrame({CUSTOMER_ID: pd.Series([], dtype=str)})
     if CUSTOMERS in files:
         raw_customers = _read_table(files[CUSTOMERS], CUSTOMERS, CUSTOMER_COLUMNS)
-        customers, quarantine[CUSTOMERS] = _clean_customers(raw_customers)
+        customers, quarantine[CUSTOMERS] = clean_customers(raw_customers)
         _count(report, CUSTOMERS, len(raw_customers), len(customers), quarantine[CUSTOMERS])
         _require_valid(files[CUSTOMERS], CUSTOMERS, len(raw_customers), len(customers), quarantine_dir,
                        required=False)
@@ -207,11 +221,11 @@ def _load(files: dict[str, Path], settings: TrainingSettings, quarantine_dir: Pa
         raw_links = _read_table(files[IDENTITIES], IDENTITIES, IDENTITY_COLUMNS)
         links = raw_links.copy()
         for column in IDENTITY_COLUMNS:
-            links[column] = raw_links[column].str.strip()
+            links[column] = clean_id_series(raw_links[column])
         resolution = resolve_identities(links, customers[CUSTOMER_ID].tolist())
         alias_to_customer = resolution.alias_to_customer
         rejected = resolution.quarantined()
-        quarantine[IDENTITIES] = _quarantine_frame(raw_links, rejected[SOURCE_ROW_COLUMN].to_numpy() - 1,
+        quarantine[IDENTITIES] = quarantine_frame(raw_links, rejected[SOURCE_ROW_COLUMN].to_numpy() - 1,
                                                    rejected[REASON_COLUMN].to_numpy())
         report.identity_conflicts = resolution.n_conflicts
         _count(report, IDENTITIES, resolution.links_read, resolution.links_kept, quarantine[IDENTITIES])
@@ -224,20 +238,20 @@ def _load(files: dict[str, Path], settings: TrainingSettings, quarantine_dir: Pa
     events[CUSTOMER_ID] = resolve_column(events[CUSTOMER_ID], alias_to_customer)
     events = _finish_events(events)
     if len(customers):
-        customers = _merge_customers(customers, alias_to_customer)
+        customers = merge_customers(customers, alias_to_customer)
 
-    items, report.items_added_from_events = _add_items_from_events(items, events)
+    items, report.items_added_from_events = add_items_from_events(items, events)
 
     stock = pd.DataFrame({STORE_ID: pd.Series([], dtype=str), ITEM_ID: pd.Series([], dtype=str),
                           QUANTITY_ON_HAND: pd.Series([], dtype=np.float64)})
     if STOCK in files:
         raw_stock = _read_table(files[STOCK], STOCK, STOCK_COLUMNS)
-        stock, quarantine[STOCK] = _clean_stock(raw_stock)
+        stock, quarantine[STOCK] = clean_stock(raw_stock)
         _count(report, STOCK, len(raw_stock), len(stock), quarantine[STOCK])
         _require_valid(files[STOCK], STOCK, len(raw_stock), len(stock), quarantine_dir, required=False)
 
     report.quarantine_files = _write_quarantine(quarantine_dir, quarantine)
-    channels = sorted(set(events[CHANNEL].unique().tolist()) | _catalog_channels(items[CHANNELS]))
+    channels = sorted(set(events[CHANNEL].unique().tolist()) | catalog_channels(items[CHANNELS]))
     return TrainingData(events=events, items=items, customers=customers, aliases=aliases, stock=stock,
                         channels=channels, report=report)
 
@@ -290,61 +304,25 @@ def _all_str(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _text(frame: pd.DataFrame, column: str) -> pd.Series:
-    """A string column trimmed of whitespace, or all "" when the (optional) column is absent."""
-    if column in frame.columns:
-        return frame[column].astype(str).str.strip()
-    return pd.Series([""] * len(frame), index=frame.index, dtype=str)
-
-
-def _number(text: pd.Series) -> pd.Series:
-    """Parse numbers; anything unparseable or non-finite becomes NaN."""
-    values = pd.to_numeric(text, errors="coerce").astype(np.float64)
-    return values.where(np.isfinite(values.to_numpy()), np.nan)
-
-
-def _parse_timestamps(text: pd.Series) -> pd.Series:
-    """ISO 8601 strings (naive = UTC) to datetime64[ns, UTC]; NaT for anything unparseable or out of range.
-
-    Fast path: one vectorised ISO 8601 parse. Strings that fail and look like numeric dates ("11/1/2000") are
-    parsed once per distinct value with pandas' mixed-format parser (month first), which keeps a folder of
-    non-ISO day-resolution dates fast too.
-    """
-    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-    retry = (parsed.isna() & (text != "")).to_numpy()
-    if retry.any():
-        failed = text[retry]
-        distinct = pd.Series(pd.unique(failed), dtype=str)
-        distinct = distinct[distinct.str.match(_NUMERIC_DATE)].reset_index(drop=True)
-        if len(distinct):
-            values = pd.to_datetime(distinct, format="mixed", utc=True, errors="coerce").astype(parsed.dtype)
-            position = pd.Index(distinct).get_indexer(failed)
-            fallback = values.array.take(position, allow_fill=True)  # -1 (not date-like) -> NaT
-            parsed.iloc[np.flatnonzero(retry)] = fallback
-            logger.warning("events: %d timestamp(s) are not ISO 8601; read %d of them as month-first dates",
-                           int(retry.sum()), int(pd.notna(fallback).sum()))
-    parsed = parsed.where((parsed >= _MIN_TIMESTAMP) & (parsed < _MAX_TIMESTAMP))
-    return parsed.astype("datetime64[ns, UTC]")
-
-
 # --- events -------------------------------------------------------------------------------------------------
 
-def _clean_events(raw: pd.DataFrame, default_channel: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTimes
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Validate and normalise events; returns (valid events, quarantined raw rows, purchases made returns).
 
     The valid frame has the contract columns except ``day`` and ``basket_id`` (added after identity
     resolution), in input order, with a RangeIndex.
     """
     n = len(raw)
-    customer = _text(raw, CUSTOMER_ID)
-    item = _text(raw, ITEM_ID)
-    event = _text(raw, EVENT).str.lower()
-    channel = _text(raw, CHANNEL).str.lower()
+    customer = text_column(raw, CUSTOMER_ID)
+    item = text_column(raw, ITEM_ID)
+    event = text_column(raw, EVENT).str.lower()
+    channel = text_column(raw, CHANNEL).str.lower()  # recsvc.ids.clean_channel's rule, vectorised
     channel = channel.where(channel != "", default_channel.strip().lower())
-    quantity_text = _text(raw, QUANTITY)
-    quantity = _number(quantity_text.where(quantity_text != "", "1"))
-    price = _number(_text(raw, PRICE))
-    timestamp = _parse_timestamps(_text(raw, TIMESTAMP))
+    quantity_text = text_column(raw, QUANTITY)
+    quantity = parse_numbers(quantity_text.where(quantity_text != "", "1"))
+    price = parse_numbers(text_column(raw, PRICE))
+    timestamp = parse_timestamps(text_column(raw, TIMESTAMP))
 
     is_return_type = event.isin([PURCHASE, RETURN]).to_numpy()
     q = quantity.to_numpy()
@@ -352,6 +330,8 @@ def _clean_events(raw: pd.DataFrame, default_channel: str) -> tuple[pd.DataFrame
         (REASON_MISSING_ID, ((customer == "") | (item == "")).to_numpy()),
         (REASON_UNKNOWN_EVENT, ~event.isin(EVENT_TYPES).to_numpy()),
         (REASON_BAD_TIMESTAMP, timestamp.isna().to_numpy()),
+        (REASON_FUTURE_TIMESTAMP, window.future(timestamp)),
+        (REASON_ANCIENT_TIMESTAMP, window.ancient(timestamp)),
         # Only purchases and returns have a meaning for a negative quantity (a return); a negative view or
         # cart has none we could keep without guessing.
         (REASON_BAD_QUANTITY, np.isnan(q) | (q == 0) | ((q < 0) & ~is_return_type)),
@@ -365,8 +345,8 @@ def _clean_events(raw: pd.DataFrame, default_channel: str) -> tuple[pd.DataFrame
     event = event.where(~as_return, RETURN)
     quantity = quantity.abs()
     cleaned = pd.DataFrame({
-        CUSTOMER_ID: customer, ITEM_ID: item, EVENT: event, CHANNEL: channel, STORE_ID: _text(raw, STORE_ID),
-        ORDER_ID: _text(raw, ORDER_ID), QUANTITY: quantity, PRICE: price, TIMESTAMP: timestamp,
+        CUSTOMER_ID: customer, ITEM_ID: item, EVENT: event, CHANNEL: channel, STORE_ID: text_column(raw, STORE_ID),
+        ORDER_ID: text_column(raw, ORDER_ID), QUANTITY: quantity, PRICE: price, TIMESTAMP: timestamp,
     })
     # Duplicates are judged among rows that passed every other check, on normalised values plus any extra
     # (non-contract) columns as given, so the first valid copy is the one kept.
@@ -379,7 +359,7 @@ def _clean_events(raw: pd.DataFrame, default_channel: str) -> tuple[pd.DataFrame
     valid &= ~duplicate
 
     bad_rows = np.flatnonzero(~valid)
-    quarantined = _quarantine_frame(raw, bad_rows, reasons[bad_rows])
+    quarantined = quarantine_frame(raw, bad_rows, reasons[bad_rows])
     n_as_returns = int((as_return & valid).sum())
     return cleaned[valid].reset_index(drop=True), quarantined, n_as_returns
 
@@ -397,129 +377,7 @@ def _finish_events(events: pd.DataFrame) -> pd.DataFrame:
     return events[list(EVENT_OUTPUT_COLUMNS)]
 
 
-# --- items --------------------------------------------------------------------------------------------------
-
-def _clean_items(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Valid catalog rows (contract columns first, then attributes as given) and the quarantined raw rows."""
-    item = _text(raw, ITEM_ID)
-    missing = (item == "").to_numpy()
-    duplicate = ~missing & item.duplicated(keep="first").to_numpy()
-    reasons = np.where(missing, REASON_MISSING_ID, np.where(duplicate, REASON_DUPLICATE, ""))
-    bad_rows = np.flatnonzero(missing | duplicate)
-    quarantined = _quarantine_frame(raw, bad_rows, reasons[bad_rows])
-
-    attributes = [c for c in raw.columns if c not in ITEM_COLUMNS]
-    items = pd.DataFrame({
-        ITEM_ID: item, TITLE: _text(raw, TITLE), CATEGORY: _text(raw, CATEGORY),
-        PRICE: _number(_text(raw, PRICE)),
-        CHANNELS: _normalise_channel_lists(_text(raw, CHANNELS)),
-    })
-    for column in attributes:
-        items[column] = raw[column]
-    keep = ~(missing | duplicate)
-    return items[keep].reset_index(drop=True), quarantined
-
-
-def _normalise_channel_lists(text: pd.Series) -> pd.Series:
-    """Channel lists such as "App| web|web" -> "app|web": lower case, trimmed, sorted unique; "" stays ""."""
-    normalised = {}
-    for value in pd.unique(text):  # a catalog has few distinct channel lists
-        names = {part.strip().lower() for part in str(value).split(CHANNEL_SEPARATOR)} - {""}
-        normalised[value] = CHANNEL_SEPARATOR.join(sorted(names))
-    return text.map(normalised).astype(str)
-
-
-def _catalog_channels(channels: pd.Series) -> set[str]:
-    names: set[str] = set()
-    for value in pd.unique(channels):
-        names.update(part for part in str(value).split(CHANNEL_SEPARATOR) if part)
-    return names
-
-
-def _add_items_from_events(items: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Append items that occur in events but not in the catalog (never drop their events); return the count.
-
-    Added items get title/category/channels/attributes "" and as price the median price seen in their events
-    (NaN when none).
-    """
-    unknown = ~events[ITEM_ID].isin(items[ITEM_ID])
-    if not unknown.any():
-        return items, 0
-    seen = events.loc[unknown, [ITEM_ID, PRICE]]
-    median_price = seen.groupby(ITEM_ID, sort=False)[PRICE].median()
-    added = pd.DataFrame({column: pd.Series([""] * len(median_price), dtype=str) for column in items.columns})
-    added[ITEM_ID] = median_price.index.astype(str).to_numpy()
-    added[PRICE] = median_price.to_numpy(dtype=np.float64)
-    added = added.sort_values(ITEM_ID, kind="stable")
-    combined = pd.concat([items, added], ignore_index=True)
-    combined[PRICE] = combined[PRICE].astype(np.float64)
-    return combined, len(added)
-
-
-# --- customers, stock ---------------------------------------------------------------------------------------
-
-def _clean_customers(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Customer rows with an id (trimmed; attributes as given) and the quarantined raw rows."""
-    customer = _text(raw, CUSTOMER_ID)
-    missing = (customer == "").to_numpy()
-    bad_rows = np.flatnonzero(missing)
-    quarantined = _quarantine_frame(raw, bad_rows, np.full(len(bad_rows), REASON_MISSING_ID, dtype=object))
-    customers = raw.copy()
-    customers[CUSTOMER_ID] = customer
-    return customers[~missing].reset_index(drop=True), quarantined
-
-
-def _merge_customers(customers: pd.DataFrame, alias_to_customer: dict[str, str]) -> pd.DataFrame:
-    """Map customer rows to canonical ids and merge the rows of one customer (per attribute, first non-empty
-    value wins)."""
-    resolved = customers.copy()
-    resolved[CUSTOMER_ID] = resolve_column(customers[CUSTOMER_ID], alias_to_customer)
-    attributes = [c for c in resolved.columns if c != CUSTOMER_ID]
-    if not resolved[CUSTOMER_ID].duplicated().any():
-        return resolved
-    if not attributes:
-        return resolved.drop_duplicates(CUSTOMER_ID, ignore_index=True)
-    blank_as_missing = resolved[attributes].where(resolved[attributes] != "")
-    blank_as_missing.insert(0, CUSTOMER_ID, resolved[CUSTOMER_ID])
-    merged = blank_as_missing.groupby(CUSTOMER_ID, sort=False).first().reset_index()
-    for column in attributes:
-        merged[column] = merged[column].fillna("").astype(str)
-    return merged
-
-
-def _clean_stock(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stock rows (store_id, item_id, quantity_on_hand float64) and the quarantined raw rows.
-
-    A zero or negative quantity on hand is kept (out of stock, or an inventory correction); only a value that
-    is not a number is quarantined.
-    """
-    store = _text(raw, STORE_ID)
-    item = _text(raw, ITEM_ID)
-    on_hand = _number(_text(raw, QUANTITY_ON_HAND))
-    reasons = np.full(len(raw), "", dtype=object)  # "" = valid so far
-    reasons[((store == "") | (item == "")).to_numpy()] = REASON_MISSING_ID
-    reasons[on_hand.isna().to_numpy() & (reasons == "")] = REASON_BAD_QUANTITY
-    stock = pd.DataFrame({STORE_ID: store, ITEM_ID: item, QUANTITY_ON_HAND: on_hand})
-    valid = reasons == ""
-    duplicate = np.zeros(len(raw), dtype=bool)
-    duplicate[valid] = stock[valid].duplicated([STORE_ID, ITEM_ID], keep="first").to_numpy()
-    reasons[duplicate] = REASON_DUPLICATE
-    valid &= ~duplicate
-    bad_rows = np.flatnonzero(~valid)
-    return stock[valid].reset_index(drop=True), _quarantine_frame(raw, bad_rows, reasons[bad_rows])
-
-
-# --- quarantine and report ----------------------------------------------------------------------------------
-
-def _quarantine_frame(raw: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray) -> pd.DataFrame:
-    """Raw rows at 0-based positions ``rows`` with ``reason`` and 1-based ``source_row``, in input order."""
-    order = np.argsort(rows, kind="stable")
-    rows = np.asarray(rows, dtype=np.int64)[order]
-    out = raw.iloc[rows].reset_index(drop=True)
-    out[REASON_COLUMN] = pd.Series(np.asarray(reasons, dtype=object)[order], dtype=str)
-    out[SOURCE_ROW_COLUMN] = rows + 1
-    return out
-
+# --- report and quarantine files ------------------------------------------------------------------------------
 
 def _count(report: IngestReport, table: str, read: int, kept: int, quarantined: pd.DataFrame) -> None:
     report.rows_read[table] = read
