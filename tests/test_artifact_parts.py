@@ -158,21 +158,3 @@ def test_array_names_are_string_literals_only_inside_their_part() -> None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
                 offenders.append(f"{rel}:{node.lineno} {node.value!r}")
     assert not offenders, offenders
-
-
-def test_the_serving_core_imports_nothing_of_the_trainer_or_its_settings() -> None:
-    """recsvc.artifacts, recsvc.ranking and recsvc.server read sets; the trainer's code and its settings stay
-    on the trainer's side (before this change ranking/foldin.py imported TrainingSettings)."""
-    offenders = []
-    for package in ("artifacts", "ranking", "server"):
-        for path in sorted((SRC / "recsvc" / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.ImportFrom):
-                    names = [node.module or "", *(alias.name for alias in node.names)]
-                elif isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                else:
-                    continue
-                if any(n.startswith("recsvc_training") or n == "TrainingSettings" for n in names):
-                    offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
-    assert not offenders, offenders
