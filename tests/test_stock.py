@@ -109,8 +109,9 @@ def test_out_of_stock_means_quantity_at_most_zero_or_no_row_in_a_store_with_rows
 
 
 def _engine(root: Path) -> RecommendationEngine:
-    return RecommendationEngine(LoadedModel(build_toy_artifacts()), ServerSettings(artifact_root=str(root)),
-                                clock=lambda: CREATED_AT)
+    model = LoadedModel(build_toy_artifacts())
+    return RecommendationEngine(model, ServerSettings(artifact_root=str(root)), clock=lambda: CREATED_AT,
+                                stock=StockFilter(StockWatcher(root), model.items))
 
 
 def _ids(result) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 from recsvc.artifacts import ArtifactError
 from recsvc.days import iso_of_day
 from recsvc.errors import InvalidRequest, NotFound
+from recsvc.ids import clean_id
 from recsvc.ranking.model import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
     model
         The loaded model; days count to its last data day.
     customer_id
-        Customer id or alias.
+        Customer id or alias (surrounding whitespace ignored, :func:`recsvc.ids.clean_id`).
     num_purchases
         Most recent purchased items to list (1..100; 0 means 20), most recent first.
 
@@ -103,6 +104,7 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
     NotFound
         The model knows no customer or alias ``customer_id``.
     """
+    customer_id = clean_id(customer_id)
     if not customer_id:
         raise InvalidRequest("customer_id: required; send a customer id or any alias (loyalty card, app id)")
     if num_purchases == 0:

@@ -53,6 +53,7 @@ from recsvc.artifacts import (
 from recsvc.config import ServerSettings
 from recsvc.errors import NotFound
 from recsvc.ranking import BundleQuery, LoadedModel, RecommendationEngine, RecommendQuery
+from recsvc.stock import StockFilter, StockWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,11 @@ def _now_iso() -> str:
 
 
 def build_engine(artifacts: ArtifactSet, settings: ServerSettings) -> RecommendationEngine:
-    """The engine the server runs for one loaded artifact set (the one place that builds it)."""
-    return RecommendationEngine(LoadedModel(artifacts), settings)
+    """The engine the server runs for one loaded artifact set (the one place that builds it), filtering
+    in-store answers by the stock snapshot published under ``settings.artifact_root``."""
+    model = LoadedModel(artifacts)
+    stock = StockFilter(StockWatcher.for_root(Path(settings.artifact_root), settings.verify_checksums), model.items)
+    return RecommendationEngine(model, settings, stock=stock)
 
 
 def warm_up(engine: RecommendationEngine) -> None:

@@ -27,8 +27,8 @@ from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import ArtifactError, ArtifactSet, current_version, read_manifest
 from recsvc.config import ServerSettings, TrainingSettings
+from recsvc.ranking import BundleQuery, RecommendationEngine
 from recsvc.ranking.model import LoadedModel
-from recsvc.ranking.recommender import BundleQuery, RecommendationEngine
 from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training.evaluation import (
     Completer,
