@@ -1,4 +1,4 @@
-"""The ANN index for large catalogs: recall against exact scoring, the artifact round trip, the collaborative
+"""The ANN index for large catalogs: recall against exact scoring, the artifact round trip, the ALS
 source on top of it, and the fallbacks (no faiss: exact scoring; an index that does not fit: refused)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from recsvc.artifacts.parts.ann_cosine import COSINE_ARRAY
 from recsvc.config import TrainingSettings
 from recsvc.ranking import LoadedModel, RankingContext, RecommendationEngine, RecommendQuery
 from recsvc.ranking import ann as ann_module
+from recsvc.ranking.als import AlsSource
 from recsvc.ranking.ann import AnnUnavailable, load_ann
-from recsvc.ranking.collaborative import CollaborativeSource
 from recsvc.ranking.sources import top_k
 
 faiss = pytest.importorskip("faiss")
@@ -110,7 +110,7 @@ def test_a_model_with_both_indexes_keeps_no_transposed_factor_copies(
     customer, item = str(indexed.arrays["customer_ids"][123]), str(indexed.arrays["item_ids"][123])
     assert engine.recommend(RecommendQuery(customer_id=customer, channel="web", num_items=10,
                                            context_item_ids=[item])).items
-    assert engine.similar_items(item, 10)
+    assert engine.similar_items(item, 10).items
     assert indexed._transposed is None and indexed.n_factors == FACTORS
     # asked for anyway (a tool, a test), they are built then, from the same factors
     np.testing.assert_array_equal(indexed.item_factors_t, items.T)
@@ -151,8 +151,8 @@ def test_search_returns_exact_scores_best_first(model: LoadedModel) -> None:
     assert np.all(np.diff(scores) <= 0)
 
 
-def test_collaborative_source_matches_exact_top_items_on_most_queries(model: LoadedModel) -> None:
-    source = CollaborativeSource(model)
+def test_als_source_matches_exact_top_items_on_most_queries(model: LoadedModel) -> None:
+    source = AlsSource(model)
     customers = np.random.default_rng(3).choice(np.arange(10, N_CUSTOMERS), size=200, replace=False)
     overlaps, identical = [], 0
     for row in customers:
@@ -165,9 +165,9 @@ def test_collaborative_source_matches_exact_top_items_on_most_queries(model: Loa
     assert identical >= 0.6 * customers.size  # same items in the same order on most queries
 
 
-def test_zero_vector_customers_get_nothing_from_collaborative(model: LoadedModel) -> None:
+def test_zero_vector_customers_get_nothing_from_als(model: LoadedModel) -> None:
     ctx = RankingContext(customer_row=0, history=model.history(0))
-    assert len(CollaborativeSource(model).candidates(ctx, 10)) == 0
+    assert len(AlsSource(model).candidates(ctx, 10)) == 0
 
 
 def test_without_faiss_the_server_scores_exactly_and_warns(model: LoadedModel, monkeypatch: pytest.MonkeyPatch,
@@ -246,8 +246,8 @@ def test_similar_items_and_bundle_use_the_cosine_index(model: LoadedModel,
     overlaps = []
     for row in np.random.default_rng(5).choice(np.arange(50, N_ITEMS), size=100, replace=False):
         item_id = model.item_id(int(row))
-        got = engine.similar_items(item_id, 10)
-        want = [s.item_id for s in exact_engine.similar_items(item_id, 10)]
+        got = engine.similar_items(item_id, 10).items
+        want = [s.item_id for s in exact_engine.similar_items(item_id, 10).items]
         assert item_id not in {s.item_id for s in got}
         rows = np.array([model.items.row(s.item_id) for s in got])
         np.testing.assert_allclose([s.score for s in got], unit[rows] @ unit[row], rtol=1e-4, atol=1e-6)

@@ -21,10 +21,11 @@ except ImportError:  # pragma: no cover - run as a package
 
 from recsvc.artifacts import ArtifactError, current_version, load_current, read_manifest
 from recsvc.config import TrainingSettings
+from recsvc.ranking import RecommendationEngine, RecommendQuery
 from recsvc.ranking.features import FEATURE_NAMES, build_pool
 from recsvc.ranking.learned import LearnedRanker, pool_sources
 from recsvc.ranking.model import LoadedModel
-from recsvc.ranking.recommender import POLICY_LEARNED, RecommendationEngine, RecommendQuery
+from recsvc.ranking.results import POLICY_LEARNED
 from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training.evaluation.gate import QualityGateError, gate_failures

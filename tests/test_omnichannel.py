@@ -27,10 +27,11 @@ from recsvc.artifacts.stock import load_current_stock, publish_stock
 from recsvc.artifacts.stock_table import StockTable
 from recsvc.config import ServerSettings, TrainingSettings, load_settings
 from recsvc.ranking import LoadedModel, RecommendationEngine
-from recsvc.ranking.collaborative import CollaborativeSource
+from recsvc.ranking.als import AlsSource
 from recsvc.ranking.foldin import FoldIn, fold_in
 from recsvc.ranking.sources import RankingContext
 from recsvc.server.app import ModelHolder, build_server
+from recsvc.server.lifecycle import build_engine
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 from recsvc_training.assemble import foldin_params
 from recsvc_training.input import columns as C
@@ -48,7 +49,7 @@ TRAINING = TrainingSettings(evaluate=False, learn_ranker=False, progress=False)
 POLICIES_TOML = """
 [server.policies.store]
 name = "in_store"
-weights = { copurchase = 1.4, repurchase = 0.6, collaborative = 0.4 }
+weights = { copurchase = 1.4, repurchase = 0.6, als = 0.4 }
 
 [server.policies.app]
 name = "buy_it_again"
@@ -56,7 +57,7 @@ weights = { repurchase = 1.4 }
 
 [server.policies.web]
 name = "discovery"
-weights = { repurchase = 0.2, collaborative = 1.0, popularity = 0.3 }
+weights = { repurchase = 0.2, als = 1.0, popularity = 0.3 }
 exclude_bought_within_days = 30
 """
 
@@ -84,8 +85,8 @@ class World:
 
 
 def _engine(root: Path, settings: ServerSettings) -> tuple[LoadedModel, RecommendationEngine]:
-    model = LoadedModel(load_current(root))
-    return model, RecommendationEngine(model, settings)
+    engine = build_engine(load_current(root), settings)  # the server's own: filters by the published stock
+    return engine.model, engine
 
 
 def _best_complement(model: LoadedModel, summary: SampleSummary) -> tuple[str, str]:
@@ -287,9 +288,9 @@ def test_the_trainer_publishes_the_optional_arrays(world: World) -> None:
     assert FoldInParams.from_extra(m.extra) == foldin_params(TRAINING) == m.parts[FoldInParams]
 
 
-def test_context_folds_into_the_collaborative_suggestions(world: World) -> None:
+def test_context_folds_into_the_als_suggestions(world: World) -> None:
     m = world.model
-    source = CollaborativeSource(m)
+    source = AlsSource(m)
     row = m.resolve_customer(world.alias)
     plain = RankingContext(customer_row=row, channel_row=m.channel_row("web"), today=m.data_end_day,
                            history=m.history(row))

@@ -5,7 +5,11 @@ Each test names the toy fact it relies on; the toy module docstring tells the wh
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import itertools
+import logging
+import pkgutil
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -15,8 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import recsvc.ranking as ranking_package
 from recsvc.artifacts import load_current
-from recsvc.config import ServerSettings
+from recsvc.config import ChannelPolicy, ConfigError, ServerSettings
 from recsvc.errors import InvalidRequest, NotFound, StatusCode
 from recsvc.ranking import (
     BlendWeights,
@@ -29,9 +34,10 @@ from recsvc.ranking import (
     RecommendQuery,
 )
 from recsvc.ranking import sources as sources_module
+from recsvc.ranking.als import AlsSource, most_similar_sources
 from recsvc.ranking.blend import continue_below, fuse
-from recsvc.ranking.collaborative import CollaborativeSource, most_similar_sources
-from recsvc.ranking.copurchase import CoPurchaseSource, copurchase_neighbours
+from recsvc.ranking.copurchase import copurchase_neighbours
+from recsvc.ranking.policies import ChannelPolicies, PolicyWeights
 from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.repurchase import RepurchaseSource
 from recsvc.ranking.sources import Candidates, group_by_key, isin, top_k
@@ -46,6 +52,7 @@ try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
         STORE,
         VERSION,
         build_synthetic_artifacts,
+        build_toy_artifacts,
         publish_toy,
     )
 except ImportError:  # pragma: no cover
@@ -58,6 +65,7 @@ except ImportError:  # pragma: no cover
         STORE,
         VERSION,
         build_synthetic_artifacts,
+        build_toy_artifacts,
         publish_toy,
     )
 
@@ -111,7 +119,45 @@ def test_model_flattens_numeric_evaluation(model: LoadedModel) -> None:
 
 # ------------------------------------------------------------------------- source contract (every source)
 
-SOURCES: list[type[CandidateSource]] = [RepurchaseSource, CollaborativeSource, CoPurchaseSource, PopularitySource]
+def discover_sources() -> list[type[CandidateSource]]:
+    """Every concrete CandidateSource subclass the recsvc package defines, found by importing every module of
+    recsvc.ranking and walking the subclass tree: a new source is under contract the moment it exists."""
+    for module in pkgutil.iter_modules(ranking_package.__path__):
+        importlib.import_module(f"{ranking_package.__name__}.{module.name}")
+    found: set[type[CandidateSource]] = set()
+    todo: list[type[CandidateSource]] = [CandidateSource]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("recsvc.") and not inspect.isabstract(sub):
+                found.add(sub)
+    return sorted(found, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+SOURCES = discover_sources()
+
+
+def test_source_discovery_finds_every_source() -> None:
+    """Regression (issue 12): the hand-kept list missed 3 of the 7 sources (cold start and the learned
+    ranker's two pool sources)."""
+    names = {cls.__name__ for cls in SOURCES}
+    assert {"RepurchaseSource", "AlsSource", "CoPurchaseSource", "PopularitySource", "ColdStartSource",
+            "HistorySource", "BasketNeighbourSource"} <= names
+
+
+@pytest.fixture(scope="module")
+def contract_model() -> LoadedModel:
+    """The toy model plus LightFM arrays for every customer, so the cold-start source has something to say."""
+    artifacts = build_toy_artifacts()
+    rng = np.random.default_rng(12)
+    n_customers, n_items = artifacts.arrays["customer_ids"].size, artifacts.arrays["item_ids"].size
+    artifacts.arrays.update(
+        lfm_user_embeddings=rng.normal(size=(n_customers, 3)).astype(np.float32),
+        lfm_user_biases=np.zeros(n_customers, dtype=np.float32),
+        lfm_item_embeddings=rng.normal(size=(n_items, 3)).astype(np.float32),
+        lfm_item_biases=rng.normal(size=n_items).astype(np.float32),
+        coldstart_customer=np.zeros(n_customers, dtype=bool))
+    return LoadedModel(artifacts)
 
 
 def contexts(model: LoadedModel) -> list[RankingContext]:
@@ -130,11 +176,13 @@ def contexts(model: LoadedModel) -> list[RankingContext]:
 
 @pytest.mark.parametrize("source_cls", SOURCES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("k", [1, 3, 50])
-def test_source_contract(model: LoadedModel, source_cls: type[CandidateSource], k: int) -> None:
+def test_source_contract(contract_model: LoadedModel, source_cls: type[CandidateSource], k: int) -> None:
     """Every source: at most k unique valid rows, aligned columns, known reason kinds, nothing without a
-    customer when it needs one."""
+    customer when it needs one, something for some request, and a blend weight under its name."""
+    model = contract_model
     source = source_cls(model)
-    assert source.name and BlendWeights().weight_of(source.name) > 0
+    assert source.name and PolicyWeights().weight_of(source.name) > 0
+    proposed = 0
     for ctx in contexts(model):
         c = source.candidates(ctx, k)
         assert isinstance(c, Candidates) and c.source == source.name
@@ -152,6 +200,8 @@ def test_source_contract(model: LoadedModel, source_cls: type[CandidateSource], 
             assert n == 0
         reasons = c.reasons_at(np.arange(n), model, ctx)  # every candidate can be explained
         assert len(reasons) == n and all(reason.text for reason in reasons)
+        proposed += n
+    assert proposed > 0, f"{source_cls.__name__} proposed nothing for any toy request"
 
 
 def test_repurchase_source_skips_one_off_purchases(model: LoadedModel) -> None:
@@ -286,12 +336,52 @@ def test_unknown_customer_gets_popular_items_flagged(engine: RecommendationEngin
     assert anonymous.policy == "popular" and ids(anonymous.items) == ["H03", "B01"]
 
 
-def test_unknown_channel_is_a_channel_without_data(engine: RecommendationEngine) -> None:
+def test_unknown_channel_gets_only_items_sold_on_every_channel_and_says_so(engine: RecommendationEngine) -> None:
+    """Regression (issue 12, bad input): an unknown channel returned store-only items to an online caller."""
     result = recommend(engine, "", "kiosk", num_items=12)
-    assert len(result.items) == 12  # every item eligible, B02 and D04 included
+    assert result.unknown_channel and any("kiosk" in notice for notice in result.notices)
+    assert set(ids(result.items)) == {i for i, sold in SOLD_ON.items() if all(sold.values())}  # no B02, D04
     assert ids(result.items)[:3] == ["B01", "D01", "H04"]  # global popularity
     assert {s.reason.kind for s in result.items} == {ReasonKind.POPULAR}
     assert result.items[0].reason.text == "Popular"
+    known = recommend(engine, "C005", "kiosk", num_items=12)  # a known customer too: B02 is their favourite
+    assert known.known_customer and known.unknown_channel and "B02" not in ids(known.items)
+    assert not recommend(engine, "", "web").unknown_channel
+
+
+@pytest.mark.parametrize("spelling", ["WEB", " Web ", "web"])
+def test_channel_names_compare_case_insensitively(engine: RecommendationEngine, spelling: str) -> None:
+    """Regression (issue 12): ``WEB`` was an unknown channel, so web callers got store-only items."""
+    assert recommend(engine, "C001", spelling, num_items=8) == recommend(engine, "C001", "web", num_items=8)
+    bundle = engine.bundle(BundleQuery(basket_item_ids=["D01"], channel=spelling))
+    assert not bundle.unknown_channel and "B02" not in ids(bundle.items)
+    assert not engine.similar_items("B01", 12, channel=spelling).unknown_channel
+
+
+def test_ids_with_surrounding_whitespace_are_trimmed(engine: RecommendationEngine) -> None:
+    """Regression (issue 12): ``"C001 "`` silently became an unknown customer."""
+    padded = recommend(engine, " C001 ", num_items=8, store_id="S01 ", context_item_ids=["B01 "],
+                       exclude_item_ids=["\tH04"])
+    assert padded.known_customer and padded.resolved_customer_id == "C001" and padded.unknown_item_ids == ()
+    assert padded == recommend(engine, "C001", num_items=8, store_id="S01", context_item_ids=["B01"],
+                               exclude_item_ids=["H04"])
+    bundle = engine.bundle(BundleQuery(basket_item_ids=[" D01"], store_id=" S01"))
+    assert bundle.unknown_item_ids == () and bundle.bundle is not None and bundle.bundle.anchor_item_id == "D01"
+    assert ids(engine.similar_items(" D01 ", 3).items) == ["D04", "D03", "D02"]
+    with pytest.raises(InvalidRequest, match="context_item_ids: entry 0"):
+        recommend(engine, "C001", context_item_ids=["  "])
+
+
+def test_unknown_categories_are_reported_back(engine: RecommendationEngine) -> None:
+    """Regression (issue 12): an unknown category in include_categories returned nothing without a word."""
+    result = recommend(engine, "C001", num_items=5, include_categories=["diary", "dairy"],
+                       exclude_categories=["bakery", "baker"])
+    assert result.unknown_categories == ("diary", "baker")
+    assert {s.category for s in result.items} == {"dairy"}
+    only_typo = recommend(engine, "C001", num_items=5, include_categories=["diary"])
+    assert only_typo.items == () and only_typo.unknown_categories == ("diary",)
+    assert any("diary" in notice for notice in only_typo.notices)
+    assert recommend(engine, "C001", num_items=5, include_categories=["dairy"]).unknown_categories == ()
 
 
 def test_alias_and_customer_get_identical_results(engine: RecommendationEngine) -> None:
@@ -458,13 +548,13 @@ def test_bundle_with_unknown_basket_ids(engine: RecommendationEngine) -> None:
 # ---------------------------------------------------------------------------------------------------- similar
 
 def test_similar_items_by_cosine(engine: RecommendationEngine) -> None:
-    similar = engine.similar_items("D01", 3)
+    similar = engine.similar_items("D01", 3).items
     assert ids(similar) == ["D04", "D03", "D02"]
     assert similar[0].reason.kind == ReasonKind.SIMILAR_ITEM
     assert similar[0].reason.source_item_ids == ("D01",) and similar[0].reason.text == "Similar to Milk 1 l"
-    assert ids(engine.similar_items("D01", 2, channel="store")) == ["D03", "D02"]
+    assert ids(engine.similar_items("D01", 2, channel="store").items) == ["D03", "D02"]
     # household items are orthogonal to milk: never "similar"
-    assert not {"H01", "H02", "H03", "H04"} & set(ids(engine.similar_items("D01", 12)))
+    assert not {"H01", "H02", "H03", "H04"} & set(ids(engine.similar_items("D01", 12).items))
 
 
 # ------------------------------------------------------------------------------------------- vector helpers
@@ -524,10 +614,10 @@ def test_isin_matches_numpy_on_small_and_large_inputs(values: list[int], of: lis
     assert np.array_equal(isin(a, b), np.isin(a, b))
 
 
-def test_collaborative_reason_names_the_most_similar_history_items(model: LoadedModel) -> None:
+def test_als_reason_names_the_most_similar_history_items(model: LoadedModel) -> None:
     row = model.customers.row("C001")
     ctx = RankingContext(customer_row=row, history=model.history(row))
-    found = CollaborativeSource(model).candidates(ctx, 10)
+    found = AlsSource(model).candidates(ctx, 10)
     assert len(found) and found.resolve_reason_items is not None  # worked out for shown candidates only
     history = model.history(row).items.astype(np.int64)
     reasons = found.reasons_at(np.arange(len(found)), model, ctx)
@@ -551,9 +641,9 @@ def test_continue_below_is_strictly_decreasing(last: float | None, raw: list[flo
 
 def test_fuse_sums_reciprocal_ranks_and_keeps_the_strongest_reason() -> None:
     a = Candidates.build("repurchase", np.array([5, 7]), np.array([2.0, 1.0]), ReasonKind.BOUGHT_BEFORE)
-    b = Candidates.build("collaborative", np.array([7, 9, 5]), np.array([3.0, 2.0, 1.0]),
+    b = Candidates.build("als", np.array([7, 9, 5]), np.array([3.0, 2.0, 1.0]),
                          ReasonKind.CUSTOMERS_LIKE_YOU)
-    w = BlendWeights(repurchase=1.0, collaborative=0.5, rank_offset=60)
+    w = BlendWeights(repurchase=1.0, als=0.5, rank_offset=60)
     fused = fuse([a, b], w)
     expected = {5: 1 / 61 + 0.5 / 63, 7: 1 / 62 + 0.5 / 61, 9: 0.5 / 62}
     assert list(fused.items) == sorted(expected, key=lambda i: -expected[i])
@@ -603,3 +693,22 @@ def test_toy_model_publishes_and_loads(tmp_path: Path) -> None:
     folder = publish_toy(tmp_path)
     assert folder.name == VERSION and load_current(tmp_path).version == VERSION
     assert ROW["H04"] == 11
+
+
+# ---------------------------------------------------------------------------------------------- channel policies
+
+def test_channel_policies_are_keyed_by_the_models_channel_rows(caplog: pytest.LogCaptureFixture) -> None:
+    """Configured names are cleaned like request channels (``WEB`` is ``web``); ``collaborative``, the
+    former name of the ALS weight, still reads (with a warning); a channel the model lacks applies nowhere."""
+    configured = {"WEB": ChannelPolicy(name="discovery", weights={"collaborative": 0.9}),
+                  "kiosk": ChannelPolicy(name="kiosk_policy")}
+    with caplog.at_level(logging.WARNING, logger="recsvc.ranking.policies"):
+        policies = ChannelPolicies(configured, BlendWeights(), CHANNELS)
+    web = policies.get(CHANNELS.index("web"))
+    assert web is not None and web.name == "discovery" and web.weights.als == 0.9
+    assert policies.get(CHANNELS.index("store")) is None and policies.get(-1) is None
+    assert policies.coldstart(CHANNELS.index("web")).weights.als == 0.9
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "'collaborative' is now called 'als'" in messages and "no channel 'kiosk'" in messages
+    with pytest.raises(ConfigError, match="unknown source"):
+        ChannelPolicies({"web": ChannelPolicy(weights={"cf": 1.0})}, BlendWeights(), CHANNELS)

@@ -127,7 +127,7 @@ class ChannelPolicy:
     """How Recommend ranks for known customers on one channel (``[server.policies.<channel>]`` in TOML).
 
     ``weights`` override the blend weight of the named candidate sources (``repurchase``, ``copurchase``,
-    ``collaborative``, ``popularity``, ``coldstart``; a model with a learned ranker orders candidates itself);
+    ``als``, ``popularity``, ``coldstart``; a model with a learned ranker orders candidates itself);
     ``repurchase`` False hides everything the customer bought before; ``exclude_bought_within_days`` > 0
     hides items last bought that recently. ``name`` is reported as the response's ``policy`` (the channel
     name when empty).

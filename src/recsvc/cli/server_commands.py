@@ -77,20 +77,19 @@ def demo_customers(artifact_root: Path) -> tuple[str, str, list[str]]:
     import numpy as np
 
     from recsvc.artifacts import load_current
+    from recsvc.ranking.model import LoadedModel
 
-    arts = load_current(artifact_root)
-    counts = np.diff(arts["hist_indptr"])
-    alias_counts = counts[arts["alias_customer"]]
-    alias = str(arts["alias_ids"][int(np.argmax(alias_counts))]) if alias_counts.size else ""
-    row = int(arts["alias_customer"][int(np.argmax(alias_counts))]) if alias_counts.size else int(np.argmax(counts))
-    lo, hi = arts["hist_indptr"][row], arts["hist_indptr"][row + 1]
-    last = arts["hist_last_day"][lo:hi]
-    stores = arts["hist_last_store"][lo:hi]
-    store_rows = stores[stores >= 0]
-    store = str(arts["store_ids"][int(np.bincount(store_rows).argmax())]) if store_rows.size else ""
-    recent = arts["hist_items"][lo:hi][np.argsort(-last)][:2]
-    basket = [str(arts["item_ids"][i]) for i in recent]
-    return alias or str(arts["customer_ids"][row]), store, basket
+    model = LoadedModel(load_current(artifact_root, mmap=True))
+    counts = np.diff(model.hist_indptr)
+    alias_counts = counts[model.alias_customer]
+    best_alias = int(np.argmax(alias_counts)) if alias_counts.size else -1
+    row = int(model.alias_customer[best_alias]) if best_alias >= 0 else int(np.argmax(counts))
+    history = model.history(row)
+    store_rows = history.last_store[history.last_store >= 0]
+    store = model.store_id(int(np.bincount(store_rows).argmax())) if store_rows.size else ""
+    basket = [model.item_id(int(i)) for i in history.items[np.argsort(-history.last_day)][:2]]
+    alias = str(model.aliases.ids[best_alias]) if best_alias >= 0 else ""
+    return alias or model.customer_id(row), store, basket
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -27,13 +27,13 @@ class BlendWeights:
     """Trust in each candidate source, by source name (:attr:`CandidateSource.name`), and the RRF offset.
 
     Defaults: the customer's own rhythm first (repurchase), then what goes with their recent purchases and
-    cart (co-purchase), then collaborative filtering; popularity is a weak tie-breaker in the blend (it still
+    cart (co-purchase), then ALS (collaborative filtering); popularity is a weak tie-breaker in the blend (it still
     fills the list when the personal sources run out). A source without a field here gets weight 0.
     """
 
     repurchase: float = 1.0
     copurchase: float = 0.8
-    collaborative: float = 0.6
+    als: float = 0.6
     popularity: float = 0.15
     rank_offset: float = 60.0
 

@@ -3,7 +3,7 @@
 The trainer learns the ranker on exactly the features the server computes, because both call
 :func:`build_pool` on a :class:`~recsvc.ranking.model.LoadedModel`; a feature can never mean one thing at
 training time and another at serving time. The pool is the union of every candidate source's list (the
-customer's whole recent history, co-purchase neighbours, collaborative filtering, popularity), and each item
+customer's whole recent history, co-purchase neighbours, ALS, popularity), and each item
 keeps the reason of the first source, in priority order, that proposed it.
 
 Features are numbers on the scales the sources produce; the tree ranker does not need them comparable. NaN
@@ -21,7 +21,9 @@ from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext
 
 #: Column order of the feature matrix; stored with the ranker and checked at load, so a ranker trained on
-#: another feature set is refused rather than fed the wrong columns.
+#: another feature set is refused rather than fed the wrong columns. The names are part of every published
+#: ranker, so the ALS features keep their stored names (``cf_*``, ``rank_collaborative``): renaming them would
+#: make every server refuse every model trained before the rename.
 FEATURE_NAMES: tuple[str, ...] = (
     "hist_log_count",          # log1p(net purchases of this item by this customer), 0 if never bought
     "hist_days_since",         # days since the customer last bought it (NaN: never)
@@ -73,7 +75,7 @@ class CandidatePool:
 
 def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[CandidateSource],
                k: int) -> CandidatePool:
-    """Candidates from ``sources`` (in reason-priority order: history, co-purchase, collaborative, popularity;
+    """Candidates from ``sources`` (in reason-priority order: history, co-purchase, ALS, popularity;
     each asked for ``k``) and their features for ``ctx``'s customer."""
     lists = tuple(source.candidates(ctx, k) for source in sources)
     sizes = [len(c) for c in lists]
@@ -132,11 +134,11 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
 
     if ctx.customer_row >= 0 and m.n_factors:
         user = np.asarray(m.user_factors[ctx.customer_row], dtype=np.float32)
-        cf = m.item_factors[items] @ user  # rows, not columns of the transposed copy: one cache run per item
-        feats[:, col["cf_score"]] = cf
-        cf_rank = np.empty(n, dtype=np.float32)
-        cf_rank[np.argsort(-cf, kind="stable")] = np.arange(n)
-        feats[:, col["cf_rank"]] = cf_rank
+        als = m.item_factors[items] @ user  # rows, not columns of the transposed copy: one cache run per item
+        feats[:, col["cf_score"]] = als
+        als_rank = np.empty(n, dtype=np.float32)
+        als_rank[np.argsort(-als, kind="stable")] = np.arange(n)
+        feats[:, col["cf_rank"]] = als_rank
     if len(hist) and m.n_factors:
         recent = hist.items[np.argsort(-hist.last_day, kind="stable")[:_HISTORY_FOR_SIMILARITY]]
         sims = m.normed_vectors(items) @ m.normed_vectors(recent.astype(np.int64)).T
@@ -162,7 +164,7 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
         feats[:, col["cust_log_items"]] = 0.0
         feats[:, col["cust_log_count"]] = 0.0
     for name, source_name in (("rank_history", "repurchase"), ("rank_copurchase", "copurchase"),
-                              ("rank_collaborative", "collaborative"), ("rank_popularity", "popularity")):
+                              ("rank_collaborative", "als"), ("rank_popularity", "popularity")):
         i = _index_of(sources, source_name)
         if i >= 0:  # each list's items sit at known rows of the pool (np.unique's inverse): no search
             feats[pool_row[offsets[i]:offsets[i + 1]], col[name]] = np.arange(sizes[i], dtype=np.float32)

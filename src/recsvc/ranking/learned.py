@@ -2,11 +2,11 @@
 
 A weighted sum of raw scores from different sources rarely works (their scales and meanings differ); the
 recipe that wins in retail recommendation is to generate candidates from several sources and rank them with a
-learned ranker on features such as purchase count, recency against the customer's usual interval, CF score,
+learned ranker on features such as purchase count, recency against the customer's usual interval, ALS score,
 co-purchase score and popularity. The trainer learns the ensemble (LightGBM learning to rank) on a validation window
 that ends before the evaluation window, so the data decides whether repeat or discovery matters more; the
 server evaluates it in numpy (:mod:`recsvc.ranking.trees`). Every item keeps the reason of the source that put
-it in the pool (history first, then co-purchase, collaborative filtering, popularity).
+it in the pool (history first, then co-purchase, ALS, popularity).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from recsvc.artifacts import ArtifactError
 from recsvc.artifacts.parts.ranker import RankerPart
-from recsvc.ranking.collaborative import CollaborativeSource
+from recsvc.ranking.als import AlsSource
 from recsvc.ranking.copurchase import CoPurchaseSource
 from recsvc.ranking.features import FEATURE_NAMES, CandidatePool, build_pool
 from recsvc.ranking.model import LoadedModel
@@ -49,7 +49,7 @@ class BasketNeighbourSource(CoPurchaseSource):
 
 def pool_sources(model: LoadedModel) -> tuple[CandidateSource, ...]:
     """The pool's sources, in reason-priority order."""
-    return (HistorySource(model), BasketNeighbourSource(model), CollaborativeSource(model),
+    return (HistorySource(model), BasketNeighbourSource(model), AlsSource(model),
             PopularitySource(model))
 
 

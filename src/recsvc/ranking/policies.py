@@ -3,18 +3,18 @@
 A :class:`~recsvc.config.ChannelPolicy` says, for known customers on one channel, how much each candidate
 source weighs in the rank blend, whether items bought before may come back ("buy it again") and whether items
 bought in the last N days are hidden. :class:`ChannelPolicies` turns the configured mapping into ready blend
-weights once, when the engine is built (an unknown source name fails there, not per request), and hands the
-engine the policy of a request's channel.
+weights once, when the engine is built (an unknown source name fails there, not per request), keyed by the
+model's channel row, and hands the engine the policy of a request's channel row.
 
 Example (README, "Per-channel policies")::
 
     [server.policies.store]
     name = "in_store"
-    weights = { copurchase = 1.4, repurchase = 0.6, collaborative = 0.4 }
+    weights = { copurchase = 1.4, repurchase = 0.6, als = 0.4 }
 
     [server.policies.web]
     name = "discovery"
-    weights = { repurchase = 0.2, collaborative = 1.0, popularity = 0.3 }
+    weights = { repurchase = 0.2, als = 1.0, popularity = 0.3 }
     exclude_bought_within_days = 30
 """
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsvc.config import ChannelPolicy, ConfigError
+from recsvc.ids import clean_channel
 from recsvc.ranking.blend import BlendWeights
 from recsvc.ranking.sources import CandidateSource, RankingContext
 
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: Policy reported for known customers the trainer marked cold (served with the LightFM cold-start source).
 POLICY_COLDSTART = "coldstart"
+#: Weight keys of earlier releases, still read (with a warning) so an existing configuration keeps working.
+FORMER_SOURCE_NAMES: Mapping[str, str] = {"collaborative": "als"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,14 @@ def policy_weights(base: BlendWeights, overrides: Mapping[str, float], where: st
     ConfigError
         An override names no known source, or a weight is negative or not finite.
     """
+    renamed = {}
+    for key, value in overrides.items():
+        if key in FORMER_SOURCE_NAMES:
+            logger.warning("%sweights: %r is now called %r; rename it in the configuration", where, key,
+                           FORMER_SOURCE_NAMES[key])
+            key = FORMER_SOURCE_NAMES[key]
+        renamed[key] = value
+    overrides = renamed
     known = {f.name for f in dataclasses.fields(PolicyWeights)} - {"rank_offset"}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -91,32 +102,44 @@ class AppliedPolicy:
 
 
 class ChannelPolicies:
-    """The configured policies by channel, with weights resolved against the engine's default weights.
+    """The configured policies by channel row, with weights resolved against the engine's default weights.
 
-    A channel without a configured policy gets ``None`` (the default blend); cold customers get
-    :meth:`coldstart`, the channel's policy renamed ``coldstart`` (same weights and exclusions).
+    Configured channel names are compared as :func:`recsvc.ids.clean_channel` spells them (``WEB`` is
+    ``web``). A channel row without a configured policy gets ``None`` (the default path); cold customers get
+    :meth:`coldstart`, the channel's policy renamed ``coldstart`` (same weights and exclusions). A policy for a
+    channel the model has no data for applies to no request (logged when the engine is built): requests on
+    such a channel are served as an unknown channel.
     """
 
-    def __init__(self, policies: Mapping[str, ChannelPolicy], base: BlendWeights) -> None:
+    def __init__(self, policies: Mapping[str, ChannelPolicy], base: BlendWeights,
+                 channels: Sequence[str]) -> None:
         self._default = policy_weights(base, {})
-        self._by_channel: dict[str, AppliedPolicy] = {}
+        rows = {name: row for row, name in enumerate(channels)}
+        self._by_row: dict[int, AppliedPolicy] = {}
         for channel, policy in policies.items():
             if policy.exclude_bought_within_days < 0:
                 raise ConfigError(f"server.policies.{channel}.exclude_bought_within_days: must be >= 0")
-            self._by_channel[channel] = AppliedPolicy(
+            applied = AppliedPolicy(
                 name=policy.name or channel,
                 weights=policy_weights(base, policy.weights, f"server.policies.{channel}."),
                 repurchase=policy.repurchase, exclude_bought_within_days=policy.exclude_bought_within_days)
-        if self._by_channel:
-            logger.info("channel policies: %s", ", ".join(f"{ch} -> {p.name}" for ch, p in self._by_channel.items()))
+            row = rows.get(clean_channel(channel), -1)
+            if row < 0:
+                logger.warning("server.policies.%s: the model has no channel %r (it has %s); the policy "
+                               "applies to no request", channel, clean_channel(channel), ", ".join(channels))
+                continue
+            self._by_row[row] = applied
+        if self._by_row:
+            logger.info("channel policies: %s", ", ".join(f"{channels[row]} -> {p.name}"
+                                                         for row, p in sorted(self._by_row.items())))
 
-    def get(self, channel: str) -> AppliedPolicy | None:
-        """The policy configured for ``channel``, or None."""
-        return self._by_channel.get(channel)
+    def get(self, channel_row: int) -> AppliedPolicy | None:
+        """The policy configured for the channel at ``channel_row`` (``-1``: unknown channel), or None."""
+        return self._by_row.get(channel_row)
 
-    def coldstart(self, channel: str) -> AppliedPolicy:
-        """The policy for a cold customer on ``channel``: the channel's rules under the name ``coldstart``."""
-        policy = self._by_channel.get(channel)
+    def coldstart(self, channel_row: int) -> AppliedPolicy:
+        """The policy for a cold customer on a channel: the channel's rules under the name ``coldstart``."""
+        policy = self._by_row.get(channel_row)
         if policy is None:
             return AppliedPolicy(POLICY_COLDSTART, self._default, coldstart=True)
         return dataclasses.replace(policy, name=POLICY_COLDSTART, coldstart=True)

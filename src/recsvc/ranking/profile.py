@@ -23,6 +23,7 @@ from recsvc.artifacts.parts.coldstart import ColdStart
 from recsvc.artifacts.parts.customer_summary import CustomerSummary
 from recsvc.days import iso_of_day
 from recsvc.errors import InvalidRequest, NotFound
+from recsvc.ids import clean_id
 from recsvc.ranking.model import LoadedModel
 
 if TYPE_CHECKING:  # the overlay imports the model; the profile only reads its value objects
@@ -80,7 +81,7 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
     model
         The loaded model; days count to its last data day.
     customer_id
-        Customer id or alias.
+        Customer id or alias (surrounding whitespace ignored, :func:`recsvc.ids.clean_id`).
     num_purchases
         Most recent purchased items to list (1..100; 0 means 20), most recent first.
     live
@@ -93,6 +94,7 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
     NotFound
         The model knows no customer or alias ``customer_id`` and there are no live events for it.
     """
+    customer_id = clean_id(customer_id)
     if not customer_id:
         raise InvalidRequest("customer_id: required; send a customer id or any alias (loyalty card, app id)")
     if num_purchases == 0:

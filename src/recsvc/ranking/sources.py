@@ -1,6 +1,6 @@
 """The one interface every candidate source implements, and the vector helpers sources share.
 
-A candidate source (repurchase, collaborative filtering, co-purchase, popularity, ...) proposes up to ``k``
+A candidate source (repurchase, ALS, co-purchase, popularity, ...) proposes up to ``k``
 items for one request, best first, each with the numbers its reason needs. The engine blends the lists by
 rank, so a source's scores only have to order its own list. Adding a source means adding a module with one
 :class:`CandidateSource` subclass and a weight in :class:`~recsvc.ranking.blend.BlendWeights`; the engine has

@@ -136,12 +136,8 @@ def build_engine(artifacts: ArtifactSet, settings: ServerSettings) -> Recommenda
     carries, or a newer snapshot pushed for the same catalog, never a snapshot of another catalog.
     """
     model = LoadedModel(artifacts)
-    engine = RecommendationEngine(model, settings)
-    # The engine builds a stock filter of its own from the settings, blind to catalogs; until it takes its
-    # stock source as an argument (issue 12, item 3), the server's engines get the model's stock here.
-    engine._stock = ModelStock(StockWatcher.for_root(Path(settings.artifact_root), settings.verify_checksums),
-                               model)  # type: ignore[assignment]
-    return engine
+    stock = ModelStock(StockWatcher.for_root(Path(settings.artifact_root), settings.verify_checksums), model)
+    return RecommendationEngine(model, settings, stock=stock)
 
 
 def warm_up(engine: RecommendationEngine) -> None:

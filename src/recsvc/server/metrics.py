@@ -11,6 +11,9 @@ Metrics live in a registry of the process's own (not prometheus_client's global 
 ``recsvc_recommend_policy_total{policy}``      Recommend answers by ranking path: ``popular`` and ``context``
                                                are the fallbacks for unknown customers (fallback rate =
                                                their share of the total)
+``recsvc_stock_fallback_total{rpc}``           answers the store's stock emptied or left short, filled with
+                                               the channel's popular items (``fallback`` =
+                                               ``popular_ignoring_stock``): stock that does not match the model
 ``recsvc_in_flight_requests``                  calls being handled now
 ``recsvc_model_info{version,created_at}``      1 for the serving version
 ``recsvc_model_age_seconds``                   now - the serving model's ``created_at``
@@ -49,6 +52,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from recsvc.ranking import RecommendationEngine
+from recsvc.ranking.results import FALLBACK_IGNORING_STOCK
 from recsvc.server.interceptors import REQUEST_ID_KEY
 
 logger = logging.getLogger(__name__)
@@ -151,6 +155,9 @@ class ServerMetrics:
         self.policies = Counter("recsvc_recommend_policy",
                                 "Recommend answers by ranking path (popular/context = fallback for unknown "
                                 "customers).", ["policy"], registry=self.registry)
+        self.stock_fallbacks = Counter("recsvc_stock_fallback",
+                                       "Answers the store's stock emptied or left short, filled with the channel's "
+                                       "popular items regardless of stock.", ["rpc"], registry=self.registry)
         self.in_flight = Gauge("recsvc_in_flight_requests", "recsvc calls being handled now.",
                                registry=self.registry)
         self.reloads = Counter("recsvc_model_reloads", "Loads of a newly published model version, by result.",
@@ -182,6 +189,8 @@ class ServerMetrics:
         policy = getattr(response, "policy", "") if response is not None else ""
         if policy and isinstance(policy, str):
             self.policies.labels(policy).inc()
+        if getattr(response, "fallback", "") == FALLBACK_IGNORING_STOCK:
+            self.stock_fallbacks.labels(rpc).inc()
 
     def record_reload(self, result: Any) -> None:
         """Count one load attempt (a :class:`recsvc.server.lifecycle.ReloadResult`)."""

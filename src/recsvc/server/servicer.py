@@ -75,7 +75,9 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
         return recsvc_pb2.RecommendResponse(
             items=scored_items(result.items), model_version=result.model_version,
             resolved_customer_id=result.resolved_customer_id, known_customer=result.known_customer,
-            policy=result.policy, unknown_item_ids=list(result.unknown_item_ids))
+            policy=result.policy, unknown_item_ids=list(result.unknown_item_ids),
+            unknown_categories=list(result.unknown_categories), unknown_channel=result.unknown_channel,
+            fallback=result.fallback, notices=list(result.notices))
 
     def RecommendBundle(self, request: recsvc_pb2.RecommendBundleRequest, context: grpc.ServicerContext
                         ) -> recsvc_pb2.RecommendBundleResponse:
@@ -86,7 +88,8 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
             bundle_size=request.bundle_size))
         response = recsvc_pb2.RecommendBundleResponse(
             items=scored_items(result.items), unknown_item_ids=list(result.unknown_item_ids),
-            model_version=result.model_version)
+            model_version=result.model_version, unknown_channel=result.unknown_channel,
+            fallback=result.fallback, notices=list(result.notices))
         if result.bundle is not None:
             response.bundle.CopyFrom(recsvc_pb2.Bundle(
                 anchor_item_id=result.bundle.anchor_item_id, items=scored_items(result.bundle.items),
@@ -96,8 +99,9 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
     def SimilarItems(self, request: recsvc_pb2.SimilarItemsRequest, context: grpc.ServicerContext
                      ) -> recsvc_pb2.SimilarItemsResponse:
         engine = self._provider.current()
-        items = engine.similar_items(request.item_id, request.num_items, request.channel)
-        return recsvc_pb2.SimilarItemsResponse(items=scored_items(items), model_version=engine.model_version)
+        result = engine.similar_items(request.item_id, request.num_items, request.channel)
+        return recsvc_pb2.SimilarItemsResponse(items=scored_items(result.items), model_version=result.model_version,
+                                               unknown_channel=result.unknown_channel, notices=list(result.notices))
 
     def GetModelInfo(self, request: recsvc_pb2.GetModelInfoRequest, context: grpc.ServicerContext
                      ) -> recsvc_pb2.ModelInfo:

@@ -79,20 +79,28 @@ class RecommendRequest(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., num_items: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., context_item_ids: _Optional[_Iterable[str]] = ..., include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "model_version", "resolved_customer_id", "known_customer", "policy", "unknown_item_ids")
+    __slots__ = ("items", "model_version", "resolved_customer_id", "known_customer", "policy", "unknown_item_ids", "unknown_categories", "unknown_channel", "fallback", "notices")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     KNOWN_CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     model_version: str
     resolved_customer_id: str
     known_customer: bool
     policy: str
     unknown_item_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., resolved_customer_id: _Optional[str] = ..., known_customer: _Optional[bool] = ..., policy: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    unknown_categories: _containers.RepeatedScalarFieldContainer[str]
+    unknown_channel: bool
+    fallback: str
+    notices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., resolved_customer_id: _Optional[str] = ..., known_customer: _Optional[bool] = ..., policy: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., unknown_categories: _Optional[_Iterable[str]] = ..., unknown_channel: _Optional[bool] = ..., fallback: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendBundleRequest(_message.Message):
     __slots__ = ("basket_item_ids", "customer_id", "channel", "store_id", "num_items", "bundle_size")
@@ -121,16 +129,22 @@ class Bundle(_message.Message):
     def __init__(self, anchor_item_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., score: _Optional[float] = ...) -> None: ...
 
 class RecommendBundleResponse(_message.Message):
-    __slots__ = ("items", "bundle", "unknown_item_ids", "model_version")
+    __slots__ = ("items", "bundle", "unknown_item_ids", "model_version", "unknown_channel", "fallback", "notices")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     bundle: Bundle
     unknown_item_ids: _containers.RepeatedScalarFieldContainer[str]
     model_version: str
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., bundle: _Optional[_Union[Bundle, _Mapping]] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    unknown_channel: bool
+    fallback: str
+    notices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., bundle: _Optional[_Union[Bundle, _Mapping]] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., unknown_channel: _Optional[bool] = ..., fallback: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SimilarItemsRequest(_message.Message):
     __slots__ = ("item_id", "num_items", "channel")
@@ -143,12 +157,16 @@ class SimilarItemsRequest(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., num_items: _Optional[int] = ..., channel: _Optional[str] = ...) -> None: ...
 
 class SimilarItemsResponse(_message.Message):
-    __slots__ = ("items", "model_version")
+    __slots__ = ("items", "model_version", "unknown_channel", "notices")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     model_version: str
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    unknown_channel: bool
+    notices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., unknown_channel: _Optional[bool] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()

@@ -3,8 +3,9 @@
 isort:skip_file
 recsvc v1 API: personalized, bundle and similar-item suggestions per customer and channel.
 
-Conventions: every id is the retailer's own string id. A customer may be addressed by any alias the trainer
-knows (loyalty card, app install, e-mail hash, online account). Lists default to 10 items; limits are
+Conventions: every id is the retailer's own string id; surrounding whitespace is ignored (" C001 " is
+"C001"), case is kept. Channel names compare case-insensitively ("WEB" is "web"). A customer may be
+addressed by any alias the trainer knows (loyalty card, app install, e-mail hash, online account). Lists default to 10 items; limits are
 documented per field and a request outside them gets INVALID_ARGUMENT naming the field.
 """
 

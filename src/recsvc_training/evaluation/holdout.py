@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from recsvc.config import ServerSettings, TrainingSettings
+from recsvc.ranking import BundleQuery, RecommendationEngine
 from recsvc.ranking.model import LoadedModel
-from recsvc.ranking.recommender import BundleQuery, RecommendationEngine
 from recsvc_training.evaluation.baselines import fit_baselines
 from recsvc_training.evaluation.cart_completion import fit_completers
 from recsvc_training.evaluation.protocols import Completer, Recommender

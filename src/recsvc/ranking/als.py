@@ -1,4 +1,8 @@
-"""Customers like you: implicit-ALS scores (customer factor · item factors) over the whole catalog.
+"""ALS (implicit-feedback alternating least squares): customer factor · item factors over the whole catalog.
+
+The reason shown is "customers like you" (REASON_KIND_CUSTOMERS_LIKE_YOU); the source, its blend weight and
+its policy key are ``als``, the name the trainer (``recsvc_training.models.als``) and the artifact arrays
+(``als_*``) use.
 
 Nothing is excluded here — items the customer already bought stay candidates, since in retail they are often
 exactly what is wanted; the repurchase source explains those better and usually wins their reason in the
@@ -15,7 +19,8 @@ import numpy as np
 from recsvc.ranking.foldin import FoldIn
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.reasons import ReasonKind
-from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, top_k
+from recsvc.ranking.scoring import nearest_items
+from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ def most_similar_sources(model: LoadedModel, candidates: np.ndarray, sources: np
     return out
 
 
-class CollaborativeSource(CandidateSource):
+class AlsSource(CandidateSource):
     """Top-``k`` items by ALS score for a known customer; reason CUSTOMERS_LIKE_YOU.
 
     When the model carries an ANN index (catalogs of ``ann_min_items`` and more) the top-``k`` comes from it,
@@ -49,7 +54,7 @@ class CollaborativeSource(CandidateSource):
     candidates to name the reason's source items.
     """
 
-    name = "collaborative"
+    name = "als"
     needs_customer = True
     max_explain_history: int = 200
 
@@ -62,12 +67,7 @@ class CollaborativeSource(CandidateSource):
             user = FoldIn.for_model(m).user_vector(ctx)
         if not np.any(user):
             return Candidates.empty(self.name)
-        if m.ann is not None:  # large catalog: the trainer's index, candidates re-scored exactly
-            best, best_scores = m.ann.search(user, k)
-        else:
-            scores = user @ m.item_factors_t
-            best = top_k(scores, k)
-            best_scores = scores[best]
+        best, best_scores = nearest_items(m, user, k)
         return Candidates.build(self.name, best, best_scores, ReasonKind.CUSTOMERS_LIKE_YOU,
                                 resolve_reason_items=self.reason_items)
 
