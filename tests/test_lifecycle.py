@@ -14,12 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from conftest import LiveServer, LiveServers, settings_for, wait_for
+from grpc_health.v1 import health_pb2
 
 from recsvc.artifacts import (
     CURRENT,
@@ -31,20 +31,16 @@ from recsvc.artifacts import (
     set_current,
 )
 from recsvc.cli import main
-from recsvc.config import ServerSettings
 from recsvc.ranking import RecommendationEngine, RecommendQuery, RecommendResult
-from recsvc.server.app import ModelHolder, build_server
+from recsvc.server.app import ModelHolder
 from recsvc.server.lifecycle import (
-    EngineFactory,
     ModelLifecycle,
     Outcome,
-    ReloadResult,
     build_engine,
     previous_version,
     rollback_current,
 )
-from recsvc.server.metrics import ServerMetrics
-from recsvc.v1 import admin_pb2, admin_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
+from recsvc.v1 import admin_pb2, recsvc_pb2, recsvc_pb2_grpc
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from toy_model import VERSION, build_toy_artifacts, publish_toy
@@ -61,63 +57,6 @@ def publish_version(root: Path, version: str) -> Path:
     return publish_artifacts(artifacts, root)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``condition`` every 20 ms; fail the test after ``timeout`` seconds (never loops forever)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def settings_for(root: Path, **overrides: object) -> ServerSettings:
-    values: dict[str, object] = {"host": "127.0.0.1", "port": 0, "artifact_root": str(root), "max_workers": 8,
-                                 "max_concurrent_rpcs": 6, "shutdown_grace_seconds": 1.0,
-                                 "reload_poll_seconds": 0.0}
-    values.update(overrides)
-    return ServerSettings(**values)  # type: ignore[arg-type]
-
-
-class LiveServer:
-    """A started server with a lifecycle (watcher running when polling is on), stubs over one channel.
-
-    ``results`` collects every load the lifecycle reports (SWAPPED and REJECTED).
-    """
-
-    def __init__(self, settings: ServerSettings, engine_factory: EngineFactory | None = None,
-                 metrics: bool = False, credentials: grpc.ChannelCredentials | None = None,
-                 target_host: str = "127.0.0.1") -> None:
-        self.settings = settings
-        self.holder = ModelHolder()
-        self.metrics = ServerMetrics(self.holder) if metrics else None
-        self.results: list[ReloadResult] = []
-
-        def listen(result: ReloadResult) -> None:
-            self.results.append(result)
-            if self.metrics is not None:
-                self.metrics.record_reload(result)
-
-        self.lifecycle = ModelLifecycle(settings, self.holder, engine_factory=engine_factory, listener=listen)
-        self.lifecycle.load_initial()
-        self.server, self.port = build_server(settings, self.holder, lifecycle=self.lifecycle, metrics=self.metrics)
-        self.server.start()
-        self.lifecycle.start()
-        target = f"{target_host}:{self.port}"
-        self.channel = (grpc.secure_channel(target, credentials) if credentials is not None
-                        else grpc.insecure_channel(target))
-        self.stub = recsvc_pb2_grpc.RecommenderStub(self.channel)
-        self.admin = admin_pb2_grpc.AdminStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
-
-    def version(self) -> str:
-        return str(self.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5).version)
-
-    def close(self) -> None:
-        self.lifecycle.stop()
-        self.channel.close()
-        self.server.stop(None).wait()
-
-
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     root = tmp_path / "artifacts"
@@ -126,10 +65,8 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def live(root: Path) -> Iterator[LiveServer]:
-    server = LiveServer(settings_for(root))
-    yield server
-    server.close()
+def live(root: Path, live_server: LiveServers) -> LiveServer:
+    return live_server(settings_for(root))
 
 
 def _corrupt_copy_as(root: Path, scratch: Path, version: str) -> None:

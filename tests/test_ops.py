@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import LiveServer, settings_for, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,10 +40,10 @@ from recsvc.server.workers import BLAS_THREAD_VARIABLES, worker_environment
 from recsvc.v1 import admin_pb2, admin_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_lifecycle import LiveServer, publish_version, settings_for, wait_for
+    from test_lifecycle import publish_version
     from toy_model import VERSION, publish_toy
 except ImportError:  # pragma: no cover
-    from tests.test_lifecycle import LiveServer, publish_version, settings_for, wait_for
+    from tests.test_lifecycle import publish_version
     from tests.toy_model import VERSION, publish_toy
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

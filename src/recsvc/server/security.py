@@ -21,9 +21,13 @@ the token, so reading it (or a leaked copy) does not let anyone call::
     token_sha256 = "..."
 
 A caller sends ``authorization: Bearer <token>`` metadata. :class:`TokenAuthInterceptor` answers a missing
-or unknown token UNAUTHENTICATED and a read caller on an Admin method PERMISSION_DENIED; health checks and
-reflection stay open (probes carry no token; the schema is no secret). Tokens over plain TCP can be read on
-the wire: use them with TLS except on loopback.
+or unknown token UNAUTHENTICATED and a read caller on an Admin method PERMISSION_DENIED. Health checks stay
+open (a kubelet's probe carries no token). Reflection needs a token of any role when tokens are on
+(decision, issue 15): the schema is no secret, but a reflection call is a stream that holds a server thread
+for as long as the caller keeps it open and runs grpc's message decoder on whatever it sends (one malformed
+frame once made a server ignore SIGTERM), so it is surface an unknown caller on the network does not need.
+Operators with a token use grpcurl's ``-H 'authorization: Bearer ...'``. Tokens over plain TCP can be read
+on the wire: use them with TLS except on loopback.
 
 Nothing the server loads can execute code: artifacts are read with ``allow_pickle=False`` (see
 :mod:`recsvc.artifacts`), settings and token files are TOML/JSON, and no module is imported by name from
@@ -45,7 +49,9 @@ from typing import Any
 import grpc
 
 from recsvc.config import ConfigError, ServerSettings
+from recsvc.server.interceptors import carry_lane
 from recsvc.server.metrics import current_call
+from recsvc.server.reflection import REFLECTION_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +60,8 @@ ROLES = ("read", "admin")
 AUTHORIZATION_KEY = "authorization"
 #: Methods that need the admin role.
 ADMIN_PREFIX = "/recsvc.v1.Admin/"
-#: Methods that need a token at all (health and reflection live under other prefixes and stay open).
-PROTECTED_PREFIX = "/recsvc."
+#: Methods that need a token at all (health lives under another prefix and stays open).
+PROTECTED_PREFIXES = ("/recsvc.", REFLECTION_PREFIX)
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -130,7 +136,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                           handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(PROTECTED_PREFIX):
+        if handler is None or not method.startswith(PROTECTED_PREFIXES):
             return handler
         admin = method.startswith(ADMIN_PREFIX)
         # the check runs before the behaviour is called, so one wrapper fits every handler kind
@@ -157,7 +163,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                               f"caller {caller.name} has role {caller.role}; Admin methods need role admin")
             return behavior(request, context)
 
-        return wrapper
+        return carry_lane(wrapper, behavior)
 
     def authenticate(self, metadata: Iterable[tuple[str, Any]]) -> tuple[Caller | None, str]:
         """The caller of the bearer token in ``metadata``, or ``None`` and why not (said to the caller)."""

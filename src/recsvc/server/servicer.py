@@ -1,7 +1,7 @@
 """The gRPC servicer: converts messages to core queries and core results to messages, nothing else.
 
 Ranking, validation and fallbacks live in :mod:`recsvc.ranking`; errors raised there become statuses in
-:mod:`recsvc.server.interceptors`. Each RPC takes the current engine from the model provider exactly once, at
+:mod:`recsvc.server.interceptors`. Each RPC takes the current engine from the model holder exactly once, at
 its start, so a model swap between two requests never mixes two versions in one response.
 """
 
@@ -9,29 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Protocol
 
 import grpc
 
 from recsvc.ranking import (
     BundleQuery,
-    RecommendationEngine,
     RecommendQuery,
     Suggestion,
 )
 from recsvc.ranking.profile import customer_profile
+from recsvc.server.holder import ModelHolder
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 
 logger = logging.getLogger(__name__)
-
-
-class EngineProvider(Protocol):
-    """Anything that hands out the engine to use for one request (e.g. :class:`recsvc.server.app.ModelHolder`).
-
-    ``current()`` raises :class:`~recsvc.errors.ModelUnavailable` when no model is loaded.
-    """
-
-    def current(self) -> RecommendationEngine: ...
 
 
 def scored_items(suggestions: Iterable[Suggestion]) -> list[recsvc_pb2.ScoredItem]:
@@ -49,14 +39,16 @@ def scored_items(suggestions: Iterable[Suggestion]) -> list[recsvc_pb2.ScoredIte
 
 
 class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
-    """``recsvc.v1.Recommender`` over an :class:`EngineProvider`; every response names the model version."""
+    """``recsvc.v1.Recommender`` over a :class:`~recsvc.server.holder.ModelHolder`; every response names the
+    model version. ``holder.current()`` raises :class:`~recsvc.errors.ModelUnavailable` when no model is loaded.
+    """
 
-    def __init__(self, provider: EngineProvider) -> None:
-        self._provider = provider
+    def __init__(self, holder: ModelHolder) -> None:
+        self._holder = holder
 
     def Recommend(self, request: recsvc_pb2.RecommendRequest, context: grpc.ServicerContext
                   ) -> recsvc_pb2.RecommendResponse:
-        engine = self._provider.current()
+        engine = self._holder.current()
         result = engine.recommend(RecommendQuery(
             customer_id=request.customer_id, channel=request.channel, store_id=request.store_id,
             num_items=request.num_items, exclude_item_ids=list(request.exclude_item_ids),
@@ -69,7 +61,7 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
 
     def RecommendBundle(self, request: recsvc_pb2.RecommendBundleRequest, context: grpc.ServicerContext
                         ) -> recsvc_pb2.RecommendBundleResponse:
-        engine = self._provider.current()
+        engine = self._holder.current()
         result = engine.bundle(BundleQuery(
             basket_item_ids=list(request.basket_item_ids), customer_id=request.customer_id,
             channel=request.channel, store_id=request.store_id, num_items=request.num_items,
@@ -85,13 +77,13 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
 
     def SimilarItems(self, request: recsvc_pb2.SimilarItemsRequest, context: grpc.ServicerContext
                      ) -> recsvc_pb2.SimilarItemsResponse:
-        engine = self._provider.current()
+        engine = self._holder.current()
         items = engine.similar_items(request.item_id, request.num_items, request.channel)
         return recsvc_pb2.SimilarItemsResponse(items=scored_items(items), model_version=engine.model_version)
 
     def GetModelInfo(self, request: recsvc_pb2.GetModelInfoRequest, context: grpc.ServicerContext
                      ) -> recsvc_pb2.ModelInfo:
-        model = self._provider.current().model
+        model = self._holder.current().model
         return recsvc_pb2.ModelInfo(
             version=model.version, created_at=model.created_at, input_fingerprint=model.input_fingerprint,
             loaded_at=model.loaded_at, evaluation=model.flat_evaluation(), row_counts=model.int_row_counts(),
@@ -100,7 +92,7 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
 
     def GetCustomerProfile(self, request: recsvc_pb2.GetCustomerProfileRequest, context: grpc.ServicerContext
                            ) -> recsvc_pb2.CustomerProfile:
-        profile = customer_profile(self._provider.current().model, request.customer_id, request.num_purchases)
+        profile = customer_profile(self._holder.current().model, request.customer_id, request.num_purchases)
         response = recsvc_pb2.CustomerProfile(
             customer_id=profile.customer_id, channels=list(profile.channels), coldstart=profile.coldstart,
             model_version=profile.model_version,
