@@ -3,7 +3,8 @@
 ``live_server(settings, ...)`` starts an in-process server on port 0 (``build_server`` with a lifecycle, as
 ``serve`` assembles it) and returns a :class:`LiveServer` with stubs over one channel;
 ``live_server.process(command, env)`` starts a real server process (``recsvc serve`` or a script calling
-``serve``), waits for its "listening on" line and returns a :class:`ServeProcess`. Whatever the fixture
+``serve``), waits for its "listening on" line and returns a :class:`ServeProcess`;
+``live_server.serve(settings)`` runs ``serve`` itself on a thread (:class:`ServeThread`). Whatever the fixture
 started is stopped when the test ends. Module-scoped fixtures that share one server between tests use the
 same two classes as context managers.
 """
@@ -165,6 +166,41 @@ class ServeProcess:
         self.kill()
 
 
+class ServeThread:
+    """``serve(settings, stop=...)`` on a thread of this process, on a free port: ``serve``'s own drain and
+    exit code, seen from inside. ``stop()`` sets the stop event; ``join()`` waits and returns the exit code."""
+
+    def __init__(self, settings: ServerSettings, engine_factory: EngineFactory | None = None) -> None:
+        import dataclasses
+        import socket
+        import threading
+
+        from recsvc.config import Settings
+        from recsvc.server.app import serve
+
+        with socket.socket() as sock:  # serve logs its port, but a test wants it before the thread runs
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.target = f"127.0.0.1:{self.port}"
+        self.settings = dataclasses.replace(settings, port=self.port)
+        self._stop = threading.Event()
+        self.returned: list[int] = []
+        self._thread = threading.Thread(target=lambda: self.returned.append(
+            serve(Settings(server=self.settings), stop=self._stop, engine_factory=engine_factory)))
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float = 30.0) -> int | None:
+        """Wait for ``serve`` to return; its exit code, or ``None`` when it is still running."""
+        self._thread.join(timeout=timeout)
+        return self.returned[0] if self.returned else None
+
+
 def serve_command(*args: str) -> list[str]:
     """``python -m recsvc serve ARGS`` with this interpreter."""
     return [sys.executable, "-m", "recsvc", "serve", *args]
@@ -175,7 +211,7 @@ class LiveServers:
 
     def __init__(self, tmp_path: Path) -> None:
         self._tmp_path = tmp_path
-        self._started: list[LiveServer | ServeProcess] = []
+        self._started: list[LiveServer | ServeProcess | ServeThread] = []
 
     def __call__(self, settings: ServerSettings, **kwargs: Any) -> LiveServer:
         server = LiveServer(settings, **kwargs)
@@ -187,10 +223,18 @@ class LiveServers:
         self._started.append(process)
         return process
 
+    def serve(self, settings: ServerSettings, engine_factory: EngineFactory | None = None) -> ServeThread:
+        thread = ServeThread(settings, engine_factory)
+        self._started.append(thread)
+        return thread
+
     def close(self) -> None:
         for started in reversed(self._started):
             if isinstance(started, LiveServer):
                 started.close()
+            elif isinstance(started, ServeThread):
+                started.stop()
+                started.join()
             else:
                 started.kill()
 

@@ -7,18 +7,15 @@ server on 127.0.0.1 port 0. New versions are the toy set under another version n
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import LiveServer, LiveServers, settings_for, wait_for
+from conftest import LiveServer, LiveServers, serve_command, settings_for, wait_for
 from grpc_health.v1 import health_pb2
 
 from recsvc.artifacts import (
@@ -279,33 +276,23 @@ def test_rolling_back_a_refused_version_only_repoints_current(live: LiveServer, 
 
 # ------------------------------------------------------------------------------------ SIGHUP, as a process
 
-def test_sighup_loads_the_new_version_in_a_running_process(root: Path, tmp_path: Path) -> None:
+def test_sighup_loads_the_new_version_in_a_running_process(root: Path, live_server: LiveServers) -> None:
     """`recsvc serve` with polling off: a new version is served only after SIGHUP."""
-    log = tmp_path / "serve.log"
     env = dict(os.environ, RECSVC_SERVER__SHUTDOWN_GRACE_SECONDS="1", RECSVC_SERVER__RELOAD_POLL_SECONDS="0")
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "recsvc", "serve", "--artifacts", str(root),
-                                    "--host", "127.0.0.1", "--port", "0"], stderr=err, env=env)
-    try:
-        wait_for(lambda: re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text()) is not None,
-                 timeout=30, what="the server's port")
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text())
-        assert match is not None
-        with grpc.insecure_channel(f"127.0.0.1:{match.group(1)}") as channel:
-            stub = recsvc_pb2_grpc.RecommenderStub(channel)
+    server = live_server.process(serve_command("--artifacts", str(root), "--host", "127.0.0.1", "--port", "0"),
+                                 env=env)
+    with grpc.insecure_channel(server.target) as channel:
+        stub = recsvc_pb2_grpc.RecommenderStub(channel)
 
-            def version() -> str:
-                return str(stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5).version)
+        def version() -> str:
+            return str(stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5).version)
 
-            publish_version(root, "toy-2")
-            time.sleep(0.3)
-            assert version() == VERSION  # polling is off
-            process.send_signal(signal.SIGHUP)
-            wait_for(lambda: version() == "toy-2", what="toy-2 after SIGHUP")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert "received SIGHUP" in log.read_text()
+        publish_version(root, "toy-2")
+        time.sleep(0.3)
+        assert version() == VERSION  # polling is off
+        server.send_signal(signal.SIGHUP)
+        wait_for(lambda: version() == "toy-2", what="toy-2 after SIGHUP")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=30) == 0
+    assert "received SIGHUP" in server.text()
 

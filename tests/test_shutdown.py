@@ -18,17 +18,15 @@ from conftest import LiveServers, serve_command, settings_for, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from recsvc.config import Settings
-from recsvc.server.app import serve
 from recsvc.server.reflection import REFLECTION_SERVICE_NAMES
 from recsvc.server.workers import UNCLEAN_STOP_EXIT, ListenError
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_ops import SlowFactory, _free_port, _slow_request
+    from test_ops import SlowFactory, _slow_request
     from toy_model import VERSION, publish_toy
 except ImportError:  # pragma: no cover
-    from tests.test_ops import SlowFactory, _free_port, _slow_request
+    from tests.test_ops import SlowFactory, _slow_request
     from tests.toy_model import VERSION, publish_toy
 
 #: A reflection request frame that does not parse (field 1, length 2, invalid bytes): issue 15's reproduction.
@@ -70,52 +68,39 @@ def test_sigterm_stops_the_server_within_the_grace_after_undecodable_reflection_
     assert "stopped" in server.text()
 
 
-def test_a_drain_that_cuts_a_call_ends_within_the_grace_and_returns_the_unclean_code(root: Path) -> None:
+def test_a_drain_that_cuts_a_call_ends_within_the_grace_and_returns_the_unclean_code(
+        root: Path, live_server: LiveServers) -> None:
     """A call still ranking when the grace ends is cut: ``serve`` returns 3 (not 0) about the grace later."""
-    port = _free_port()
-    settings = settings_for(root, port=port, shutdown_grace_seconds=0.5)
+    settings = settings_for(root, shutdown_grace_seconds=0.5)
     factory = SlowFactory(settings)
-    stop = threading.Event()
-    returned: list[int] = []
-    thread = threading.Thread(target=lambda: returned.append(serve(Settings(server=settings), stop=stop,
-                                                                   engine_factory=factory)))
-    thread.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        wait_for(lambda: bool(factory.engines), what="the server to load")
-        stub = recsvc_pb2_grpc.RecommenderStub(channel)
-        in_flight = stub.Recommend.future(_slow_request(), timeout=10, wait_for_ready=True)
-        assert factory.engines[0].started.wait(10)
-        stopped_at = time.monotonic()
-        stop.set()
-        thread.join(timeout=10)
-        assert not thread.is_alive() and returned == [UNCLEAN_STOP_EXIT]
-        assert time.monotonic() - stopped_at < 0.5 + 2.0
-        with pytest.raises(grpc.RpcError):
-            in_flight.result()
-    finally:
-        for engine in factory.engines:
-            engine.release.set()
-        stop.set()
-        channel.close()
-        thread.join(timeout=10)
+    server = live_server.serve(settings, engine_factory=factory)
+    with grpc.insecure_channel(server.target) as channel:
+        try:
+            stub = recsvc_pb2_grpc.RecommenderStub(channel)
+            in_flight = stub.Recommend.future(_slow_request(), timeout=10, wait_for_ready=True)
+            wait_for(lambda: bool(factory.engines) and factory.engines[0].started.is_set(), what="the slow call")
+            stopped_at = time.monotonic()
+            server.stop()
+            assert server.join(timeout=10) == UNCLEAN_STOP_EXIT
+            assert time.monotonic() - stopped_at < 0.5 + 2.0
+            with pytest.raises(grpc.RpcError):
+                in_flight.result()
+        finally:
+            for engine in factory.engines:
+                engine.release.set()
 
 
-def test_calls_arriving_while_the_server_drains_are_unavailable_never_cancelled(root: Path) -> None:
+def test_calls_arriving_while_the_server_drains_are_unavailable_never_cancelled(root: Path,
+                                                                                live_server: LiveServers) -> None:
     """Regression, issue 15: calls that arrived once the drain had begun were accepted and then cut CANCELLED
     when the drain ended. A slow call holds the drain open; four callers, each on its own connection, send
     calls from the moment health says NOT_SERVING: each is answered OK (before the door closes) or refused
     UNAVAILABLE (retryable), never CANCELLED, and the slow call still completes. (On the main of 2026-12-03
     one of two runs had a CANCELLED call.)"""
-    port = _free_port()
-    settings = settings_for(root, port=port, shutdown_grace_seconds=10.0)
+    settings = settings_for(root, shutdown_grace_seconds=10.0)
     factory = SlowFactory(settings)
-    stop = threading.Event()
-    returned: list[int] = []
-    thread = threading.Thread(target=lambda: returned.append(serve(Settings(server=settings), stop=stop,
-                                                                   engine_factory=factory)))
-    thread.start()
-    target = f"127.0.0.1:{port}"
+    server = live_server.serve(settings, engine_factory=factory)
+    target = server.target
     channels = [grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(5)]
     try:
         stubs = [recsvc_pb2_grpc.RecommenderStub(channel) for channel in channels]
@@ -127,7 +112,7 @@ def test_calls_arriving_while_the_server_drains_are_unavailable_never_cancelled(
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         in_flight = stubs[0].Recommend.future(_slow_request(), timeout=10)
         assert factory.engines[0].started.wait(10)
-        stop.set()
+        server.stop()
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
         codes: list[grpc.StatusCode] = []
 
@@ -144,21 +129,18 @@ def test_calls_arriving_while_the_server_drains_are_unavailable_never_cancelled(
             caller.start()
         for caller in callers:
             caller.join(timeout=30)
-        assert thread.is_alive()  # the slow call still holds the drain
+        assert server.is_alive()  # the slow call still holds the drain
         # OK for the first calls (health turns NOT_SERVING first, so balancers move on before the door closes)
         assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, sorted(set(map(str, codes)))
         assert grpc.StatusCode.UNAVAILABLE in codes
         factory.engines[0].release.set()
         assert in_flight.result().model_version == VERSION
-        thread.join(timeout=10)
-        assert returned == [0]
+        assert server.join(timeout=10) == 0
     finally:
         for engine in factory.engines:
             engine.release.set()
-        stop.set()
         for channel in channels:
             channel.close()
-        thread.join(timeout=10)
 
 
 def test_reflection_answers_under_v1_and_v1alpha(root: Path, live_server: LiveServers) -> None:

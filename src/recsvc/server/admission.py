@@ -16,7 +16,7 @@ pools by grpc's ``experimental_thread_pool`` attribute on the behaviour (the one
 
 * admitted ranking calls to the **ranking pool** (``max_workers`` threads; it holds the slot until the call's
   task ends, whether or not the behaviour ran, so a call cancelled in the queue gives its slot back),
-* refusals (RESOURCE_EXHAUSTED, or UNAVAILABLE while draining) to a small **refusal pool** whose work is one
+* refusals (RESOURCE_EXHAUSTED, or UNAVAILABLE while draining) to a **refusal pool** whose work is one
   ``abort``, so a refusal never waits behind ranking,
 * everything else (Admin, reflection) stays on the server's own pool, and health on its own thread: none of
   them is counted or refused for load.
@@ -49,18 +49,24 @@ logger = logging.getLogger(__name__)
 
 #: Methods under this prefix are admitted through the cap (the ranking work).
 RECOMMENDER_PREFIX = "/recsvc.v1.Recommender/"
-#: Threads answering refusals (each refusal is one ``abort``: microseconds of work).
-REFUSAL_THREADS = 2
+#: Threads answering refusals. A refusal is one ``abort`` (microseconds), but grpc's pool thread first waits
+#: for the request message to be read, so a handful of threads keep refusals from queueing behind each other.
+REFUSAL_THREADS = 8
 
 _OVERLOADED = grpc.StatusCode[Overloaded.code.name]
 _WARN_EVERY_SECONDS = 10.0
 
 
-class RankingPool(futures.ThreadPoolExecutor):
-    """The ranking threads; every task submitted here is one admitted call and gives its slot back at its end.
+_task = threading.local()  # per ranking thread: whether the running task still holds its call's slot
 
-    grpc submits each call it routes here once (``experimental_thread_pool``); ``release`` runs when the task
-    ends, also when grpc skipped the behaviour (caller gone while the call waited).
+
+class RankingPool(futures.ThreadPoolExecutor):
+    """The ranking threads; every task submitted here is one admitted call and gives its slot back.
+
+    grpc submits each call it routes here once (``experimental_thread_pool``). The slot is given back when
+    the behaviour returns (:meth:`release_current`, before grpc sends the answer: a closed-loop caller's
+    next call must find it free), or when the task ends without running the behaviour (the caller went away
+    while the call waited).
     """
 
     def __init__(self, threads: int, release: Callable[[], None]) -> None:
@@ -69,16 +75,23 @@ class RankingPool(futures.ThreadPoolExecutor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
         def task() -> Any:
+            _task.holding = True
             try:
                 return fn(*args, **kwargs)
             finally:
-                self._release()
+                self.release_current()
 
         try:
             return super().submit(task)
         except BaseException:
             self._release()
             raise
+
+    def release_current(self) -> None:
+        """Give back the slot of the call this thread runs, once (later calls do nothing)."""
+        if getattr(_task, "holding", False):
+            _task.holding = False
+            self._release()
 
 
 class AdmissionInterceptor(grpc.ServerInterceptor):
@@ -153,7 +166,10 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                               "deadline exceeded before the request was ranked" if expired else "cancelled")
             if context.time_remaining() <= 0:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the request was ranked")
-            return behavior(request, context)
+            try:
+                return behavior(request, context)
+            finally:
+                self.ranking_pool.release_current()
 
         return wrapper
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from concurrent import futures
@@ -47,6 +48,12 @@ SERVICE_NAME: str = recsvc_pb2.DESCRIPTOR.services_by_name["Recommender"].full_n
 ADMIN_SERVICE_NAME: str = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 #: Threads of the server's own pool (Admin and reflection calls; ranking has its own, see admission).
 CONTROL_THREADS = 4
+#: Threads answering health checks (a probe must not wait behind another probe's read).
+HEALTH_THREADS = 4
+#: The GIL switch interval of a serving process (Python's default is 5 ms): admission decisions, refusals
+#: and probes are short Python work that waits for the GIL behind ranking threads; a shorter interval
+#: shortens that wait (``python -m benchmarks.admission``).
+GIL_SWITCH_SECONDS = 0.001
 
 
 def _bind_address(host: str, port: int) -> str:
@@ -106,7 +113,8 @@ def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: Mo
 
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
-        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsvc-health"))
+        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=HEALTH_THREADS,
+                                                            thread_name_prefix="recsvc-health"))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
 
     def on_serving_change(serving: bool) -> None:
@@ -152,20 +160,22 @@ def load_engine(settings: ServerSettings) -> RecommendationEngine:
     return build_engine(artifacts, settings)
 
 
-#: After the last ranking call ends, wait this long before cutting the remaining calls (see stop_server).
+#: Once the ranking calls are done, grpc gets this long to finish what is on its way out before it cancels
+#: the rest (health ``Watch`` streams, which never end on their own).
 DRAIN_SETTLE_SECONDS = 0.05
-#: After the drain, wait at most this long for grpc to release the server before giving up on it.
+#: After that, wait at most this long for grpc to release the server before giving up on it.
 HARD_STOP_SECONDS = 1.0
 
 
 def stop_server(server: grpc.Server, admission: AdmissionInterceptor, grace: float) -> bool:
-    """Refuse new calls, let in-flight ranking finish within ``grace`` seconds, then end what is left.
+    """Refuse new ranking calls, let those in flight finish within ``grace`` seconds, then stop grpc.
 
-    New ranking calls are refused UNAVAILABLE from the first moment (the listener closes, and a call grpc
-    had already accepted is refused at the door), so callers retry elsewhere instead of being cut. What is
-    left after the ranking is mostly health ``Watch`` streams: they never end on their own, so a plain
-    ``server.stop(grace)`` would take the whole grace period whenever a client watches health. Once no
-    ranking call has been in flight for ``DRAIN_SETTLE_SECONDS``, the rest is cancelled.
+    The drain happens at the admission door, with grpc still running: a new ranking call is answered
+    UNAVAILABLE (callers retry elsewhere). Stopping grpc first, as this did before, stops it asking for new
+    calls: a call that arrived on an open connection before the client heard the server was going away then
+    sat unanswered until the end and was cut CANCELLED (issue 15). Once no ranking call is in flight, grpc
+    is stopped with a grace of ``DRAIN_SETTLE_SECONDS`` and the rest (health ``Watch`` streams) cancelled,
+    so a watching client never holds the stop for the whole grace.
 
     Always returns within about ``grace + HARD_STOP_SECONDS``: grpc's own unbounded ``stop(None).wait()``
     never returned after one undecodable reflection frame (issue 15). Returns whether the drain was clean
@@ -216,6 +226,7 @@ def serve(settings: Settings, stop: threading.Event | None = None,
     if server_settings.workers > 1 and worker_index() < 0:
         return run_workers(settings, stop)
     logger.info("server settings: %s", settings.describe())
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     holder = ModelHolder()
     metrics = ServerMetrics(holder) if server_settings.metrics_port else None
     lifecycle = ModelLifecycle(server_settings, holder, engine_factory=engine_factory,
