@@ -1,4 +1,8 @@
-"""Generate the Python protobuf/gRPC modules (and .pyi stubs) from proto/ into src/recsvc/v1.
+"""Generate the Python protobuf/gRPC modules and their .pyi stubs from proto/ into src/recsvc/v1.
+
+Message stubs come from protoc's own ``--pyi_out``; the service stubs (``*_pb2_grpc.pyi``: servicer base
+classes, client stubs) from mypy-protobuf's ``protoc-gen-mypy_grpc`` plugin (a ``dev`` dependency), so mypy
+checks servicer signatures and client calls against the proto.
 
 The generated files are checked in so that `pip install` needs no protoc; CI runs this script with
 ``--check`` and fails when the checked-in output differs from what proto/ generates.
@@ -26,8 +30,13 @@ def generate(out_root: Path) -> list[Path]:
     import grpc_tools
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
+    plugin = shutil.which("protoc-gen-mypy_grpc", path=str(Path(sys.executable).parent)) or shutil.which(
+        "protoc-gen-mypy_grpc")
+    if plugin is None:
+        raise SystemExit("protoc-gen-mypy_grpc not found: install the dev extra (mypy-protobuf)")
     args = ["protoc", f"-I{PROTO_ROOT}", f"-I{well_known}", f"--python_out={out_root}",
-            f"--pyi_out={out_root}", f"--grpc_python_out={out_root}", *protos]
+            f"--pyi_out={out_root}", f"--grpc_python_out={out_root}",
+            f"--plugin=protoc-gen-mypy_grpc={plugin}", f"--mypy_grpc_out={out_root}", *protos]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     return sorted((out_root / PACKAGE).glob("*_pb2*.py*"))

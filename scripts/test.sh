@@ -3,6 +3,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh train,dev
+# The Redis event backend is tested against a real redis-server (tests start their own on a loopback port).
+if ! command -v redis-server >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
+    echo "installing redis-server with apt-get (the Redis event-store tests need it)"
+    if ! { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null 2>&1 \
+           || { $sudo apt-get update -q >/dev/null 2>&1 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }; }; then
+      echo "could not install redis-server; the Redis tests will be skipped" >&2
+    fi
+  else
+    echo "redis-server is missing and there is no apt-get; the Redis tests will be skipped" >&2
+  fi
+fi
 . .venv/bin/activate
 python scripts/generate_proto.py --check
 ruff check .

@@ -219,3 +219,99 @@ def test_an_id_wider_than_every_stored_id_is_unknown_and_cheap() -> None:
 
 def test_server_is_serving_after_the_fuzzing(channel: grpc.Channel) -> None:
     _assert_serving(channel)
+
+
+# ------------------------------------------------------------------ Events: RecordEvents and LinkIdentities
+
+@pytest.fixture(scope="module")
+def events_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
+    """A server with the Events service on the embedded store (its own, so the fixture above stays as it is)."""
+    from recsvc.config import EventsSettings, Settings
+    from recsvc.server.events import start_events
+
+    root = tmp_path_factory.mktemp("fuzz-events")
+    publish_toy(root)
+    settings = Settings(server=ServerSettings(host="127.0.0.1", port=0, artifact_root=str(root), max_workers=4,
+                                              shutdown_grace_seconds=1.0),
+                        events=EventsSettings(sqlite_path=str(root / "fuzz.sqlite")))
+    engine = RecommendationEngine(LoadedModel(load_current(root)), settings.server, clock=lambda: CREATED_AT)
+    runtime = start_events(settings)
+    try:
+        with LiveServer(settings.server, holder=ModelHolder(engine), events=runtime) as server:
+            yield server.channel
+            _assert_serving(server.channel)
+    finally:
+        runtime.close()
+
+
+SHORT_STRING = st.one_of(st.sampled_from(["", "C001", "LOY-4", "B01", "view", "purchase", "RETURN", " cart "]),
+                         st.text(max_size=20), st.text(min_size=250, max_size=300))
+FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1.0, -1.0, 2.5]))
+TIMESTAMPS = st.one_of(st.none(), st.builds(lambda s, n: (s, n), st.integers(-(2**63), 2**63 - 1), INT32),
+                       st.builds(lambda s: (s, 0), st.integers(1_700_000_000, 1_900_000_000)))
+
+
+def _fuzz_event(fields: tuple) -> object:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from recsvc.v1 import events_pb2
+
+    event_id, customer, item, kind, channel_name, store, quantity, price, stamp = fields
+    message = events_pb2.Event(event_id=event_id, customer_id=customer, item_id=item, event=kind,
+                               channel=channel_name, store_id=store, quantity=quantity, price=price)
+    if stamp is not None:
+        message.timestamp.CopyFrom(Timestamp(seconds=stamp[0], nanos=stamp[1]))
+    return message
+
+
+EVENT = st.tuples(SHORT_STRING, SHORT_STRING, SHORT_STRING, SHORT_STRING, SHORT_STRING, SHORT_STRING, FLOATS, FLOATS,
+                  TIMESTAMPS).map(_fuzz_event)
+EVENT_LISTS = st.one_of(st.lists(EVENT, max_size=20), st.integers(995, 1_005).flatmap(
+    lambda n: st.lists(EVENT, min_size=1, max_size=1).map(lambda one: one * n)))
+
+
+@FUZZ
+@given(events=EVENT_LISTS)
+def test_record_events_never_fails_internally(events_channel: grpc.Channel, events: list) -> None:
+    from recsvc.events.validation import REASONS
+    from recsvc.v1 import events_pb2, events_pb2_grpc
+
+    stub = events_pb2_grpc.EventsStub(events_channel)
+    request = events_pb2.RecordEventsRequest(events=events)
+    try:
+        response = stub.RecordEvents(request, timeout=TIMEOUT)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # over server.max_request_bytes: grpc's answer
+            assert request.ByteSize() > 1_048_576, exc.details()
+            return
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, f"{exc.code().name}: {exc.details()}"
+        assert not 1 <= len(events) <= 1000
+        return
+    assert response.accepted + response.duplicates + len(response.rejected) == len(events)
+    assert {r.reason for r in response.rejected} <= set(REASONS)
+
+
+@FUZZ
+@given(links=st.lists(st.tuples(SHORT_STRING, SHORT_STRING), max_size=30))
+def test_link_identities_never_fails_internally(events_channel: grpc.Channel, links: list) -> None:
+    from recsvc.events.validation import REASONS
+    from recsvc.v1 import events_pb2, events_pb2_grpc
+
+    stub = events_pb2_grpc.EventsStub(events_channel)
+    request = events_pb2.LinkIdentitiesRequest(
+        links=[events_pb2.IdentityLink(alias_id=a, customer_id=c) for a, c in links])
+    try:
+        response = stub.LinkIdentities(request, timeout=TIMEOUT)
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and not links, f"{exc.code().name}: {exc.details()}"
+        return
+    assert response.linked + len(response.rejected) == len(links)
+    assert {r.reason for r in response.rejected} <= set(REASONS)
+
+
+@FUZZ
+@given(method=st.sampled_from(["RecordEvents", "LinkIdentities"]), payload=RAW_PAYLOAD)
+def test_raw_bytes_to_events_never_fail_internally(events_channel: grpc.Channel, method: str, payload: bytes) -> None:
+    rpc = events_channel.unary_unary(f"/recsvc.v1.Events/{method}", request_serializer=_identity,
+                                     response_deserializer=_identity)
+    assert _call(rpc, payload) in {grpc.StatusCode.OK, *ALLOWED_ERRORS}

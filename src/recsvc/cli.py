@@ -80,6 +80,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logger.info("training settings: %s", settings.describe())
+    from recsvc_training.input.live_events import import_configured  # events recorded live since the last run
+
+    live = import_configured(Path(args.data), settings)
+    print(live.summary() if live is not None else "live events: none (events off or no store yet)")
     result = train(Path(args.data), Path(settings.server.artifact_root), settings.training, force=args.force,
                    echo=print)
     print(result.summary())

@@ -178,9 +178,39 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class EventsSettings:
+    """Where live events (``recsvc.v1.Events``) are kept and how fast servers see them (``[events]`` in TOML).
+
+    One backend per deployment: ``sqlite`` (embedded, the default: one file shared by every worker on the
+    machine, durable across restarts), ``redis`` (several replicas on several machines share one Redis) or
+    ``off`` (no Events service, no overlay). See README, Real time.
+    """
+
+    backend: str = "sqlite"
+    #: SQLite file (WAL mode); empty = ``events.sqlite`` inside ``server.artifact_root``.
+    sqlite_path: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of every Redis key, so several deployments can share one Redis.
+    redis_prefix: str = "recsvc"
+    #: Seconds a Redis call may take before the store counts as down (the caller gets UNAVAILABLE).
+    redis_timeout_seconds: float = 1.0
+    #: Seconds between the overlay's reads of new events and links (every worker and replica polls).
+    poll_seconds: float = 0.1
+    #: Recent events kept per customer (the Redis list; the overlay's memory).
+    recent_per_customer: int = 200
+    #: Events older than this many days are dropped from the store (and the Redis dedupe keys expire).
+    retention_days: int = 90
+    #: An event more than this many seconds ahead of the server's clock is rejected (future_timestamp).
+    max_future_seconds: float = 300.0
+    #: Events (and links) accepted per call; more is INVALID_ARGUMENT.
+    max_per_call: int = 1000
+
+
+@dataclass(frozen=True)
 class Settings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -246,7 +276,7 @@ def _section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Defaults, overridden by the TOML file at ``path`` (or ``$RECSVC_CONFIG``), then by environment."""
     env = os.environ if env is None else env
-    raw: dict[str, dict[str, Any]] = {"training": {}, "server": {}}
+    raw: dict[str, dict[str, Any]] = {"training": {}, "server": {}, "events": {}}
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
         try:
@@ -257,7 +287,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
         for key, value in data.items():
             if key not in raw or not isinstance(value, dict):
-                raise ConfigError(f"config file {path}: unknown section [{key}]; use [training] or [server]")
+                raise ConfigError(f"config file {path}: unknown section [{key}]; use [training], "
+                                  "[server] or [events]")
             raw[key].update(value)
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or "__" not in key:
@@ -268,4 +299,5 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError(f"environment variable {key}: unknown section {section!r}")
         raw[section][name.lower()] = value
     return Settings(training=_section(TrainingSettings, "training", raw["training"]),
-                    server=_section(ServerSettings, "server", raw["server"]))
+                    server=_section(ServerSettings, "server", raw["server"]),
+                    events=_section(EventsSettings, "events", raw["events"]))

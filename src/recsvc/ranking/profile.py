@@ -4,13 +4,19 @@ Built from the purchase history arrays (each item's latest purchase: date, chann
 optional customer summary (``rfm_scores``, ``rfm_segment``, ``cust_monetary``, ``cust_channels``, segment
 names in the manifest's ``extra["rfm_segments"]``; see :mod:`recsvc_training.models.rfm` for the rule). A model
 without the summary still answers with purchases; channels then come from the purchases alone.
+
+Live events (:class:`recsvc.events.overlay.CustomerActivity`, what the customer did after the model's cut-off)
+are laid over the model's view by :func:`_with_live`: live purchases come first with their channel and store,
+live returns cancel, the RFM recency counts from the newest purchase, and a customer the model never saw but
+who bought today has a profile of their live purchases.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +24,9 @@ from recsvc.artifacts import ArtifactError
 from recsvc.days import iso_of_day
 from recsvc.errors import InvalidRequest, NotFound
 from recsvc.ranking.model import LoadedModel
+
+if TYPE_CHECKING:  # the overlay imports the model; the profile only reads its value objects
+    from recsvc.events.overlay import CustomerActivity
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +93,8 @@ def _summary_arrays(model: LoadedModel) -> dict[str, np.ndarray] | None:
     return present
 
 
-def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 0) -> CustomerProfile:
+def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 0,
+                     live: CustomerActivity | None = None) -> CustomerProfile:
     """The profile of the customer ``customer_id`` names (a customer id or any alias).
 
     Parameters
@@ -95,13 +105,15 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
         Customer id or alias.
     num_purchases
         Most recent purchased items to list (1..100; 0 means 20), most recent first.
+    live
+        The customer's live events after the model's cut-off (None: the model alone).
 
     Raises
     ------
     InvalidRequest
         Empty ``customer_id`` or ``num_purchases`` out of range.
     NotFound
-        The model knows no customer or alias ``customer_id``.
+        The model knows no customer or alias ``customer_id`` and there are no live events for it.
     """
     if not customer_id:
         raise InvalidRequest("customer_id: required; send a customer id or any alias (loyalty card, app id)")
@@ -110,7 +122,11 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
     if not 1 <= num_purchases <= MAX_PURCHASES:
         raise InvalidRequest(f"num_purchases: must be between 1 and {MAX_PURCHASES} (0 means "
                              f"{DEFAULT_PURCHASES}), got {num_purchases}")
-    row = model.resolve_customer(customer_id)
+    row = model.resolve_customer(customer_id) if live is None else live.customer_row
+    if row < 0 and live is not None:
+        return _with_live(model, CustomerProfile(customer_id=live.customer_id, recent_purchases=(), channels=(),
+                                                 rfm=None, coldstart=False, model_version=model.version),
+                          live, num_purchases)
     if row < 0:
         raise NotFound(f"customer_id: unknown customer {customer_id!r}; the model {model.version} knows no "
                        "customer or alias with this id")
@@ -142,6 +158,49 @@ def customer_profile(model: LoadedModel, customer_id: str, num_purchases: int = 
                       days_since_last_purchase=days, spend=float(summary["cust_monetary"][row]))
     flags = model.arrays.get("coldstart_customer")  # shape checked where the engine loads it (ColdStartSource)
     coldstart = bool(flags[row]) if flags is not None else False
-    return CustomerProfile(customer_id=model.customer_id(row), recent_purchases=purchases,
-                           channels=tuple(model.channels[c] for c in np.flatnonzero(used)), rfm=rfm,
-                           coldstart=coldstart, model_version=model.version)
+    profile = CustomerProfile(customer_id=model.customer_id(row), recent_purchases=purchases,
+                              channels=tuple(model.channels[c] for c in np.flatnonzero(used)), rfm=rfm,
+                              coldstart=coldstart, model_version=model.version)
+    return profile if live is None else _with_live(model, profile, live, num_purchases, all_purchases=purchases)
+
+
+def _with_live(model: LoadedModel, profile: CustomerProfile, live: CustomerActivity, num_purchases: int,
+               all_purchases: tuple[Purchase, ...] = ()) -> CustomerProfile:
+    """``profile`` with the live events laid over it (see the module docstring).
+
+    A live purchase of an item the model's history holds replaces that entry (newer date, channel and store;
+    counts add up); a live return lowers the model's count of the item and drops it at zero.
+    """
+    live_bought = live.net_purchases()
+    returned: dict[str, float] = {}
+    for e in live.of("return"):
+        returned[e.item_id] = returned.get(e.item_id, 0.0) + e.quantity
+    bought_live: dict[str, float] = {}
+    for e in live.of("purchase"):
+        bought_live[e.item_id] = bought_live.get(e.item_id, 0.0) + e.quantity
+    older = {p.item_id: p for p in all_purchases}
+    fresh = []
+    for event, quantity in live_bought:
+        before = older.pop(event.item_id, None)
+        fresh.append(Purchase(
+            item_id=event.item_id, title=model.item_title(event.item_row) if event.item_row >= 0 else event.item_id,
+            category=str(model.item_categories[event.item_row]) if event.item_row >= 0 else "",
+            channel=event.channel, store_id=event.store_id, date=iso_of_day(event.day),
+            count=quantity + (before.count if before is not None else 0.0)))
+    kept = []
+    for p in all_purchases:
+        if p.item_id not in older:
+            continue  # replaced by its live purchase above
+        # returns beyond the live purchases of the item cancel what the model counted
+        left = p.count - max(0.0, returned.get(p.item_id, 0.0) - bought_live.get(p.item_id, 0.0))
+        if left > 0:
+            kept.append(replace(p, count=left))
+    purchases = tuple(fresh + kept)[:num_purchases]
+    channels = tuple(dict.fromkeys([*profile.channels, *(e.channel for e in live.events if e.channel)]))
+    rfm = profile.rfm
+    if rfm is not None and live_bought:
+        # the newest purchase is newer than anything the model saw: top recency, counted from the newest event
+        newest = max(e.day for e in live.events)
+        rfm = replace(rfm, recency=5, days_since_last_purchase=max(0, newest - live_bought[0][0].day),
+                      spend=rfm.spend + sum(q * e.price for e, q in live_bought if e.price == e.price))
+    return replace(profile, recent_purchases=purchases, channels=channels, rfm=rfm)

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import grpc
 
+from recsvc.events.overlay import OverlayStatus
 from recsvc.server.admission import AdmissionInterceptor
 from recsvc.server.lifecycle import ModelLifecycle, Outcome, ReloadResult
 from recsvc.v1 import admin_pb2, admin_pb2_grpc
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 def reload_response(result: ReloadResult) -> admin_pb2.ReloadModelResponse:
     """A lifecycle result as its message (outcome values are shared by name)."""
     return admin_pb2.ReloadModelResponse(
-        outcome=admin_pb2.ReloadOutcome.Value(f"RELOAD_OUTCOME_{result.outcome.name}"),
+        outcome=f"RELOAD_OUTCOME_{result.outcome.name}",  # an enum accepts its value name
         version=result.version, serving_version=result.serving_version,
         previous_version=result.previous_version, error=result.error, load_seconds=result.load_seconds)
 
@@ -48,16 +49,20 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         forwards SIGHUP to all of them); ``None`` when the process runs alone.
     serving
         Whether the process reports SERVING (a model is loaded and it is not draining).
+    events_status
+        The event backend and overlay state (:mod:`recsvc.server.events`); ``None`` reports ``off``.
     """
 
     def __init__(self, lifecycle: ModelLifecycle, admission: AdmissionInterceptor | None = None,
                  worker_index: int = -1, notify_siblings: Callable[[], object] | None = None,
-                 serving: Callable[[], bool] | None = None) -> None:
+                 serving: Callable[[], bool] | None = None,
+                 events_status: Callable[[], OverlayStatus] | None = None) -> None:
         self._lifecycle = lifecycle
         self._admission = admission
         self._worker_index = worker_index
         self._notify_siblings = notify_siblings
         self._serving = serving or (lambda: True)
+        self._events_status = events_status
 
     def _after(self, result: ReloadResult) -> ReloadResult:
         if result.outcome is Outcome.SWAPPED and self._notify_siblings is not None:
@@ -75,6 +80,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     def GetStatus(self, request: admin_pb2.GetStatusRequest, context: grpc.ServicerContext
                   ) -> admin_pb2.ServerStatus:
         status = self._lifecycle.status()
+        live = (self._events_status() if self._events_status is not None
+                else OverlayStatus(backend="off", state="off", events=0, lag_seconds=0.0, error=""))
         age = 0.0
         if status.created_at:
             with contextlib.suppress(ValueError):  # not ISO 8601: age unknown (0), not wrong
@@ -90,4 +97,5 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             pid=os.getpid(), worker_index=self._worker_index,
             in_flight_rpcs=self._admission.in_flight if self._admission else 0,
             max_concurrent_rpcs=self._admission.max_concurrent if self._admission else 0,
-            artifact_root=str(self._lifecycle.root))
+            artifact_root=str(self._lifecycle.root), event_backend=live.backend, overlay_state=live.state,
+            overlay_events=live.events, overlay_lag_seconds=live.lag_seconds, overlay_error=live.error)

@@ -18,7 +18,7 @@ pools by grpc's ``experimental_thread_pool`` attribute on the behaviour (the one
   task ends, whether or not the behaviour ran, so a call cancelled in the queue gives its slot back),
 * refusals (RESOURCE_EXHAUSTED, or UNAVAILABLE while draining) to a **refusal pool** whose work is one
   ``abort``, so a refusal never waits behind ranking,
-* everything else (Admin, reflection) stays on the server's own pool, and health on its own thread: none of
+* everything else (Admin, Events, reflection) stays on the server's own pool, and health on its own threads: none of
   them is counted or refused for load.
 
 Without a cap (``max_concurrent_rpcs`` 0), at most ``max_workers + max_queued_rpcs`` ranking calls are

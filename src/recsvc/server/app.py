@@ -30,6 +30,7 @@ from recsvc.config import ServerSettings, Settings
 from recsvc.ranking import RecommendationEngine
 from recsvc.server.admin import AdminServicer
 from recsvc.server.admission import AdmissionInterceptor
+from recsvc.server.events import EVENTS_SERVICE_NAME, EventsRuntime, start_events
 from recsvc.server.holder import ModelHolder
 from recsvc.server.interceptors import ExceptionToStatusInterceptor
 from recsvc.server.lifecycle import EngineFactory, ModelLifecycle, build_engine
@@ -63,8 +64,8 @@ def _bind_address(host: str, port: int) -> str:
 
 
 def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: ModelLifecycle | None = None,
-                 metrics: ServerMetrics | None = None, admission: AdmissionInterceptor | None = None
-                 ) -> tuple[grpc.Server, int]:
+                 metrics: ServerMetrics | None = None, admission: AdmissionInterceptor | None = None,
+                 events: EventsRuntime | None = None) -> tuple[grpc.Server, int]:
     """A configured, not yet started server and the port it bound (``settings.port`` 0 picks a free one).
 
     Registers the recommender, the Admin service (when ``lifecycle`` is given), the standard health service
@@ -98,16 +99,22 @@ def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: Mo
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
     ]
-    # The server's own pool runs Admin and reflection; ranking and refusals run on the admission's pools and
-    # health on its own thread. No maximum_concurrent_rpcs: it counts probes too, and refused them under load
-    # (issue 15); admission bounds the ranking work at the door instead.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=CONTROL_THREADS, thread_name_prefix="recsvc-rpc"),
+    # The server's own pool runs Admin, Events and reflection; ranking and refusals run on the admission's
+    # pools and health on threads of its own. No maximum_concurrent_rpcs: it counts probes too, and refused
+    # them under load (issue 15); admission bounds the ranking work at the door instead.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(CONTROL_THREADS, settings.max_workers),
+                                                    thread_name_prefix="recsvc-rpc"),
                          interceptors=interceptors, options=options)
-    recsvc_pb2_grpc.add_RecommenderServicer_to_server(RecommenderServicer(holder), server)
+    recsvc_pb2_grpc.add_RecommenderServicer_to_server(
+        RecommenderServicer(holder, activity=events.activity if events else None), server)
     services = [SERVICE_NAME]
+    if events is not None and events.store is not None:  # recsvc.v1.Events (recsvc.server.events)
+        events.register(server, holder)
+        services.append(EVENTS_SERVICE_NAME)
     if lifecycle is not None:
         admin = AdminServicer(lifecycle, admission, worker_index=worker_index(), notify_siblings=notify_siblings,
-                              serving=lambda: holder.serving)
+                              serving=lambda: holder.serving,
+                              events_status=events.status if events else None)
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         services.append(ADMIN_SERVICE_NAME)
 
@@ -237,7 +244,11 @@ def serve(settings: Settings, stop: threading.Event | None = None,
         logger.error("%s", exc)
         raise
     admission = admission_for(server_settings)
-    server, port = build_server(server_settings, holder, lifecycle=lifecycle, metrics=metrics, admission=admission)
+    events = start_events(settings, engine.model)
+    if metrics is not None:
+        events.register_metrics(metrics.registry)
+    server, port = build_server(server_settings, holder, lifecycle=lifecycle, metrics=metrics, admission=admission,
+                                events=events)
     endpoint: MetricsEndpoint | None = None
     if metrics is not None:
         endpoint = metrics.serve_http(server_settings.host, server_settings.metrics_port)
@@ -268,6 +279,7 @@ def serve(settings: Settings, stop: threading.Event | None = None,
         holder.drain()  # health says NOT_SERVING before the listener closes, so balancers move on first
         lifecycle.stop()
         clean = stop_server(server, admission, server_settings.shutdown_grace_seconds)
+        events.close()
         if endpoint is not None:
             endpoint.close()
         for sig, saved in previous.items():

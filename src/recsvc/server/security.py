@@ -1,4 +1,4 @@
-"""Who may talk to the server: TLS, mutual TLS and per-caller tokens with a read or admin role.
+"""Who may talk to the server: TLS, mutual TLS and per-caller tokens with a read, write or admin role.
 
 TLS (``tls_cert_file`` + ``tls_key_file``) encrypts every call and proves the server's identity; adding
 ``tls_client_ca_file`` makes it mutual: a client must present a certificate that CA signed, or the handshake
@@ -16,18 +16,23 @@ the token, so reading it (or a leaked copy) does not let anyone call::
     token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
     [[callers]]
+    name = "pos-gateway"
+    role = "write"           # Recommender and Events calls (recording what customers do)
+    token_sha256 = "..."
+
+    [[callers]]
     name = "ops"
-    role = "admin"           # Recommender and Admin calls
+    role = "admin"           # every call
     token_sha256 = "..."
 
 A caller sends ``authorization: Bearer <token>`` metadata. :class:`TokenAuthInterceptor` answers a missing
-or unknown token UNAUTHENTICATED and a read caller on an Admin method PERMISSION_DENIED. Health checks stay
-open (a kubelet's probe carries no token). Reflection needs a token of any role when tokens are on
-(decision, issue 15): the schema is no secret, but a reflection call is a stream that holds a server thread
-for as long as the caller keeps it open and runs grpc's message decoder on whatever it sends (one malformed
-frame once made a server ignore SIGTERM), so it is surface an unknown caller on the network does not need.
-Operators with a token use grpcurl's ``-H 'authorization: Bearer ...'``. Tokens over plain TCP can be read
-on the wire: use them with TLS except on loopback.
+or unknown token UNAUTHENTICATED, a read caller on an Events method and a non-admin caller on an Admin
+method PERMISSION_DENIED. Health checks stay open (a kubelet's probe carries no token). Reflection needs a
+token of any role when tokens are on (decision, issue 15): the schema is no secret, but a reflection call is
+a stream that holds a server thread for as long as the caller keeps it open and runs grpc's message decoder
+on whatever it sends (one malformed frame once made a server ignore SIGTERM), so it is surface an unknown
+caller on the network does not need. Operators with a token use grpcurl's ``-H 'authorization: Bearer ...'``.
+Tokens over plain TCP can be read on the wire: use them with TLS except on loopback.
 
 Nothing the server loads can execute code: artifacts are read with ``allow_pickle=False`` (see
 :mod:`recsvc.artifacts`), settings and token files are TOML/JSON, and no module is imported by name from
@@ -55,11 +60,13 @@ from recsvc.server.reflection import REFLECTION_PREFIX
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("read", "admin")
+ROLES = ("read", "write", "admin")
 #: Metadata key of the token; the value is ``Bearer <token>``.
 AUTHORIZATION_KEY = "authorization"
 #: Methods that need the admin role.
 ADMIN_PREFIX = "/recsvc.v1.Admin/"
+#: Methods that need the write (or admin) role.
+EVENTS_PREFIX = "/recsvc.v1.Events/"
 #: Methods that need a token at all (health lives under another prefix and stays open).
 PROTECTED_PREFIXES = ("/recsvc.", REFLECTION_PREFIX)
 
@@ -68,7 +75,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class Caller:
-    """A known caller: its name (for logs) and role (``read`` or ``admin``)."""
+    """A known caller: its name (for logs) and role (``read``, ``write`` or ``admin``)."""
 
     name: str
     role: str
@@ -138,15 +145,16 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(PROTECTED_PREFIXES):
             return handler
-        admin = method.startswith(ADMIN_PREFIX)
+        roles = (("admin",) if method.startswith(ADMIN_PREFIX)
+                 else ("write", "admin") if method.startswith(EVENTS_PREFIX) else ROLES)
         # the check runs before the behaviour is called, so one wrapper fits every handler kind
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
             behavior = getattr(handler, kind)
             if behavior is not None:
-                return handler._replace(**{kind: self._guard(behavior, method, admin)})
+                return handler._replace(**{kind: self._guard(behavior, method, roles)})
         return handler
 
-    def _guard(self, behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, admin: bool
+    def _guard(self, behavior: Callable[[Any, grpc.ServicerContext], Any], method: str, roles: tuple[str, ...]
                ) -> Callable[[Any, grpc.ServicerContext], Any]:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             caller, reason = self.authenticate(context.invocation_metadata() or ())
@@ -157,10 +165,11 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
             info = current_call()
             if info is not None:
                 info.caller = caller.name
-            if admin and caller.role != "admin":
+            if caller.role not in roles:
                 logger.warning("caller %s (role %s) refused on %s", caller.name, caller.role, method)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                              f"caller {caller.name} has role {caller.role}; Admin methods need role admin")
+                              f"caller {caller.name} has role {caller.role}; this method needs role "
+                              f"{' or '.join(roles)}")
             return behavior(request, context)
 
         return carry_lane(wrapper, behavior)

@@ -8,15 +8,17 @@ its start, so a model swap between two requests never mixes two versions in one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import grpc
 
+from recsvc.events.overlay import CustomerActivity
 from recsvc.ranking import (
     BundleQuery,
     RecommendQuery,
     Suggestion,
 )
+from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.profile import customer_profile
 from recsvc.server.holder import ModelHolder
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
@@ -38,13 +40,20 @@ def scored_items(suggestions: Iterable[Suggestion]) -> list[recsvc_pb2.ScoredIte
     return out
 
 
+#: A customer's live events after the model's cut-off (:meth:`recsvc.server.events.EventsRuntime.activity`).
+ActivityLookup = Callable[[LoadedModel, str], CustomerActivity | None]
+
+
 class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
     """``recsvc.v1.Recommender`` over a :class:`~recsvc.server.holder.ModelHolder`; every response names the
     model version. ``holder.current()`` raises :class:`~recsvc.errors.ModelUnavailable` when no model is loaded.
+
+    ``activity`` (when events are on) adds what customers did since the model's cut-off to their profile.
     """
 
-    def __init__(self, holder: ModelHolder) -> None:
+    def __init__(self, holder: ModelHolder, activity: ActivityLookup | None = None) -> None:
         self._holder = holder
+        self._activity = activity
 
     def Recommend(self, request: recsvc_pb2.RecommendRequest, context: grpc.ServicerContext
                   ) -> recsvc_pb2.RecommendResponse:
@@ -92,7 +101,9 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
 
     def GetCustomerProfile(self, request: recsvc_pb2.GetCustomerProfileRequest, context: grpc.ServicerContext
                            ) -> recsvc_pb2.CustomerProfile:
-        profile = customer_profile(self._holder.current().model, request.customer_id, request.num_purchases)
+        model = self._holder.current().model
+        live = self._activity(model, request.customer_id) if self._activity and request.customer_id else None
+        profile = customer_profile(model, request.customer_id, request.num_purchases, live=live)
         response = recsvc_pb2.CustomerProfile(
             customer_id=profile.customer_id, channels=list(profile.channels), coldstart=profile.coldstart,
             model_version=profile.model_version,

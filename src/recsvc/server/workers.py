@@ -146,6 +146,13 @@ def bind_problem(host: str, port: int, error: OSError | None = None) -> str:
     return str(error.strerror or error)
 
 
+def section_environment(section: str, values: object) -> dict[str, str]:
+    """One settings section spelled out as ``RECSVC_<SECTION>__*`` variables (a config file's ``[events]``
+    reaches the workers, which read no config file)."""
+    return {f"{ENV_PREFIX}{section.upper()}__{spec.name.upper()}": _env_value(getattr(values, spec.name))
+            for spec in dataclasses.fields(values)}  # type: ignore[arg-type]
+
+
 def reserve_port(host: str, port: int) -> socket.socket:
     """A bound, not listening, SO_REUSEPORT socket on ``host:port``: turns port 0 into a concrete port the
     workers can share, and fails early when another program holds the port. Close it after the workers stop.
@@ -201,7 +208,8 @@ def run_workers(settings: Settings, stop: threading.Event | None = None, log_lev
     failed = False
     try:
         for index in range(server.workers):
-            children.append(subprocess.Popen(command, env=worker_environment(server, index, port, os.environ)))
+            env = worker_environment(server, index, port, os.environ) | section_environment("events", settings.events)
+            children.append(subprocess.Popen(command, env=env))
         logger.info("started %d workers on %s:%d (pids %s)", len(children), server.host, port,
                     ", ".join(str(c.pid) for c in children))
         while not stop.wait(timeout=0.2):

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15recsvc/v1/admin.proto\x12\trecsvc.v1\"#\n\x12ReloadModelRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\"*\n\x14RollbackModelRequest\x12\x12\n\nto_version\x18\x01 \x01(\t\"\xa9\x01\n\x13ReloadModelResponse\x12)\n\x07outcome\x18\x01 \x01(\x0e\x32\x18.recsvc.v1.ReloadOutcome\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fserving_version\x18\x03 \x01(\t\x12\x18\n\x10previous_version\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x14\n\x0cload_seconds\x18\x06 \x01(\x01\"\x12\n\x10GetStatusRequest\"B\n\rFailedVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x11\n\tfailed_at\x18\x03 \x01(\t\"\xb9\x03\n\x0cServerStatus\x12\x17\n\x0fserving_version\x18\x01 \x01(\t\x12\x11\n\tloaded_at\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\t\x12\x19\n\x11model_age_seconds\x18\x04 \x01(\x01\x12\x0f\n\x07serving\x18\x05 \x01(\x08\x12\x17\n\x0f\x63urrent_version\x18\x06 \x01(\t\x12\x1a\n\x12\x61vailable_versions\x18\x07 \x03(\t\x12\x31\n\x0f\x66\x61iled_versions\x18\x08 \x03(\x0b\x32\x18.recsvc.v1.FailedVersion\x12\x19\n\x11reloads_succeeded\x18\t \x01(\x03\x12\x16\n\x0ereloads_failed\x18\n \x01(\x03\x12\x16\n\x0elast_reload_at\x18\x0b \x01(\t\x12\x1b\n\x13reload_poll_seconds\x18\x0c \x01(\x01\x12\x0b\n\x03pid\x18\r \x01(\x05\x12\x14\n\x0cworker_index\x18\x0e \x01(\x05\x12\x16\n\x0ein_flight_rpcs\x18\x0f \x01(\x05\x12\x1b\n\x13max_concurrent_rpcs\x18\x10 \x01(\x05\x12\x15\n\rartifact_root\x18\x11 \x01(\t*\xa2\x01\n\rReloadOutcome\x12\x1e\n\x1aRELOAD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16RELOAD_OUTCOME_SWAPPED\x10\x01\x12\x1c\n\x18RELOAD_OUTCOME_UNCHANGED\x10\x02\x12\x1b\n\x17RELOAD_OUTCOME_REJECTED\x10\x03\x12\x1a\n\x16RELOAD_OUTCOME_SKIPPED\x10\x04\x32\xea\x01\n\x05\x41\x64min\x12L\n\x0bReloadModel\x12\x1d.recsvc.v1.ReloadModelRequest\x1a\x1e.recsvc.v1.ReloadModelResponse\x12P\n\rRollbackModel\x12\x1f.recsvc.v1.RollbackModelRequest\x1a\x1e.recsvc.v1.ReloadModelResponse\x12\x41\n\tGetStatus\x12\x1b.recsvc.v1.GetStatusRequest\x1a\x17.recsvc.v1.ServerStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15recsvc/v1/admin.proto\x12\trecsvc.v1\"#\n\x12ReloadModelRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\"*\n\x14RollbackModelRequest\x12\x12\n\nto_version\x18\x01 \x01(\t\"\xa9\x01\n\x13ReloadModelResponse\x12)\n\x07outcome\x18\x01 \x01(\x0e\x32\x18.recsvc.v1.ReloadOutcome\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fserving_version\x18\x03 \x01(\t\x12\x18\n\x10previous_version\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x14\n\x0cload_seconds\x18\x06 \x01(\x01\"\x12\n\x10GetStatusRequest\"B\n\rFailedVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x11\n\tfailed_at\x18\x03 \x01(\t\"\xb3\x04\n\x0cServerStatus\x12\x17\n\x0fserving_version\x18\x01 \x01(\t\x12\x11\n\tloaded_at\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\t\x12\x19\n\x11model_age_seconds\x18\x04 \x01(\x01\x12\x0f\n\x07serving\x18\x05 \x01(\x08\x12\x17\n\x0f\x63urrent_version\x18\x06 \x01(\t\x12\x1a\n\x12\x61vailable_versions\x18\x07 \x03(\t\x12\x31\n\x0f\x66\x61iled_versions\x18\x08 \x03(\x0b\x32\x18.recsvc.v1.FailedVersion\x12\x19\n\x11reloads_succeeded\x18\t \x01(\x03\x12\x16\n\x0ereloads_failed\x18\n \x01(\x03\x12\x16\n\x0elast_reload_at\x18\x0b \x01(\t\x12\x1b\n\x13reload_poll_seconds\x18\x0c \x01(\x01\x12\x0b\n\x03pid\x18\r \x01(\x05\x12\x14\n\x0cworker_index\x18\x0e \x01(\x05\x12\x16\n\x0ein_flight_rpcs\x18\x0f \x01(\x05\x12\x1b\n\x13max_concurrent_rpcs\x18\x10 \x01(\x05\x12\x15\n\rartifact_root\x18\x11 \x01(\t\x12\x15\n\revent_backend\x18\x12 \x01(\t\x12\x15\n\roverlay_state\x18\x13 \x01(\t\x12\x16\n\x0eoverlay_events\x18\x14 \x01(\x03\x12\x1b\n\x13overlay_lag_seconds\x18\x15 \x01(\x01\x12\x15\n\roverlay_error\x18\x16 \x01(\t*\xa2\x01\n\rReloadOutcome\x12\x1e\n\x1aRELOAD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16RELOAD_OUTCOME_SWAPPED\x10\x01\x12\x1c\n\x18RELOAD_OUTCOME_UNCHANGED\x10\x02\x12\x1b\n\x17RELOAD_OUTCOME_REJECTED\x10\x03\x12\x1a\n\x16RELOAD_OUTCOME_SKIPPED\x10\x04\x32\xea\x01\n\x05\x41\x64min\x12L\n\x0bReloadModel\x12\x1d.recsvc.v1.ReloadModelRequest\x1a\x1e.recsvc.v1.ReloadModelResponse\x12P\n\rRollbackModel\x12\x1f.recsvc.v1.RollbackModelRequest\x1a\x1e.recsvc.v1.ReloadModelResponse\x12\x41\n\tGetStatus\x12\x1b.recsvc.v1.GetStatusRequest\x1a\x17.recsvc.v1.ServerStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recsvc.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RELOADOUTCOME']._serialized_start=822
-  _globals['_RELOADOUTCOME']._serialized_end=984
+  _globals['_RELOADOUTCOME']._serialized_start=944
+  _globals['_RELOADOUTCOME']._serialized_end=1106
   _globals['_RELOADMODELREQUEST']._serialized_start=36
   _globals['_RELOADMODELREQUEST']._serialized_end=71
   _globals['_ROLLBACKMODELREQUEST']._serialized_start=73
@@ -44,7 +44,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FAILEDVERSION']._serialized_start=309
   _globals['_FAILEDVERSION']._serialized_end=375
   _globals['_SERVERSTATUS']._serialized_start=378
-  _globals['_SERVERSTATUS']._serialized_end=819
-  _globals['_ADMIN']._serialized_start=987
-  _globals['_ADMIN']._serialized_end=1221
+  _globals['_SERVERSTATUS']._serialized_end=941
+  _globals['_ADMIN']._serialized_start=1109
+  _globals['_ADMIN']._serialized_end=1343
 # @@protoc_insertion_point(module_scope)

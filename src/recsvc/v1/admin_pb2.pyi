@@ -63,7 +63,7 @@ class FailedVersion(_message.Message):
     def __init__(self, version: _Optional[str] = ..., error: _Optional[str] = ..., failed_at: _Optional[str] = ...) -> None: ...
 
 class ServerStatus(_message.Message):
-    __slots__ = ("serving_version", "loaded_at", "created_at", "model_age_seconds", "serving", "current_version", "available_versions", "failed_versions", "reloads_succeeded", "reloads_failed", "last_reload_at", "reload_poll_seconds", "pid", "worker_index", "in_flight_rpcs", "max_concurrent_rpcs", "artifact_root")
+    __slots__ = ("serving_version", "loaded_at", "created_at", "model_age_seconds", "serving", "current_version", "available_versions", "failed_versions", "reloads_succeeded", "reloads_failed", "last_reload_at", "reload_poll_seconds", "pid", "worker_index", "in_flight_rpcs", "max_concurrent_rpcs", "artifact_root", "event_backend", "overlay_state", "overlay_events", "overlay_lag_seconds", "overlay_error")
     SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,11 @@ class ServerStatus(_message.Message):
     IN_FLIGHT_RPCS_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_RPCS_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_ROOT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_STATE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_ERROR_FIELD_NUMBER: _ClassVar[int]
     serving_version: str
     loaded_at: str
     created_at: str
@@ -98,4 +103,9 @@ class ServerStatus(_message.Message):
     in_flight_rpcs: int
     max_concurrent_rpcs: int
     artifact_root: str
-    def __init__(self, serving_version: _Optional[str] = ..., loaded_at: _Optional[str] = ..., created_at: _Optional[str] = ..., model_age_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., current_version: _Optional[str] = ..., available_versions: _Optional[_Iterable[str]] = ..., failed_versions: _Optional[_Iterable[_Union[FailedVersion, _Mapping]]] = ..., reloads_succeeded: _Optional[int] = ..., reloads_failed: _Optional[int] = ..., last_reload_at: _Optional[str] = ..., reload_poll_seconds: _Optional[float] = ..., pid: _Optional[int] = ..., worker_index: _Optional[int] = ..., in_flight_rpcs: _Optional[int] = ..., max_concurrent_rpcs: _Optional[int] = ..., artifact_root: _Optional[str] = ...) -> None: ...
+    event_backend: str
+    overlay_state: str
+    overlay_events: int
+    overlay_lag_seconds: float
+    overlay_error: str
+    def __init__(self, serving_version: _Optional[str] = ..., loaded_at: _Optional[str] = ..., created_at: _Optional[str] = ..., model_age_seconds: _Optional[float] = ..., serving: _Optional[bool] = ..., current_version: _Optional[str] = ..., available_versions: _Optional[_Iterable[str]] = ..., failed_versions: _Optional[_Iterable[_Union[FailedVersion, _Mapping]]] = ..., reloads_succeeded: _Optional[int] = ..., reloads_failed: _Optional[int] = ..., last_reload_at: _Optional[str] = ..., reload_poll_seconds: _Optional[float] = ..., pid: _Optional[int] = ..., worker_index: _Optional[int] = ..., in_flight_rpcs: _Optional[int] = ..., max_concurrent_rpcs: _Optional[int] = ..., artifact_root: _Optional[str] = ..., event_backend: _Optional[str] = ..., overlay_state: _Optional[str] = ..., overlay_events: _Optional[int] = ..., overlay_lag_seconds: _Optional[float] = ..., overlay_error: _Optional[str] = ...) -> None: ...
