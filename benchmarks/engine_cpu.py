@@ -30,16 +30,6 @@ SETS = {"100k": (100_000, True), "100k-blend": (100_000, False), "1m": (1_000_00
 RPCS = ("Recommend", "RecommendBundle", "SimilarItems")
 
 
-class _Fixed:
-    """The servicer's engine provider, always the same engine (no lifecycle, no reloads)."""
-
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
-
-    def current(self) -> Any:
-        return self._engine
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="In-process CPU per call of each RPC on the synthetic sets.")
     parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["100k", "100k-blend"])
@@ -58,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from recsvc.artifacts import load_current
     from recsvc.config import ServerSettings
     from recsvc.ranking import LoadedModel, RecommendationEngine
+    from recsvc.server.holder import ModelHolder
     from recsvc.server.servicer import RecommenderServicer
     from recsvc.v1 import recsvc_pb2
 
@@ -71,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(args.work_dir) / f"artifacts-{label}"
         ensure_published(root, spec, f"bench-{label}-a")
         engine = RecommendationEngine(LoadedModel(load_current(root, verify=False, mmap=True)), ServerSettings())
-        servicer = RecommenderServicer(_Fixed(engine))
+        servicer = RecommenderServicer(ModelHolder(engine))  # no lifecycle: the same engine throughout
         for rpc in RPCS:
             requests = [messages[rpc].FromString(r) for r in build_requests(rpc, vars(spec), 1, args.requests)]
             method = getattr(servicer, rpc)

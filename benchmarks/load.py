@@ -435,13 +435,14 @@ class RunResult:
 
 def run_load(name: str, handle: ServerHandle, rpc: str, spec: SyntheticSpec, callers: int, duration: float,
              warmup: float, work: Path, rate: float = 0.0, track_version: bool = False,
-             during: Any = None) -> tuple[RunResult, np.ndarray, Sampler]:
+             during: Any = None, startup: float | None = None) -> tuple[RunResult, np.ndarray, Sampler]:
     """Drive ``handle`` with ``callers`` processes for ``warmup + duration`` seconds and summarise the
     ``duration`` window. ``rate`` > 0 paces the callers to that many requests per second in total.
-    ``during(t0)`` runs in this process while the load runs (the swap)."""
+    ``during(t0)`` runs in this process while the load runs (the swap). ``startup`` seconds (default
+    ``3 + 0.2 * callers``) are given to every caller to start and connect before the clock runs."""
     ctx = mp.get_context("spawn")
     out_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
-    start_at = time.time() + 3.0 + 0.2 * callers  # time for every caller to start and connect
+    start_at = time.time() + (3.0 + 0.2 * callers if startup is None else startup)
     interval = callers / rate if rate > 0 else 0.0
     procs = []
     for i in range(callers):

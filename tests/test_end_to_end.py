@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +16,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ServeProcess, serve_command
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recsvc.artifacts import load_current
@@ -39,20 +36,7 @@ class Service:
     health: health_pb2_grpc.HealthStub
     data: Path
     root: Path
-    process: subprocess.Popen[str]
-
-
-def _listening_port(process: subprocess.Popen[str], timeout: float = 60.0) -> int:
-    deadline = time.monotonic() + timeout
-    assert process.stderr is not None
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        match = re.search(r"listening on [^:]+:(\d+)", line)
-        if match:
-            return int(match.group(1))
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError("recsvc serve did not report its port")
+    process: ServeProcess
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +47,14 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     train(data, root, dataclasses.replace(FAST, evaluate=False))
     env = dict(os.environ, RECSVC_SERVER__ARTIFACT_ROOT=str(root), RECSVC_SERVER__PORT="0",
                RECSVC_SERVER__HOST="127.0.0.1", RECSVC_SERVER__RELOAD_POLL_SECONDS="0")
-    process = subprocess.Popen([sys.executable, "-m", "recsvc", "serve"], env=env, text=True,
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    try:
-        port = _listening_port(process)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Service(recsvc_pb2_grpc.RecommenderStub(channel), health_pb2_grpc.HealthStub(channel), data,
-                          root, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with ServeProcess(serve_command(), tmp / "serve.log", env=env) as server:
         try:
-            process.wait(timeout=30)
+            with grpc.insecure_channel(server.target) as channel:
+                yield Service(recsvc_pb2_grpc.RecommenderStub(channel), health_pb2_grpc.HealthStub(channel), data,
+                              root, server)
         finally:
-            if process.poll() is None:
-                process.kill()
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
 
 
 def _richest_alias(service: Service) -> tuple[str, str]:

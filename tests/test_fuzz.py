@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from conftest import LiveServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from recsvc.artifacts import load_current
 from recsvc.config import ServerSettings
 from recsvc.ranking import LoadedModel, RecommendationEngine
-from recsvc.server.app import ModelHolder, build_server
+from recsvc.server.app import ModelHolder
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
@@ -71,15 +72,9 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
     server_settings = ServerSettings(host="127.0.0.1", port=0, artifact_root=str(root), max_workers=4,
                                      shutdown_grace_seconds=1.0)
     engine = RecommendationEngine(LoadedModel(load_current(root)), server_settings, clock=lambda: CREATED_AT)
-    server, port = build_server(server_settings, ModelHolder(engine))
-    server.start()
-    chan = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield chan
-        _assert_serving(chan)  # after every property of the module has run
-    finally:
-        chan.close()
-        server.stop(None).wait()
+    with LiveServer(server_settings, holder=ModelHolder(engine)) as server:
+        yield server.channel
+        _assert_serving(server.channel)  # after every property of the module has run
 
 
 @pytest.fixture(scope="module")
@@ -241,15 +236,11 @@ def events_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Ch
                         events=EventsSettings(sqlite_path=str(root / "fuzz.sqlite")))
     engine = RecommendationEngine(LoadedModel(load_current(root)), settings.server, clock=lambda: CREATED_AT)
     runtime = start_events(settings)
-    server, port = build_server(settings.server, ModelHolder(engine), events=runtime)
-    server.start()
-    chan = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield chan
-        _assert_serving(chan)
+        with LiveServer(settings.server, holder=ModelHolder(engine), events=runtime) as server:
+            yield server.channel
+            _assert_serving(server.channel)
     finally:
-        chan.close()
-        server.stop(None).wait()
         runtime.close()
 
 

@@ -7,19 +7,16 @@ server on 127.0.0.1 port 0. New versions are the toy set under another version n
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from conftest import LiveServer, LiveServers, serve_command, settings_for, wait_for
+from grpc_health.v1 import health_pb2
 
 from recsvc.artifacts import (
     CURRENT,
@@ -31,20 +28,16 @@ from recsvc.artifacts import (
     set_current,
 )
 from recsvc.cli import main
-from recsvc.config import ServerSettings
 from recsvc.ranking import RecommendationEngine, RecommendQuery, RecommendResult
-from recsvc.server.app import ModelHolder, build_server
+from recsvc.server.app import ModelHolder
 from recsvc.server.lifecycle import (
-    EngineFactory,
     ModelLifecycle,
     Outcome,
-    ReloadResult,
     build_engine,
     previous_version,
     rollback_current,
 )
-from recsvc.server.metrics import ServerMetrics
-from recsvc.v1 import admin_pb2, admin_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
+from recsvc.v1 import admin_pb2, recsvc_pb2, recsvc_pb2_grpc
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from toy_model import VERSION, build_toy_artifacts, publish_toy
@@ -61,63 +54,6 @@ def publish_version(root: Path, version: str) -> Path:
     return publish_artifacts(artifacts, root)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``condition`` every 20 ms; fail the test after ``timeout`` seconds (never loops forever)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def settings_for(root: Path, **overrides: object) -> ServerSettings:
-    values: dict[str, object] = {"host": "127.0.0.1", "port": 0, "artifact_root": str(root), "max_workers": 8,
-                                 "max_concurrent_rpcs": 6, "shutdown_grace_seconds": 1.0,
-                                 "reload_poll_seconds": 0.0}
-    values.update(overrides)
-    return ServerSettings(**values)  # type: ignore[arg-type]
-
-
-class LiveServer:
-    """A started server with a lifecycle (watcher running when polling is on), stubs over one channel.
-
-    ``results`` collects every load the lifecycle reports (SWAPPED and REJECTED).
-    """
-
-    def __init__(self, settings: ServerSettings, engine_factory: EngineFactory | None = None,
-                 metrics: bool = False, credentials: grpc.ChannelCredentials | None = None,
-                 target_host: str = "127.0.0.1") -> None:
-        self.settings = settings
-        self.holder = ModelHolder()
-        self.metrics = ServerMetrics(self.holder) if metrics else None
-        self.results: list[ReloadResult] = []
-
-        def listen(result: ReloadResult) -> None:
-            self.results.append(result)
-            if self.metrics is not None:
-                self.metrics.record_reload(result)
-
-        self.lifecycle = ModelLifecycle(settings, self.holder, engine_factory=engine_factory, listener=listen)
-        self.lifecycle.load_initial()
-        self.server, self.port = build_server(settings, self.holder, lifecycle=self.lifecycle, metrics=self.metrics)
-        self.server.start()
-        self.lifecycle.start()
-        target = f"{target_host}:{self.port}"
-        self.channel = (grpc.secure_channel(target, credentials) if credentials is not None
-                        else grpc.insecure_channel(target))
-        self.stub = recsvc_pb2_grpc.RecommenderStub(self.channel)
-        self.admin = admin_pb2_grpc.AdminStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
-
-    def version(self) -> str:
-        return str(self.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5).version)
-
-    def close(self) -> None:
-        self.lifecycle.stop()
-        self.channel.close()
-        self.server.stop(None).wait()
-
-
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     root = tmp_path / "artifacts"
@@ -126,10 +62,8 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def live(root: Path) -> Iterator[LiveServer]:
-    server = LiveServer(settings_for(root))
-    yield server
-    server.close()
+def live(root: Path, live_server: LiveServers) -> LiveServer:
+    return live_server(settings_for(root))
 
 
 def _corrupt_copy_as(root: Path, scratch: Path, version: str) -> None:
@@ -342,33 +276,23 @@ def test_rolling_back_a_refused_version_only_repoints_current(live: LiveServer, 
 
 # ------------------------------------------------------------------------------------ SIGHUP, as a process
 
-def test_sighup_loads_the_new_version_in_a_running_process(root: Path, tmp_path: Path) -> None:
+def test_sighup_loads_the_new_version_in_a_running_process(root: Path, live_server: LiveServers) -> None:
     """`recsvc serve` with polling off: a new version is served only after SIGHUP."""
-    log = tmp_path / "serve.log"
     env = dict(os.environ, RECSVC_SERVER__SHUTDOWN_GRACE_SECONDS="1", RECSVC_SERVER__RELOAD_POLL_SECONDS="0")
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "recsvc", "serve", "--artifacts", str(root),
-                                    "--host", "127.0.0.1", "--port", "0"], stderr=err, env=env)
-    try:
-        wait_for(lambda: re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text()) is not None,
-                 timeout=30, what="the server's port")
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text())
-        assert match is not None
-        with grpc.insecure_channel(f"127.0.0.1:{match.group(1)}") as channel:
-            stub = recsvc_pb2_grpc.RecommenderStub(channel)
+    server = live_server.process(serve_command("--artifacts", str(root), "--host", "127.0.0.1", "--port", "0"),
+                                 env=env)
+    with grpc.insecure_channel(server.target) as channel:
+        stub = recsvc_pb2_grpc.RecommenderStub(channel)
 
-            def version() -> str:
-                return str(stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5).version)
+        def version() -> str:
+            return str(stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5).version)
 
-            publish_version(root, "toy-2")
-            time.sleep(0.3)
-            assert version() == VERSION  # polling is off
-            process.send_signal(signal.SIGHUP)
-            wait_for(lambda: version() == "toy-2", what="toy-2 after SIGHUP")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert "received SIGHUP" in log.read_text()
+        publish_version(root, "toy-2")
+        time.sleep(0.3)
+        assert version() == VERSION  # polling is off
+        server.send_signal(signal.SIGHUP)
+        wait_for(lambda: version() == "toy-2", what="toy-2 after SIGHUP")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=30) == 0
+    assert "received SIGHUP" in server.text()
 

@@ -20,6 +20,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import LiveServer
 
 from recsvc.artifacts import load_current
 from recsvc.artifacts.parts.foldin import FoldInParams
@@ -30,7 +31,7 @@ from recsvc.ranking import LoadedModel, RecommendationEngine
 from recsvc.ranking.als import AlsSource
 from recsvc.ranking.foldin import FoldIn, fold_in
 from recsvc.ranking.sources import RankingContext
-from recsvc.server.app import ModelHolder, build_server
+from recsvc.server.app import ModelHolder
 from recsvc.server.lifecycle import build_engine
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 from recsvc_training.assemble import foldin_params
@@ -136,11 +137,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     identities = pd.read_csv(data / "identities.csv", dtype=str)
     cards = identities.loc[identities[C.ALIAS_ID].str.startswith("LC-"), C.ALIAS_ID]
     holder = ModelHolder(engine)
-    server, port = build_server(settings, holder)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = recsvc_pb2_grpc.RecommenderStub(channel)
-    try:
+    with LiveServer(settings, holder=holder) as server:
+        stub = server.stub
         for alias in cards:
             row = model.resolve_customer(alias)
             if cold[row] or np.isin([a, c], model.history(row).items).any():
@@ -160,9 +158,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                                            num_items=10), timeout=10)
         yield World(summary, root, settings, holder, stub, model, alias, customer, anchor, complement, before,
                     after)
-    finally:
-        channel.close()
-        server.stop(None).wait()
 
 
 def test_an_online_purchase_changes_the_in_store_suggestions_through_the_loyalty_card(world: World) -> None:

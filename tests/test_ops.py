@@ -11,10 +11,8 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +23,7 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import LiveServer, LiveServers, serve_command, settings_for, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,10 +38,10 @@ from recsvc.server.workers import BLAS_THREAD_VARIABLES, worker_environment
 from recsvc.v1 import admin_pb2, admin_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_lifecycle import LiveServer, publish_version, settings_for, wait_for
+    from test_lifecycle import publish_version
     from toy_model import VERSION, publish_toy
 except ImportError:  # pragma: no cover
-    from tests.test_lifecycle import LiveServer, publish_version, settings_for, wait_for
+    from tests.test_lifecycle import publish_version
     from tests.toy_model import VERSION, publish_toy
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -99,19 +98,15 @@ def _slow_request(**kwargs: Any) -> recsvc_pb2.RecommendRequest:
 
 # ------------------------------------------------------------------------------------- graceful shutdown
 
-def test_stop_drains_an_in_flight_request_after_reporting_not_serving(root: Path) -> None:
+def test_stop_drains_an_in_flight_request_after_reporting_not_serving(root: Path,
+                                                                     live_server: LiveServers) -> None:
     """serve(stop=...) with a request in flight: health turns NOT_SERVING, the request completes OK, new
     requests are refused, serve returns 0 as soon as the request is done (a health watcher does not keep it
     waiting for the whole grace period)."""
-    port = _free_port()
-    settings = settings_for(root, port=port, shutdown_grace_seconds=20.0)
+    settings = settings_for(root, shutdown_grace_seconds=20.0)
     factory = SlowFactory(settings)
-    stop = threading.Event()
-    returned: list[int] = []
-    thread = threading.Thread(target=lambda: returned.append(serve(Settings(server=settings), stop=stop,
-                                                                   engine_factory=factory)))
-    thread.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    server = live_server.serve(settings, engine_factory=factory)
+    channel = grpc.insecure_channel(server.target)
     try:
         stub = recsvc_pb2_grpc.RecommenderStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
@@ -120,25 +115,23 @@ def test_stop_drains_an_in_flight_request_after_reporting_not_serving(root: Path
         assert next(watch).status == SERVING
         in_flight = stub.Recommend.future(_slow_request(), timeout=10)
         assert factory.engines[0].started.wait(5)
-        stop.set()
+        server.stop()
         assert next(watch).status == NOT_SERVING  # before the listener closes
         time.sleep(0.2)
         with pytest.raises(grpc.RpcError) as info:  # new work is refused while draining
             stub.Recommend(recsvc_pb2.RecommendRequest(channel="web"), timeout=2)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert thread.is_alive()  # still draining: the slow request holds it
+        assert server.is_alive()  # still draining: the slow request holds it
         released = time.monotonic()
         factory.engines[0].release.set()
         assert in_flight.result().model_version == VERSION
-        thread.join(timeout=30)
-        assert not thread.is_alive() and returned == [0]
+        assert server.join(timeout=30) == 0
         # the open health Watch does not hold the stop for the whole 20 s grace period
         assert time.monotonic() - released < 8.0
     finally:
-        factory.engines[0].release.set() if factory.engines else None
-        stop.set()
+        for engine in factory.engines:
+            engine.release.set()
         channel.close()
-        thread.join(timeout=10)
 
 
 def _serving(health: health_pb2_grpc.HealthStub) -> bool:
@@ -169,76 +162,57 @@ sys.exit(serve(settings, engine_factory=lambda a: Slow(build_engine(a, settings.
 """
 
 
-def test_sigterm_drains_an_in_flight_request_and_exits_0(root: Path, tmp_path: Path) -> None:
+def test_sigterm_drains_an_in_flight_request_and_exits_0(root: Path, tmp_path: Path,
+                                                          live_server: LiveServers) -> None:
     """A real process and a real SIGTERM while a 0.8 s request runs: the request completes, exit code 0."""
-    log, marker = tmp_path / "serve.log", tmp_path / "started"
+    marker = tmp_path / "started"
     env = dict(os.environ, RECSVC_SERVER__ARTIFACT_ROOT=str(root), RECSVC_SERVER__PORT="0",
                RECSVC_SERVER__HOST="127.0.0.1", RECSVC_SERVER__SHUTDOWN_GRACE_SECONDS="5")
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-c", _SLOW_SERVER, str(marker)], stderr=err, env=env)
-    try:
-        port = _port_from_log(log, r"listening on 127\.0\.0\.1:(\d+)")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = recsvc_pb2_grpc.RecommenderStub(channel)
-            in_flight = stub.Recommend.future(_slow_request(), timeout=10)
-            wait_for(marker.exists, what="the slow request to start")
-            process.send_signal(signal.SIGTERM)
-            assert in_flight.result().model_version == VERSION
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    text = log.read_text()
+    server = live_server.process([sys.executable, "-c", _SLOW_SERVER, str(marker)], env=env)
+    with grpc.insecure_channel(server.target) as channel:
+        stub = recsvc_pb2_grpc.RecommenderStub(channel)
+        in_flight = stub.Recommend.future(_slow_request(), timeout=10)
+        wait_for(marker.exists, what="the slow request to start")
+        server.send_signal(signal.SIGTERM)
+        assert in_flight.result().model_version == VERSION
+    assert server.wait(timeout=30) == 0
+    text = server.text()
     assert "received SIGTERM" in text and "stopped" in text
-
-
-def _port_from_log(log: Path, pattern: str, timeout: float = 30.0) -> int:
-    wait_for(lambda: re.search(pattern, log.read_text()) is not None, timeout=timeout, what=pattern)
-    match = re.search(pattern, log.read_text())
-    assert match is not None
-    return int(match.group(1))
 
 
 # ------------------------------------------------------------------------------------------------ workers
 
-def test_two_workers_share_the_port_reload_on_sighup_and_stop_cleanly(tmp_path: Path) -> None:
+def test_two_workers_share_the_port_reload_on_sighup_and_stop_cleanly(tmp_path: Path,
+                                                                     live_server: LiveServers) -> None:
     """`recsvc serve` with workers=2: two processes answer on one port (SO_REUSEPORT), SIGHUP to the parent
     reaches both, SIGTERM stops both and the parent exits 0."""
     root = tmp_path / "artifacts"
     publish_toy(root)
-    log = tmp_path / "serve.log"
     env = dict(os.environ, RECSVC_SERVER__WORKERS="2", RECSVC_SERVER__SHUTDOWN_GRACE_SECONDS="1",
                RECSVC_SERVER__RELOAD_POLL_SECONDS="0")
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "recsvc", "serve", "--artifacts", str(root),
-                                    "--host", "127.0.0.1", "--port", "0"], stderr=err, env=env)
-    try:
-        port = _port_from_log(log, r"started 2 workers on 127\.0\.0\.1:(\d+)")
-        wait_for(lambda: log.read_text().count("listening on") == 2, timeout=30, what="both workers")
+    server = live_server.process(serve_command("--artifacts", str(root), "--host", "127.0.0.1", "--port", "0"),
+                                 env=env, port_pattern=r"started 2 workers on 127\.0\.0\.1:(\d+)")
+    wait_for(lambda: server.text().count("listening on") == 2, timeout=30, what="both workers")
 
-        def statuses() -> dict[int, str]:
-            """pid -> serving version, from up to 40 fresh connections (the kernel picks a worker for each)."""
-            found: dict[int, str] = {}
-            for _ in range(40):
-                with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
-                                           ) as channel:
-                    status = admin_pb2_grpc.AdminStub(channel).GetStatus(admin_pb2.GetStatusRequest(), timeout=5)
-                    found[status.pid] = status.serving_version
-                if len(found) == 2:
-                    break
-            return found
+    def statuses() -> dict[int, str]:
+        """pid -> serving version, from up to 40 fresh connections (the kernel picks a worker for each)."""
+        found: dict[int, str] = {}
+        for _ in range(40):
+            with grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+                status = admin_pb2_grpc.AdminStub(channel).GetStatus(admin_pb2.GetStatusRequest(), timeout=5)
+                found[status.pid] = status.serving_version
+            if len(found) == 2:
+                break
+        return found
 
-        first = statuses()
-        assert len(first) == 2 and process.pid not in first and set(first.values()) == {VERSION}
-        publish_version(root, "toy-2")
-        process.send_signal(signal.SIGHUP)
-        wait_for(lambda: set(statuses().values()) == {"toy-2"}, what="both workers on toy-2")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    text = log.read_text()
+    first = statuses()
+    assert len(first) == 2 and server.pid not in first and set(first.values()) == {VERSION}
+    publish_version(root, "toy-2")
+    server.send_signal(signal.SIGHUP)
+    wait_for(lambda: set(statuses().values()) == {"toy-2"}, what="both workers on toy-2")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=30) == 0
+    text = server.text()
     assert text.count("stopped") >= 2 and "workers stopped (exit codes [0, 0])" in text
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from conftest import LiveServer, settings_for
 from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from recsvc.artifacts import MANIFEST, VERSIONS, ArtifactError, load_artifact_set, set_current
 from recsvc.config import ConfigError, ServerSettings
@@ -27,10 +28,10 @@ from recsvc.server.security import load_tokens, server_credentials, token_sha256
 from recsvc.v1 import admin_pb2, recsvc_pb2, recsvc_pb2_grpc
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_lifecycle import LiveServer, publish_version, settings_for
+    from test_lifecycle import publish_version
     from toy_model import VERSION, publish_toy
 except ImportError:  # pragma: no cover
-    from tests.test_lifecycle import LiveServer, publish_version, settings_for
+    from tests.test_lifecycle import publish_version
     from tests.toy_model import VERSION, publish_toy
 
 OPENSSL = shutil.which("openssl")
@@ -223,11 +224,22 @@ def test_tokens_authenticate_callers_and_roles_guard_the_admin_api(token_server:
     assert _code(server.admin.ReloadModel, admin_pb2.ReloadModelRequest(), timeout=5, metadata=bearer(READ_TOKEN)) \
         == grpc.StatusCode.PERMISSION_DENIED
     assert _code(server.admin.GetStatus, status, timeout=5, metadata=bearer(ADMIN_TOKEN)) == grpc.StatusCode.OK
-    # health checks and reflection stay open: probes carry no token
+    # health checks stay open: probes carry no token
     assert server.health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
         health_pb2.HealthCheckResponse.SERVING
-    services = ProtoReflectionDescriptorDatabase(server.channel).get_services()
-    assert {"recsvc.v1.Recommender", "recsvc.v1.Admin", "grpc.health.v1.Health"} <= set(services)
+    # reflection needs a token of any role (a stream an unknown caller does not need; README "Operations")
+    reflection = reflection_pb2_grpc.ServerReflectionStub(server.channel)
+
+    def list_services(**kwargs: object) -> set[str]:
+        responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                                    timeout=5, **kwargs)
+        return {s.name for r in responses for s in r.list_services_response.service}
+
+    with pytest.raises(grpc.RpcError) as refused:
+        list_services()
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    services = list_services(metadata=bearer(READ_TOKEN))
+    assert {"recsvc.v1.Recommender", "recsvc.v1.Admin", "grpc.health.v1.Health"} <= services
 
 
 def test_the_access_log_names_the_caller(token_server: LiveServer, caplog: pytest.LogCaptureFixture) -> None:

@@ -10,20 +10,20 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from conftest import LISTENING, LiveServer, LiveServers, serve_command, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from recsvc.artifacts import ArtifactError, load_current
 from recsvc.config import ServerSettings, Settings
 from recsvc.ranking import LoadedModel, ReasonKind, RecommendationEngine, RecommendQuery, RecommendResult
-from recsvc.server.app import SERVICE_NAME, ModelHolder, build_server, load_engine, serve
-from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
+from recsvc.server.app import SERVICE_NAME, ModelHolder, load_engine, serve
+from recsvc.v1 import recsvc_pb2
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from toy_model import CREATED_AT, VERSION, publish_toy
@@ -46,30 +46,13 @@ def _settings(root: Path) -> ServerSettings:
                           shutdown_grace_seconds=1.0)
 
 
-class Running:
-    """A started server, its holder and an open channel to it."""
-
-    def __init__(self, settings: ServerSettings, holder: ModelHolder) -> None:
-        self.holder = holder
-        self.server, self.port = build_server(settings, holder)
-        self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        self.stub = recsvc_pb2_grpc.RecommenderStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
-        self.server.stop(None).wait()
-
-
 @pytest.fixture(scope="module")
-def running(artifact_root: Path) -> Iterator[Running]:
+def running(artifact_root: Path) -> Iterator[LiveServer]:
     settings = _settings(artifact_root)
     # a fixed clock: "today" is the toy data's last day, however long after 2026-05-08 the tests run
     engine = RecommendationEngine(LoadedModel(load_current(artifact_root)), settings, clock=lambda: CREATED_AT)
-    server = Running(settings, ModelHolder(engine))
-    yield server
-    server.close()
+    with LiveServer(settings, holder=ModelHolder(engine)) as server:
+        yield server
 
 
 def _status(stub: health_pb2_grpc.HealthStub, service: str = "") -> int:
@@ -78,7 +61,7 @@ def _status(stub: health_pb2_grpc.HealthStub, service: str = "") -> int:
 
 # ------------------------------------------------------------------------------------------------- the RPCs
 
-def test_recommend(running: Running) -> None:
+def test_recommend(running: LiveServer) -> None:
     response = running.stub.Recommend(recsvc_pb2.RecommendRequest(customer_id="LOY-1", channel="web", num_items=5),
                                       timeout=5)
     assert response.model_version == VERSION
@@ -93,7 +76,7 @@ def test_recommend(running: Running) -> None:
     assert len(response.items) == 5
 
 
-def test_recommend_unknown_customer_and_ids(running: Running) -> None:
+def test_recommend_unknown_customer_and_ids(running: LiveServer) -> None:
     response = running.stub.Recommend(recsvc_pb2.RecommendRequest(
         customer_id="nobody", channel="store", store_id="S01", num_items=3, exclude_item_ids=["B01", "zzz"]),
         timeout=5)
@@ -103,7 +86,7 @@ def test_recommend_unknown_customer_and_ids(running: Running) -> None:
     assert list(response.unknown_item_ids) == ["zzz"]
 
 
-def test_recommend_bundle(running: Running) -> None:
+def test_recommend_bundle(running: LiveServer) -> None:
     response = running.stub.RecommendBundle(recsvc_pb2.RecommendBundleRequest(
         basket_item_ids=["B01", "nope"], num_items=4), timeout=5)
     assert response.model_version == VERSION
@@ -117,7 +100,7 @@ def test_recommend_bundle(running: Running) -> None:
     assert not none_known.HasField("bundle") and len(none_known.items) == 10
 
 
-def test_similar_items(running: Running) -> None:
+def test_similar_items(running: LiveServer) -> None:
     response = running.stub.SimilarItems(recsvc_pb2.SimilarItemsRequest(item_id="D01", num_items=2), timeout=5)
     assert [i.item_id for i in response.items] == ["D04", "D03"]
     assert response.items[0].reason.kind == recsvc_pb2.REASON_KIND_SIMILAR_ITEM
@@ -126,7 +109,7 @@ def test_similar_items(running: Running) -> None:
     assert "D04" not in [i.item_id for i in in_store.items]
 
 
-def test_get_model_info(running: Running) -> None:
+def test_get_model_info(running: LiveServer) -> None:
     info = running.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5)
     assert info.version == VERSION and info.created_at == CREATED_AT.isoformat()
     assert info.input_fingerprint == "toy0123456789abc" and info.loaded_at
@@ -149,14 +132,14 @@ def test_reason_kind_mirrors_the_proto_enum() -> None:
     ({"channel": "web", "context_item_ids": [""]}, "context_item_ids"),
     ({"channel": "web", "exclude_item_ids": [f"x{i}" for i in range(1001)]}, "exclude_item_ids"),
 ])
-def test_bad_recommend_requests_are_invalid_argument(running: Running, request_kwargs: dict, field: str) -> None:
+def test_bad_recommend_requests_are_invalid_argument(running: LiveServer, request_kwargs: dict, field: str) -> None:
     with pytest.raises(grpc.RpcError) as info:
         running.stub.Recommend(recsvc_pb2.RecommendRequest(**request_kwargs), timeout=5)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith(f"{field}:")
 
 
-def test_bad_bundle_request_is_invalid_argument(running: Running) -> None:
+def test_bad_bundle_request_is_invalid_argument(running: LiveServer) -> None:
     for request, field in ((recsvc_pb2.RecommendBundleRequest(), "basket_item_ids"),
                            (recsvc_pb2.RecommendBundleRequest(basket_item_ids=["B01"], bundle_size=9), "bundle_size")):
         with pytest.raises(grpc.RpcError) as info:
@@ -165,7 +148,7 @@ def test_bad_bundle_request_is_invalid_argument(running: Running) -> None:
         assert info.value.details().startswith(f"{field}:")
 
 
-def test_unknown_item_in_similar_items_is_not_found(running: Running) -> None:
+def test_unknown_item_in_similar_items_is_not_found(running: LiveServer) -> None:
     with pytest.raises(grpc.RpcError) as info:
         running.stub.SimilarItems(recsvc_pb2.SimilarItemsRequest(item_id="NO-SUCH-ITEM"), timeout=5)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
@@ -177,53 +160,47 @@ class _BrokenEngine(RecommendationEngine):
         raise ZeroDivisionError("secret internal detail")
 
 
-def test_unexpected_errors_are_internal_with_a_request_id(artifact_root: Path,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_errors_are_internal_with_a_request_id(artifact_root: Path, caplog: pytest.LogCaptureFixture,
+                                                          live_server: LiveServers) -> None:
     settings = _settings(artifact_root)
     broken = _BrokenEngine(LoadedModel(load_current(artifact_root)), settings)
-    server = Running(settings, ModelHolder(broken))
-    try:
-        with caplog.at_level(logging.ERROR, logger="recsvc.server.interceptors"), \
-                pytest.raises(grpc.RpcError) as info:
-            server.stub.Recommend(recsvc_pb2.RecommendRequest(channel="web"), timeout=5,
-                                  metadata=[("x-request-id", "req-42")])
-        assert info.value.code() == grpc.StatusCode.INTERNAL
-        assert info.value.details() == "internal error; see server log, request id req-42"
-        assert "secret" not in info.value.details()
-        record = next(r for r in caplog.records if "req-42" in r.getMessage())
-        assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
-        # other RPCs of the same engine still work
-        assert server.stub.SimilarItems(recsvc_pb2.SimilarItemsRequest(item_id="D01"), timeout=5).items
-    finally:
-        server.close()
+    server = live_server(settings, holder=ModelHolder(broken))
+    with caplog.at_level(logging.ERROR, logger="recsvc.server.interceptors"), \
+            pytest.raises(grpc.RpcError) as info:
+        server.stub.Recommend(recsvc_pb2.RecommendRequest(channel="web"), timeout=5,
+                              metadata=[("x-request-id", "req-42")])
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert info.value.details() == "internal error; see server log, request id req-42"
+    assert "secret" not in info.value.details()
+    record = next(r for r in caplog.records if "req-42" in r.getMessage())
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
+    # other RPCs of the same engine still work
+    assert server.stub.SimilarItems(recsvc_pb2.SimilarItemsRequest(item_id="D01"), timeout=5).items
 
 
-def test_no_model_means_unavailable_and_not_serving(artifact_root: Path) -> None:
+def test_no_model_means_unavailable_and_not_serving(artifact_root: Path, live_server: LiveServers) -> None:
     holder = ModelHolder()
-    server = Running(_settings(artifact_root), holder)
-    try:
-        assert _status(server.health) == NOT_SERVING
-        assert _status(server.health, SERVICE_NAME) == NOT_SERVING
-        with pytest.raises(grpc.RpcError) as info:
-            server.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5)
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        holder.swap(load_engine(_settings(artifact_root)))
-        assert _status(server.health) == SERVING and _status(server.health, SERVICE_NAME) == SERVING
-        assert server.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5).version == VERSION
-        holder.drain()
-        assert _status(server.health) == NOT_SERVING
-    finally:
-        server.close()
+    server = live_server(_settings(artifact_root), holder=holder)
+    assert _status(server.health) == NOT_SERVING
+    assert _status(server.health, SERVICE_NAME) == NOT_SERVING
+    with pytest.raises(grpc.RpcError) as info:
+        server.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    holder.swap(load_engine(_settings(artifact_root)))
+    assert _status(server.health) == SERVING and _status(server.health, SERVICE_NAME) == SERVING
+    assert server.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5).version == VERSION
+    holder.drain()
+    assert _status(server.health) == NOT_SERVING
 
 
 # ---------------------------------------------------------------------------------------- health, reflection
 
-def test_health_is_serving(running: Running) -> None:
+def test_health_is_serving(running: LiveServer) -> None:
     assert _status(running.health) == SERVING
     assert _status(running.health, "recsvc.v1.Recommender") == SERVING
 
 
-def test_reflection_lists_the_services(running: Running) -> None:
+def test_reflection_lists_the_services(running: LiveServer) -> None:
     services = ProtoReflectionDescriptorDatabase(running.channel).get_services()
     assert {"recsvc.v1.Recommender", "grpc.health.v1.Health"} <= set(services)
 
@@ -260,7 +237,11 @@ def test_serve_runs_until_stopped(artifact_root: Path, caplog: pytest.LogCapture
     thread = threading.Thread(target=serve, args=(Settings(server=_settings(artifact_root)),), kwargs={"stop": stop})
     thread.start()
     try:
-        port = _wait_for_port(lambda: "\n".join(r.getMessage() for r in caplog.records))
+        def logged() -> str:
+            return "\n".join(r.getMessage() for r in caplog.records)
+
+        wait_for(lambda: re.search(LISTENING, logged()) is not None, timeout=30, what="the server's port")
+        port = int(re.search(LISTENING, logged()).group(1))  # type: ignore[union-attr]
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             assert _status(health_pb2_grpc.HealthStub(channel)) == SERVING
     finally:
@@ -270,33 +251,16 @@ def test_serve_runs_until_stopped(artifact_root: Path, caplog: pytest.LogCapture
     assert any("server settings" in r.getMessage() for r in caplog.records)
 
 
-def _wait_for_port(read_log, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", read_log())
-        if match:
-            return int(match.group(1))
-        time.sleep(0.05)
-    raise AssertionError("the server never logged its port")
-
-
-def test_sigterm_drains_and_exits_cleanly(artifact_root: Path, tmp_path: Path) -> None:
+def test_sigterm_drains_and_exits_cleanly(artifact_root: Path, live_server: LiveServers) -> None:
     """`recsvc serve` as a process: SIGTERM -> NOT_SERVING, stop with grace, exit code 0."""
-    log = tmp_path / "serve.log"
     env = dict(os.environ, RECSVC_SERVER__SHUTDOWN_GRACE_SECONDS="1")
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "recsvc", "serve", "--artifacts", str(artifact_root),
-                                    "--host", "127.0.0.1", "--port", "0"], stderr=err, env=env)
-    try:
-        port = _wait_for_port(log.read_text)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            assert _status(health_pb2_grpc.HealthStub(channel)) == SERVING
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    text = log.read_text()
+    server = live_server.process(serve_command("--artifacts", str(artifact_root), "--host", "127.0.0.1",
+                                               "--port", "0"), env=env)
+    with grpc.insecure_channel(server.target) as channel:
+        assert _status(health_pb2_grpc.HealthStub(channel)) == SERVING
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=30) == 0
+    text = server.text()
     assert "received SIGTERM" in text and "stopped" in text
 
 

@@ -162,9 +162,9 @@ class ServerSettings:
     workers: int = 1
     #: Let other processes bind the same port (SO_REUSEPORT); the worker parent sets it for its children.
     reuse_port: bool = False
-    #: Recommender calls ranked at once per process; one more gets RESOURCE_EXHAUSTED at once (0 = no cap).
+    #: Recommender calls ranked at once per process; one more gets RESOURCE_EXHAUSTED as it arrives (0 = no cap).
     max_concurrent_rpcs: int = 6
-    #: RPCs of any kind that may wait for a thread per process; grpc refuses more with RESOURCE_EXHAUSTED.
+    #: With no cap (``max_concurrent_rpcs`` 0): admitted calls that may wait for a ranking thread per process.
     max_queued_rpcs: int = 64
     #: Largest request message accepted, in bytes (``grpc.max_receive_message_length``).
     max_request_bytes: int = 1_048_576

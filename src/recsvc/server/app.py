@@ -15,30 +15,30 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from recsvc.artifacts import ArtifactError, load_current
 from recsvc.config import ServerSettings, Settings
-from recsvc.errors import ModelUnavailable
 from recsvc.ranking import RecommendationEngine
 from recsvc.server.admin import AdminServicer
 from recsvc.server.admission import AdmissionInterceptor
 from recsvc.server.events import EVENTS_SERVICE_NAME, EventsRuntime, start_events
+from recsvc.server.holder import ModelHolder
 from recsvc.server.interceptors import ExceptionToStatusInterceptor
 from recsvc.server.lifecycle import EngineFactory, ModelLifecycle, build_engine
 from recsvc.server.metrics import MetricsEndpoint, ObservabilityInterceptor, ServerMetrics
+from recsvc.server.reflection import add_reflection
 from recsvc.server.security import TokenAuthInterceptor, load_tokens, server_credentials, warn_if_tokens_in_clear
 from recsvc.server.servicer import RecommenderServicer
-from recsvc.server.workers import notify_siblings, run_workers, worker_index
+from recsvc.server.workers import UNCLEAN_STOP_EXIT, ListenError, notify_siblings, run_workers, worker_index
 from recsvc.v1 import admin_pb2, admin_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -47,61 +47,14 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME: str = recsvc_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 #: The operator API's service name (registered when a lifecycle is given to :func:`build_server`).
 ADMIN_SERVICE_NAME: str = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
-
-
-class ModelHolder:
-    """Holds the engine requests use, behind one reference that is swapped whole.
-
-    Each request calls :meth:`current` once at its start and keeps that engine to the end, so replacing
-    the engine (a hot reload, :mod:`recsvc.server.lifecycle`) never changes a model under a running request:
-    build and check the new engine first, then :meth:`swap` — the old one stays alive while requests still
-    hold it and is freed when the last of them finishes. Listeners hear
-    ``True`` when an engine is installed and ``False`` when the holder starts draining (shutdown); the
-    server wires them to the health service.
-    """
-
-    def __init__(self, engine: RecommendationEngine | None = None) -> None:
-        self._engine = engine
-        self._draining = False
-        self._lock = threading.Lock()  # serialises writers and listener calls; readers take no lock
-        self._listeners: list[Callable[[bool], None]] = []
-
-    def current(self) -> RecommendationEngine:
-        """The engine for one request; raises :class:`~recsvc.errors.ModelUnavailable` before any load."""
-        engine = self._engine  # one read of one reference: atomic under the GIL
-        if engine is None:
-            raise ModelUnavailable("no model is loaded yet; retry shortly")
-        return engine
-
-    @property
-    def serving(self) -> bool:
-        """Whether an engine is installed and the holder is not draining."""
-        return self._engine is not None and not self._draining
-
-    def swap(self, engine: RecommendationEngine) -> RecommendationEngine | None:
-        """Install ``engine`` for all requests that start from now on; returns the previous engine."""
-        with self._lock:
-            previous, self._engine = self._engine, engine
-            logger.info("serving model %s%s", engine.model_version,
-                        f" (was {previous.model_version})" if previous is not None else "")
-            self._notify()
-        return previous
-
-    def drain(self) -> None:
-        """Report not serving (shutdown is near); requests still get the current engine."""
-        with self._lock:
-            self._draining = True
-            self._notify()
-
-    def add_listener(self, listener: Callable[[bool], None]) -> None:
-        """Call ``listener(serving)`` now and after every swap or drain."""
-        with self._lock:
-            self._listeners.append(listener)
-            listener(self.serving)
-
-    def _notify(self) -> None:
-        for listener in self._listeners:
-            listener(self.serving)
+#: Threads of the server's own pool (Admin and reflection calls; ranking has its own, see admission).
+CONTROL_THREADS = 4
+#: Threads answering health checks (a probe must not wait behind another probe's read).
+HEALTH_THREADS = 4
+#: The GIL switch interval of a serving process (Python's default is 5 ms): admission decisions, refusals
+#: and probes are short Python work that waits for the GIL behind ranking threads; a shorter interval
+#: shortens that wait (``python -m benchmarks.admission``).
+GIL_SWITCH_SECONDS = 0.001
 
 
 def _bind_address(host: str, port: int) -> str:
@@ -110,28 +63,29 @@ def _bind_address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def build_server(settings: ServerSettings, model_provider: ModelHolder, *, lifecycle: ModelLifecycle | None = None,
+def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: ModelLifecycle | None = None,
                  metrics: ServerMetrics | None = None, admission: AdmissionInterceptor | None = None,
                  events: EventsRuntime | None = None) -> tuple[grpc.Server, int]:
     """A configured, not yet started server and the port it bound (``settings.port`` 0 picks a free one).
 
     Registers the recommender, the Admin service (when ``lifecycle`` is given), the standard health service
-    (``""``, ``recsvc.v1.Recommender`` and ``recsvc.v1.Admin`` follow ``model_provider.serving``) and server
-    reflection; listens with TLS/mTLS when the settings name certificate files, and checks tokens when they
-    name a tokens file. Limits: ``max_concurrent_rpcs`` ranked at once (RESOURCE_EXHAUSTED beyond),
-    ``max_workers + max_queued_rpcs`` calls accepted at all, requests up to ``max_request_bytes``.
+    (``""``, ``recsvc.v1.Recommender`` and ``recsvc.v1.Admin`` follow ``holder.serving``) and server
+    reflection (v1 and v1alpha); listens with TLS/mTLS when the settings name certificate files, and checks
+    tokens when they name a tokens file. Limits: ``max_concurrent_rpcs`` ranked at once, decided as each call
+    arrives (RESOURCE_EXHAUSTED beyond, :mod:`recsvc.server.admission`), requests up to ``max_request_bytes``.
+    Pass the ``admission`` you will hand to :func:`stop_server`.
 
     Raises
     ------
-    RuntimeError
-        The address cannot be bound (in use, bad host).
+    ListenError
+        The address cannot be bound; the message says why in one line (port in use, address not on this host).
     ConfigError
         TLS or token settings are inconsistent or name a file that cannot be read.
     """
-    admission = admission or AdmissionInterceptor(settings.max_concurrent_rpcs)
-    if admission.max_concurrent >= settings.max_workers:
-        logger.warning("max_concurrent_rpcs (%d) is not below max_workers (%d): health checks and refusals may "
-                       "wait behind ranking work", settings.max_concurrent_rpcs, settings.max_workers)
+    admission = admission or admission_for(settings)
+    if admission.max_concurrent > settings.max_workers:
+        logger.warning("max_concurrent_rpcs (%d) is above max_workers (%d): admitted calls may wait for a "
+                       "ranking thread", settings.max_concurrent_rpcs, settings.max_workers)
     interceptors: list[grpc.ServerInterceptor] = []
     if metrics is not None or settings.log_json:
         interceptors.append(ObservabilityInterceptor(metrics, access_log=settings.log_json))
@@ -145,26 +99,29 @@ def build_server(settings: ServerSettings, model_provider: ModelHolder, *, lifec
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers,
+    # The server's own pool runs Admin, Events and reflection; ranking and refusals run on the admission's
+    # pools and health on threads of its own. No maximum_concurrent_rpcs: it counts probes too, and refused
+    # them under load (issue 15); admission bounds the ranking work at the door instead.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(CONTROL_THREADS, settings.max_workers),
                                                     thread_name_prefix="recsvc-rpc"),
-                         interceptors=interceptors, options=options,
-                         maximum_concurrent_rpcs=settings.max_workers + max(0, settings.max_queued_rpcs))
+                         interceptors=interceptors, options=options)
     recsvc_pb2_grpc.add_RecommenderServicer_to_server(
-        RecommenderServicer(model_provider, activity=events.activity if events else None), server)
+        RecommenderServicer(holder, activity=events.activity if events else None), server)
     services = [SERVICE_NAME]
     if events is not None and events.store is not None:  # recsvc.v1.Events (recsvc.server.events)
-        events.register(server, model_provider)
+        events.register(server, holder)
         services.append(EVENTS_SERVICE_NAME)
     if lifecycle is not None:
         admin = AdminServicer(lifecycle, admission, worker_index=worker_index(), notify_siblings=notify_siblings,
-                              serving=lambda: model_provider.serving,
+                              serving=lambda: holder.serving,
                               events_status=events.status if events else None)
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         services.append(ADMIN_SERVICE_NAME)
 
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
-        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsvc-health"))
+        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=HEALTH_THREADS,
+                                                            thread_name_prefix="recsvc-health"))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
 
     def on_serving_change(serving: bool) -> None:
@@ -172,20 +129,26 @@ def build_server(settings: ServerSettings, model_provider: ModelHolder, *, lifec
         for service in ("", *services):
             health_servicer.set(service, status)
 
-    model_provider.add_listener(on_serving_change)
+    holder.add_listener(on_serving_change)
 
-    reflection.enable_server_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    add_reflection(server, (*services, health.SERVICE_NAME))
 
     address = _bind_address(settings.host, settings.port)
     credentials = server_credentials(settings)
     try:
         port = (server.add_secure_port(address, credentials) if credentials is not None
                 else server.add_insecure_port(address))
-    except RuntimeError as exc:
-        raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {address} (address in use or not available)")
+        raise ListenError(settings.host, settings.port)
     return server, port
+
+
+def admission_for(settings: ServerSettings) -> AdmissionInterceptor:
+    """The admission control the settings ask for (cap, ranking threads, waiting room without a cap)."""
+    return AdmissionInterceptor(settings.max_concurrent_rpcs, threads=settings.max_workers,
+                                max_waiting=settings.max_queued_rpcs)
 
 
 def load_engine(settings: ServerSettings) -> RecommendationEngine:
@@ -204,30 +167,43 @@ def load_engine(settings: ServerSettings) -> RecommendationEngine:
     return build_engine(artifacts, settings)
 
 
-#: After the last ranking call ends, wait this long before cutting the remaining calls (see stop_server).
-DRAIN_SETTLE_SECONDS = 0.1
+#: Once the ranking calls are done, grpc gets this long to finish what is on its way out before it cancels
+#: the rest (health ``Watch`` streams, which never end on their own).
+DRAIN_SETTLE_SECONDS = 0.05
+#: After that, wait at most this long for grpc to release the server before giving up on it.
+HARD_STOP_SECONDS = 1.0
 
 
-def stop_server(server: grpc.Server, admission: AdmissionInterceptor, grace: float) -> None:
-    """Refuse new calls, let in-flight ranking finish within ``grace`` seconds, then end what is left.
+def stop_server(server: grpc.Server, admission: AdmissionInterceptor, grace: float) -> bool:
+    """Refuse new ranking calls, let those in flight finish within ``grace`` seconds, then stop grpc.
 
-    What is left is mostly health ``Watch`` streams: they never end on their own, so a plain
-    ``server.stop(grace)`` would take the whole grace period whenever a client watches health. Once no
-    ranking call has been in flight for ``DRAIN_SETTLE_SECONDS`` (long enough for a call grpc accepted
-    before the stop to reach a thread and be counted), the rest is cancelled. Blocks until stopped.
+    The drain happens at the admission door, with grpc still running: a new ranking call is answered
+    UNAVAILABLE (callers retry elsewhere). Stopping grpc first, as this did before, stops it asking for new
+    calls: a call that arrived on an open connection before the client heard the server was going away then
+    sat unanswered until the end and was cut CANCELLED (issue 15). Once no ranking call is in flight, grpc
+    is stopped with a grace of ``DRAIN_SETTLE_SECONDS`` and the rest (health ``Watch`` streams) cancelled,
+    so a watching client never holds the stop for the whole grace.
+
+    Always returns within about ``grace + HARD_STOP_SECONDS``: grpc's own unbounded ``stop(None).wait()``
+    never returned after one undecodable reflection frame (issue 15). Returns whether the drain was clean
+    (every ranking call finished in time and grpc stopped); the caller exits either way.
     """
-    stopped = server.stop(grace)  # from here on new calls get UNAVAILABLE
+    admission.begin_drain()  # from here on a new ranking call is refused UNAVAILABLE at the door
     deadline = time.monotonic() + grace
-    quiet_since: float | None = None
-    while not stopped.is_set() and time.monotonic() < deadline:
-        if admission.in_flight:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= DRAIN_SETTLE_SECONDS:
-            break
-        stopped.wait(0.02)
-    server.stop(None).wait()
+    while admission.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cut = admission.in_flight
+    if cut:
+        logger.warning("shutdown grace of %.1f s is over: cutting %d ranking call(s) still running", grace, cut)
+    # a short grace, not None: stop(None) blocks inside grpc until the server is released, which may be never;
+    # the grace lets refusals already on their way out finish before grpc cancels what is left (Watch streams)
+    released = server.stop(DRAIN_SETTLE_SECONDS).wait(DRAIN_SETTLE_SECONDS + HARD_STOP_SECONDS)
+    if released:
+        admission.close()
+    else:
+        logger.error("grpc did not release the server within %.1f s of cancelling its calls; stopping anyway",
+                     HARD_STOP_SECONDS)
+    return released and not cut
 
 
 def serve(settings: Settings, stop: threading.Event | None = None,
@@ -242,19 +218,22 @@ def serve(settings: Settings, stop: threading.Event | None = None,
     ``engine_factory`` builds the engine of each loaded set (default
     :func:`recsvc.server.lifecycle.build_engine`; tests pass slow or failing doubles).
 
-    Returns the process exit code (0 after a clean stop).
+    Returns the process exit code: 0 after a clean stop, ``UNCLEAN_STOP_EXIT`` (3) when the stop had to cut
+    ranking calls at the end of the grace or grpc did not stop in time (:func:`stop_server`); the stop ends
+    within about the grace either way.
 
     Raises
     ------
     ArtifactError
         The artifact set cannot be served (the server does not start); the message names the file.
-    RuntimeError
-        The address cannot be bound.
+    ListenError
+        The address cannot be bound; the message says why in one line.
     """
     server_settings = settings.server
     if server_settings.workers > 1 and worker_index() < 0:
         return run_workers(settings, stop)
     logger.info("server settings: %s", settings.describe())
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     holder = ModelHolder()
     metrics = ServerMetrics(holder) if server_settings.metrics_port else None
     lifecycle = ModelLifecycle(server_settings, holder, engine_factory=engine_factory,
@@ -264,7 +243,7 @@ def serve(settings: Settings, stop: threading.Event | None = None,
     except ArtifactError as exc:
         logger.error("%s", exc)
         raise
-    admission = AdmissionInterceptor(server_settings.max_concurrent_rpcs)
+    admission = admission_for(server_settings)
     events = start_events(settings, engine.model)
     if metrics is not None:
         events.register_metrics(metrics.registry)
@@ -292,17 +271,18 @@ def serve(settings: Settings, stop: threading.Event | None = None,
     logger.info("listening on %s (model %s, %d items, %d customers%s)",
                 _bind_address(server_settings.host, port), engine.model_version, engine.model.n_items,
                 engine.model.n_customers, f", worker {worker_index()}" if worker_index() >= 0 else "")
+    clean = False
     try:
         while not stop.wait(timeout=1.0):
             pass
     finally:
         holder.drain()  # health says NOT_SERVING before the listener closes, so balancers move on first
         lifecycle.stop()
-        stop_server(server, admission, server_settings.shutdown_grace_seconds)
+        clean = stop_server(server, admission, server_settings.shutdown_grace_seconds)
         events.close()
         if endpoint is not None:
             endpoint.close()
         for sig, saved in previous.items():
             signal.signal(sig, saved)  # type: ignore[arg-type]  # whatever signal.signal returned before
-        logger.info("stopped")
-    return 0
+        logger.info("stopped" if clean else "stopped (the drain was not clean)")
+    return 0 if clean else UNCLEAN_STOP_EXIT

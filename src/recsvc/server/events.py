@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter
@@ -28,8 +27,8 @@ from recsvc.events.overlay import CustomerActivity, EventOverlay, OverlayStatus
 from recsvc.events.recording import Rejected, link_identities, record_events
 from recsvc.events.store import EventStore, StoreUnavailable, open_store
 from recsvc.events.validation import RawEvent
-from recsvc.ranking import RecommendationEngine
 from recsvc.ranking.model import LoadedModel
+from recsvc.server.holder import ModelHolder
 from recsvc.v1 import events_pb2, events_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -37,10 +36,6 @@ logger = logging.getLogger(__name__)
 EVENTS_SERVICE_NAME: str = events_pb2.DESCRIPTOR.services_by_name["Events"].full_name
 #: Stands in for a Timestamp whose nanos are out of range, so validation answers bad_timestamp.
 _INVALID_TIMESTAMP_MS = 2**62
-
-
-class EngineSource(Protocol):
-    def current(self) -> RecommendationEngine: ...
 
 
 def raw_event(message: events_pb2.Event) -> RawEvent:
@@ -76,7 +71,7 @@ class EventsRuntime:
         if self.overlay is not None:
             self.overlay.start(model)
 
-    def register(self, server: grpc.Server, engines: EngineSource) -> None:
+    def register(self, server: grpc.Server, engines: ModelHolder) -> None:
         """Add the Events servicer to ``server`` (before it starts)."""
         if self.store is not None:
             events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(self, engines), server)
@@ -130,7 +125,7 @@ class _OverlayCollector(Collector):
 class EventsServicer(events_pb2_grpc.EventsServicer):
     """``recsvc.v1.Events`` over one :class:`EventsRuntime`."""
 
-    def __init__(self, runtime: EventsRuntime, engines: EngineSource) -> None:
+    def __init__(self, runtime: EventsRuntime, engines: ModelHolder) -> None:
         assert runtime.store is not None and runtime.overlay is not None
         self._runtime = runtime
         self._store: EventStore = runtime.store

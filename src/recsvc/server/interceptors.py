@@ -27,8 +27,20 @@ REQUEST_ID_KEY = "x-request-id"
 #: (the health Watch handler relies on grpc's experimental non-blocking attributes, which a wrapper hides).
 RECSVC_METHOD_PREFIX = "/recsvc."
 
+#: Attributes grpc reads on a behaviour to choose its thread pool (see :mod:`recsvc.server.admission`).
+_LANE_ATTRIBUTES = ("experimental_thread_pool", "experimental_non_blocking")
+
 _GRPC_CODE = {code: grpc.StatusCode[code.name] for code in StatusCode}
 _QUIET = {StatusCode.INVALID_ARGUMENT, StatusCode.NOT_FOUND}
+
+
+def carry_lane(wrapper: Callable[..., Any], behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapper`` with ``behavior``'s thread-pool attributes, so an outer interceptor keeps the pool an inner
+    one chose (admission routes admitted calls and refusals to different pools). Returns ``wrapper``."""
+    for name in _LANE_ATTRIBUTES:
+        if hasattr(behavior, name):
+            setattr(wrapper, name, getattr(behavior, name))
+    return wrapper
 
 
 def _request_id(context: grpc.ServicerContext) -> str:
@@ -47,7 +59,7 @@ class MalformedRequest:
         self.message = message
 
 
-def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+def tolerant_parser(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     """``deserialize`` that returns a :class:`MalformedRequest` instead of raising (bad wire format, a string
     field that is not UTF-8); the parser's message names the message type, nothing internal."""
     def parse(data: bytes) -> Any:
@@ -71,7 +83,7 @@ class ExceptionToStatusInterceptor(grpc.ServerInterceptor):
         if not handler.request_streaming and handler.request_deserializer is not None:
             # grpc answers a payload it cannot parse with INTERNAL; that is the caller's fault, so parse it
             # here and let the wrapper below turn the failure into INVALID_ARGUMENT (found by tests/test_fuzz.py).
-            handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+            handler = handler._replace(request_deserializer=tolerant_parser(handler.request_deserializer))
         if handler.unary_unary:
             return handler._replace(unary_unary=self._wrap_unary(handler.unary_unary, method))
         if handler.stream_unary:

@@ -12,7 +12,7 @@ Whatever the trigger, one path loads the new version: :func:`load_artifact_set` 
 dtypes, shapes, id order — refuses a corrupt or half-written set), a new
 :class:`~recsvc.ranking.RecommendationEngine`, and a few warm-up queries through it (a known customer, an
 unknown one, a bundle, similar items) that must answer without error and name the new version. Only then does
-:meth:`~recsvc.server.app.ModelHolder.swap` install it, so in-flight requests finish on the engine they took
+:meth:`~recsvc.server.holder.ModelHolder.swap` install it, so in-flight requests finish on the engine they took
 at their start and no request ever sees a half-loaded model.
 
 The load — checksum verification included — runs on the watcher (or admin) thread while request threads go
@@ -40,7 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from recsvc.artifacts import (
     MANIFEST,
@@ -55,6 +54,7 @@ from recsvc.artifacts import (
 from recsvc.config import ServerSettings
 from recsvc.errors import NotFound
 from recsvc.ranking import BundleQuery, LoadedModel, RecommendationEngine, RecommendQuery
+from recsvc.server.holder import ModelHolder
 from recsvc.server.stock import ModelStock, StockWatcher
 
 logger = logging.getLogger(__name__)
@@ -63,14 +63,6 @@ logger = logging.getLogger(__name__)
 WARM_UP_UNKNOWN_CUSTOMER = "recsvc-warm-up-unknown-customer"
 
 EngineFactory = Callable[[ArtifactSet], RecommendationEngine]
-
-
-class EngineSlot(Protocol):
-    """Where the lifecycle installs engines (:class:`recsvc.server.app.ModelHolder`)."""
-
-    def current(self) -> RecommendationEngine: ...
-
-    def swap(self, engine: RecommendationEngine) -> RecommendationEngine | None: ...
 
 
 class Outcome(enum.Enum):
@@ -296,7 +288,7 @@ class ModelLifecycle:
     failed versions, so :meth:`status` answers while a load runs. No method is called on request threads.
     """
 
-    def __init__(self, settings: ServerSettings, holder: EngineSlot, engine_factory: EngineFactory | None = None,
+    def __init__(self, settings: ServerSettings, holder: ModelHolder, engine_factory: EngineFactory | None = None,
                  listener: Callable[[ReloadResult], None] | None = None) -> None:
         self._settings = settings
         self._root = Path(settings.artifact_root)

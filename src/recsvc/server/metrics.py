@@ -44,16 +44,16 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from recsvc.ranking import RecommendationEngine
 from recsvc.ranking.results import FALLBACK_IGNORING_STOCK
-from recsvc.server.interceptors import REQUEST_ID_KEY
+from recsvc.server.holder import ModelHolder
+from recsvc.server.interceptors import REQUEST_ID_KEY, carry_lane
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("recsvc.access")
@@ -64,12 +64,6 @@ RECSVC_PREFIX = "/recsvc."
 #: Latency buckets (seconds): a ranked answer takes about a millisecond on a 100k-item catalog.
 LATENCY_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                                       2.5, 5.0)
-
-
-class EngineSource(Protocol):
-    """Where the serving engine is read from (:class:`recsvc.server.app.ModelHolder`)."""
-
-    def current(self) -> RecommendationEngine: ...
 
 
 @dataclass
@@ -95,7 +89,7 @@ def _short_rpc(method: str) -> str:
 class _ModelCollector(Collector):
     """Model gauges computed at scrape time from the serving engine (always current, nothing to update)."""
 
-    def __init__(self, holder: EngineSource) -> None:
+    def __init__(self, holder: ModelHolder) -> None:
         self._holder = holder
 
     def collect(self) -> Iterator[Metric]:
@@ -143,7 +137,7 @@ class ServerMetrics:
         Defaults to a new registry (so several servers in one test process never collide).
     """
 
-    def __init__(self, holder: EngineSource, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, holder: ModelHolder, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._holder = holder
         self.requests = Counter("recsvc_requests", "recsvc calls by RPC and final status code.",
@@ -279,7 +273,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                         "request_id": request_id, "caller": info.caller, "peer": context.peer()})
                 _call_info.reset(token)
 
-        return wrapper
+        return carry_lane(wrapper, behavior)
 
     @staticmethod
     def _final_code(context: grpc.ServicerContext, failed: bool) -> str:

@@ -27,9 +27,12 @@ the token, so reading it (or a leaked copy) does not let anyone call::
 
 A caller sends ``authorization: Bearer <token>`` metadata. :class:`TokenAuthInterceptor` answers a missing
 or unknown token UNAUTHENTICATED, a read caller on an Events method and a non-admin caller on an Admin
-method PERMISSION_DENIED; health checks and
-reflection stay open (probes carry no token; the schema is no secret). Tokens over plain TCP can be read on
-the wire: use them with TLS except on loopback.
+method PERMISSION_DENIED. Health checks stay open (a kubelet's probe carries no token). Reflection needs a
+token of any role when tokens are on (decision, issue 15): the schema is no secret, but a reflection call is
+a stream that holds a server thread for as long as the caller keeps it open and runs grpc's message decoder
+on whatever it sends (one malformed frame once made a server ignore SIGTERM), so it is surface an unknown
+caller on the network does not need. Operators with a token use grpcurl's ``-H 'authorization: Bearer ...'``.
+Tokens over plain TCP can be read on the wire: use them with TLS except on loopback.
 
 Nothing the server loads can execute code: artifacts are read with ``allow_pickle=False`` (see
 :mod:`recsvc.artifacts`), settings and token files are TOML/JSON, and no module is imported by name from
@@ -51,7 +54,9 @@ from typing import Any
 import grpc
 
 from recsvc.config import ConfigError, ServerSettings
+from recsvc.server.interceptors import carry_lane
 from recsvc.server.metrics import current_call
+from recsvc.server.reflection import REFLECTION_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +67,8 @@ AUTHORIZATION_KEY = "authorization"
 ADMIN_PREFIX = "/recsvc.v1.Admin/"
 #: Methods that need the write (or admin) role.
 EVENTS_PREFIX = "/recsvc.v1.Events/"
-#: Methods that need a token at all (health and reflection live under other prefixes and stay open).
-PROTECTED_PREFIX = "/recsvc."
+#: Methods that need a token at all (health lives under another prefix and stays open).
+PROTECTED_PREFIXES = ("/recsvc.", REFLECTION_PREFIX)
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -138,7 +143,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                           handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(PROTECTED_PREFIX):
+        if handler is None or not method.startswith(PROTECTED_PREFIXES):
             return handler
         roles = (("admin",) if method.startswith(ADMIN_PREFIX)
                  else ("write", "admin") if method.startswith(EVENTS_PREFIX) else ROLES)
@@ -167,7 +172,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                               f"{' or '.join(roles)}")
             return behavior(request, context)
 
-        return wrapper
+        return carry_lane(wrapper, behavior)
 
     def authenticate(self, metadata: Iterable[tuple[str, Any]]) -> tuple[Caller | None, str]:
         """The caller of the bearer token in ``metadata``, or ``None`` and why not (said to the caller)."""

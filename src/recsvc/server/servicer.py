@@ -1,7 +1,7 @@
 """The gRPC servicer: converts messages to core queries and core results to messages, nothing else.
 
 Ranking, validation and fallbacks live in :mod:`recsvc.ranking`; errors raised there become statuses in
-:mod:`recsvc.server.interceptors`. Each RPC takes the current engine from the model provider exactly once, at
+:mod:`recsvc.server.interceptors`. Each RPC takes the current engine from the model holder exactly once, at
 its start, so a model swap between two requests never mixes two versions in one response.
 """
 
@@ -9,31 +9,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 import grpc
 
 from recsvc.events.overlay import CustomerActivity
 from recsvc.ranking import (
     BundleQuery,
-    RecommendationEngine,
     RecommendQuery,
     Suggestion,
 )
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.profile import customer_profile
+from recsvc.server.holder import ModelHolder
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 
 logger = logging.getLogger(__name__)
-
-
-class EngineProvider(Protocol):
-    """Anything that hands out the engine to use for one request (e.g. :class:`recsvc.server.app.ModelHolder`).
-
-    ``current()`` raises :class:`~recsvc.errors.ModelUnavailable` when no model is loaded.
-    """
-
-    def current(self) -> RecommendationEngine: ...
 
 
 def scored_items(suggestions: Iterable[Suggestion]) -> list[recsvc_pb2.ScoredItem]:
@@ -55,18 +45,19 @@ ActivityLookup = Callable[[LoadedModel, str], CustomerActivity | None]
 
 
 class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
-    """``recsvc.v1.Recommender`` over an :class:`EngineProvider`; every response names the model version.
+    """``recsvc.v1.Recommender`` over a :class:`~recsvc.server.holder.ModelHolder`; every response names the
+    model version. ``holder.current()`` raises :class:`~recsvc.errors.ModelUnavailable` when no model is loaded.
 
     ``activity`` (when events are on) adds what customers did since the model's cut-off to their profile.
     """
 
-    def __init__(self, provider: EngineProvider, activity: ActivityLookup | None = None) -> None:
-        self._provider = provider
+    def __init__(self, holder: ModelHolder, activity: ActivityLookup | None = None) -> None:
+        self._holder = holder
         self._activity = activity
 
     def Recommend(self, request: recsvc_pb2.RecommendRequest, context: grpc.ServicerContext
                   ) -> recsvc_pb2.RecommendResponse:
-        engine = self._provider.current()
+        engine = self._holder.current()
         result = engine.recommend(RecommendQuery(
             customer_id=request.customer_id, channel=request.channel, store_id=request.store_id,
             num_items=request.num_items, exclude_item_ids=list(request.exclude_item_ids),
@@ -81,7 +72,7 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
 
     def RecommendBundle(self, request: recsvc_pb2.RecommendBundleRequest, context: grpc.ServicerContext
                         ) -> recsvc_pb2.RecommendBundleResponse:
-        engine = self._provider.current()
+        engine = self._holder.current()
         result = engine.bundle(BundleQuery(
             basket_item_ids=list(request.basket_item_ids), customer_id=request.customer_id,
             channel=request.channel, store_id=request.store_id, num_items=request.num_items,
@@ -98,14 +89,14 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
 
     def SimilarItems(self, request: recsvc_pb2.SimilarItemsRequest, context: grpc.ServicerContext
                      ) -> recsvc_pb2.SimilarItemsResponse:
-        engine = self._provider.current()
+        engine = self._holder.current()
         result = engine.similar_items(request.item_id, request.num_items, request.channel)
         return recsvc_pb2.SimilarItemsResponse(items=scored_items(result.items), model_version=result.model_version,
                                                unknown_channel=result.unknown_channel, notices=list(result.notices))
 
     def GetModelInfo(self, request: recsvc_pb2.GetModelInfoRequest, context: grpc.ServicerContext
                      ) -> recsvc_pb2.ModelInfo:
-        model = self._provider.current().model
+        model = self._holder.current().model
         return recsvc_pb2.ModelInfo(
             version=model.version, created_at=model.created_at, input_fingerprint=model.input_fingerprint,
             loaded_at=model.loaded_at, evaluation=model.flat_evaluation(), row_counts=model.int_row_counts(),
@@ -114,7 +105,7 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
 
     def GetCustomerProfile(self, request: recsvc_pb2.GetCustomerProfileRequest, context: grpc.ServicerContext
                            ) -> recsvc_pb2.CustomerProfile:
-        model = self._provider.current().model
+        model = self._holder.current().model
         live = self._activity(model, request.customer_id) if self._activity and request.customer_id else None
         profile = customer_profile(model, request.customer_id, request.num_purchases, live=live)
         response = recsvc_pb2.CustomerProfile(

@@ -9,9 +9,10 @@ workers through the page cache.
 
 The parent (:func:`run_workers`) does not import numpy or serve anything: it starts the children with the
 same server settings passed as ``RECSVC_SERVER__*`` environment variables, forwards SIGTERM/SIGINT (drain
-and stop) and SIGHUP (check ``CURRENT`` now), and exits 0 when every child stopped cleanly. A child that dies
-on its own takes the group down (the parent stops the others and exits 1), so systemd or Kubernetes restarts
-the whole unit and the failure is visible, rather than a half-capacity server limping on.
+and stop) and SIGHUP (check ``CURRENT`` now), and exits 0 when every child stopped cleanly (3 when one had
+to cut calls). A child that dies on its own takes the group down (the parent stops the others and exits 1),
+so systemd or Kubernetes restarts the whole unit and the failure is visible, rather than a half-capacity
+server limping on.
 
 In Kubernetes prefer one worker per pod and more replicas: the orchestrator then does what this parent does.
 """
@@ -19,6 +20,7 @@ In Kubernetes prefer one worker per pod and more replicas: the orchestrator then
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -42,8 +44,12 @@ SUPERVISOR_PID_ENV = "RECSVC_SUPERVISOR_PID"
 #: Thread-count variables of the BLAS/OpenMP builds numpy may use.
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-#: Seconds the parent waits beyond ``shutdown_grace_seconds`` before killing a child that does not stop.
+#: Seconds the parent waits beyond ``shutdown_grace_seconds`` before killing a child that does not stop
+#: (a worker bounds its own stop to the grace plus about a second, see :func:`recsvc.server.app.stop_server`).
 STOP_MARGIN_SECONDS = 5.0
+#: A worker's exit code after a stop whose drain was not clean (calls cut, or grpc did not stop in time);
+#: the value of :data:`recsvc.server.app.UNCLEAN_STOP_EXIT`, kept here so the parent does not import the server.
+UNCLEAN_STOP_EXIT = 3
 
 
 def limit_blas_threads(env: dict[str, str] | os._Environ[str] | None = None) -> None:
@@ -108,6 +114,38 @@ def worker_environment(settings: ServerSettings, index: int, port: int, base: Ma
     return env
 
 
+class ListenError(RuntimeError):
+    """The server cannot listen on ``host:port``; the message says why in one line (the command line prints it)."""
+
+    def __init__(self, host: str, port: int, reason: str | None = None) -> None:
+        self.host, self.port = host, port
+        shown = f"[{host}]" if ":" in host else host
+        super().__init__(f"cannot listen on {shown}:{port}: {reason or bind_problem(host, port)}")
+
+
+def bind_problem(host: str, port: int, error: OSError | None = None) -> str:
+    """Why ``host:port`` cannot be bound, in words an operator acts on (tries a plain bind when ``error`` is
+    not given: grpc's own message is a multi-line core error that does not say "in use")."""
+    if error is None:
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+                probe.bind((host, port))
+            return "the address is not available"
+        except OSError as exc:
+            error = exc
+    if isinstance(error, socket.gaierror):
+        return f"unknown host {host!r}"
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} is in use by another process (choose another with --port, or --port 0 for a free one)"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this host"
+    if error.errno == errno.EACCES:
+        return f"permission denied (port {port} needs privileges; use a port above 1023)"
+    return str(error.strerror or error)
+
+
 def section_environment(section: str, values: object) -> dict[str, str]:
     """One settings section spelled out as ``RECSVC_<SECTION>__*`` variables (a config file's ``[events]``
     reaches the workers, which read no config file)."""
@@ -126,7 +164,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        raise ListenError(host, port, bind_problem(host, port, exc)) from exc
     return sock
 
 
@@ -135,7 +173,8 @@ def run_workers(settings: Settings, stop: threading.Event | None = None, log_lev
     """Start ``settings.server.workers`` server processes on one port and supervise them until stopped.
 
     Returns the exit code for the parent: 0 when every worker stopped cleanly after SIGTERM/SIGINT (or
-    ``stop``), 1 when a worker died on its own or did not stop in time. Signal handlers are installed only
+    ``stop``), ``UNCLEAN_STOP_EXIT`` (3) when every worker stopped but one had to cut calls, 1 when a worker
+    died on its own or did not stop in time. Signal handlers are installed only
     on the main thread.
     """
     server = settings.server
@@ -197,7 +236,7 @@ def run_workers(settings: Settings, stop: threading.Event | None = None, log_lev
         for sig, saved in previous.items():
             signal.signal(sig, saved)  # type: ignore[arg-type]  # whatever signal.signal returned before
     codes = [c.returncode for c in children]
-    if any(code != 0 for code in codes):
-        failed = True
     logger.info("workers stopped (exit codes %s)", codes)
-    return 1 if failed else 0
+    if failed or any(code not in (0, UNCLEAN_STOP_EXIT) for code in codes):
+        return 1
+    return UNCLEAN_STOP_EXIT if UNCLEAN_STOP_EXIT in codes else 0

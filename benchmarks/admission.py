@@ -1,0 +1,163 @@
+"""Admission at the door under 10x overload, against the echo server, in one run (issue 15).
+
+Three closed-loop runs of ``Recommend`` on one server process (``workers`` 1, so the cap is the process's),
+with the load benchmark's callers (:func:`benchmarks.load.run_load`: one process and one connection each):
+
+1. the echo server (:mod:`benchmarks.echo_server`, the same sync grpc stack) at ``10 x cap`` callers: what a
+   bare call costs at that concurrency;
+2. ``recsvc serve`` at ``cap`` callers: admitted calls' latency when nothing is refused;
+3. ``recsvc serve`` at ``10 x cap`` callers, and a prober calling health ``Check`` and Admin ``GetStatus``
+   every 50 ms: refused and admitted calls' latency, probes refused.
+
+The issue's targets are the two ratios: refused p99 / echo p99 at the same concurrency (<= 1: a refusal
+costs what a bare call costs) and admitted p99 at 10x / admitted p99 at the cap (<= 1), with 0 probes
+refused. Run: ``python -m benchmarks.admission`` (``--cap``, ``--duration``; the synthetic set is cached
+in ``benchmarks/results/raw/``). Prints a table and writes ``benchmarks/results/admission.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.load import STATUS_OK, machine_info, run_load, running, start_echo, start_server, wait_for_quiet
+from benchmarks.synthetic import SyntheticSpec, ensure_published
+
+#: A catalog small enough to build in about a minute, ranked by the learned ranker (the default path).
+SPEC = SyntheticSpec(n_items=20_000, n_customers=100_000, learned_ranker=True)
+_EXHAUSTED = 8  # grpc.StatusCode.RESOURCE_EXHAUSTED's value
+
+
+def _p99(latencies: np.ndarray) -> float:
+    return round(float(np.percentile(latencies, 99)) * 1e3, 2) if latencies.size else float("nan")
+
+
+def _split(data: np.ndarray, warmup: float, duration: float) -> dict[str, Any]:
+    window = data[(data[:, 0] >= warmup) & (data[:, 0] < warmup + duration)]
+    codes = window[:, 2].astype(int)
+    ok, refused = window[codes == STATUS_OK, 1], window[codes == _EXHAUSTED, 1]
+    return {"requests": int(codes.size), "ok": int(ok.size), "refused": int(refused.size),
+            "other": int(codes.size - ok.size - refused.size), "ok_p99_ms": _p99(ok),
+            "refused_p99_ms": _p99(refused),
+            "ok_p50_ms": round(float(np.median(ok)) * 1e3, 2) if ok.size else float("nan"),
+            "refused_p50_ms": round(float(np.median(refused)) * 1e3, 2) if refused.size else float("nan")}
+
+
+class Prober:
+    """Calls health Check and Admin GetStatus every ``interval`` seconds from a thread; counts the codes."""
+
+    def __init__(self, target: str, interval: float = 0.05) -> None:
+        self.codes: dict[str, int] = {}
+        self.latencies: list[float] = []
+        self._target, self._interval = target, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from recsvc.v1 import admin_pb2, admin_pb2_grpc
+
+        with grpc.insecure_channel(self._target) as channel:
+            health, admin = health_pb2_grpc.HealthStub(channel), admin_pb2_grpc.AdminStub(channel)
+            while not self._stop.wait(self._interval):
+                for call, request in ((health.Check, health_pb2.HealthCheckRequest()),
+                                      (admin.GetStatus, admin_pb2.GetStatusRequest())):
+                    start = time.perf_counter()
+                    try:
+                        call(request, timeout=5)
+                        code = "OK"
+                    except grpc.RpcError as exc:
+                        code = exc.code().name
+                    self.latencies.append(time.perf_counter() - start)
+                    self.codes[code] = self.codes.get(code, 0) + 1
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def measure(cap: int, duration: float, warmup: float, work: Path) -> dict[str, Any]:
+    """The three runs (module docstring) and their ratios."""
+    root = work / "raw" / "artifacts-admission"
+    scratch = work / "raw"  # the callers' raw results and the servers' logs (git-ignored)
+    ensure_published(root, SPEC, "bench-admission-a")
+    overload = 10 * cap
+    env = {"RECSVC_SERVER__MAX_CONCURRENT_RPCS": str(cap), "RECSVC_SERVER__METRICS_PORT": "0"}
+    out: dict[str, Any] = {"cap": cap, "callers_at_overload": overload, "duration_s": duration}
+    out["quiet_wait_s"] = wait_for_quiet(30.0)
+    # 30 caller processes importing numpy and grpc on a busy 2-core host need more than load.py's default
+    startup = 10.0 + 0.5 * overload
+    with running(start_echo(1, scratch)) as echo:
+        _, data, sampler = run_load("admission-echo", echo, "Recommend", SPEC, overload, duration, warmup,
+                                    scratch, startup=startup)
+        out["echo"] = _split(data, warmup, duration)
+        out["echo"]["other_cpu_cores"] = round(sampler.cores()[2], 2)
+    with running(start_server(root, 1, scratch, env)) as server:
+        _, data, sampler = run_load("admission-cap", server, "Recommend", SPEC, cap, duration, warmup, scratch,
+                                    startup=startup)
+        out["at_cap"] = _split(data, warmup, duration)
+        out["at_cap"]["other_cpu_cores"] = round(sampler.cores()[2], 2)
+        with Prober(server.target) as prober:
+            _, data, sampler = run_load("admission-10x", server, "Recommend", SPEC, overload, duration, warmup,
+                                        scratch, startup=startup)
+        out["overload"] = _split(data, warmup, duration)
+        out["overload"]["other_cpu_cores"] = round(sampler.cores()[2], 2)
+        out["probes"] = {"codes": prober.codes, "p99_ms": _p99(np.array(prober.latencies))}
+    out["refused_p99_over_echo_p99"] = round(out["overload"]["refused_p99_ms"] / out["echo"]["ok_p99_ms"], 3)
+    out["admitted_p99_over_at_cap_p99"] = round(out["overload"]["ok_p99_ms"] / out["at_cap"]["ok_p99_ms"], 3)
+    out["probes_refused"] = sum(n for code, n in prober.codes.items() if code != "OK")
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [("echo", result["callers_at_overload"], result["echo"]),
+            ("recsvc at the cap", result["cap"], result["at_cap"]),
+            ("recsvc at 10x the cap", result["callers_at_overload"], result["overload"])]
+    lines = ["| run | callers | calls | OK | refused | OK p50 / p99 ms | refused p50 / p99 ms | other CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, callers, r in rows:
+        lines.append(f"| {name} | {callers} | {r['requests']} | {r['ok']} | {r['refused']} | "
+                     f"{r['ok_p50_ms']} / {r['ok_p99_ms']} | {r['refused_p50_ms']} / {r['refused_p99_ms']} | "
+                     f"{r['other_cpu_cores']} |")
+    probes = result["probes"]
+    lines += ["", f"refused p99 / echo p99: {result['refused_p99_over_echo_p99']} (target <= 1); "
+                  f"admitted p99 at 10x / at the cap: {result['admitted_p99_over_at_cap_p99']} (target <= 1); "
+                  f"probes: {sum(probes['codes'].values())} sent, {result['probes_refused']} refused, "
+                  f"p99 {probes['p99_ms']} ms"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cap", type=int, default=3, help="max_concurrent_rpcs of the server (default 3)")
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per run (default 15)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (default 3)")
+    parser.add_argument("--work", type=Path, default=Path("benchmarks/results"), help="results folder")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    result = measure(args.cap, args.duration, args.warmup, args.work)
+    result["machine"] = machine_info()
+    result["command"] = "python -m benchmarks.admission " + " ".join(argv if argv is not None else [])
+    (args.work / "admission.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    raise SystemExit(main())
