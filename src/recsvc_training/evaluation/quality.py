@@ -209,7 +209,7 @@ def evaluate_and_learn(data: TrainingData, artifacts: ArtifactSet, settings: Tra
         test_model = LoadedModel(test_artifacts)
         models[cutoff] = test_model  # without the ranker arrays the same models; features ignore them
         engine = RecommendationEngine(test_model)
-        recommenders: dict[str, Recommender] = {**fit_baselines(split, settings),
+        recommenders: dict[str, Recommender] = {**fit_baselines(split, settings, customers=data.customers),
                                                 DEFAULT_MODEL: EngineRecommender(engine, split.index)}
         completers: dict[str, Completer] = {**fit_completers(split),
                                             DEFAULT_MODEL: EngineCompleter(engine, split.index)}
