@@ -106,8 +106,9 @@ class AttributePopularity(BaselineRecommender):
         groups = self._groups[rows]
         known = groups >= 0
         own = np.full((len(rows), k), -1, dtype=np.int64)
-        if known.any():
-            own[known] = top_k_sparse(self._counts[groups[known]], k, tiebreak=popularity_score(self._global))
+        if known.any():  # one list per group (a few hundred at most), then one row per customer
+            per_group = top_k_sparse(self._counts, k, tiebreak=popularity_score(self._global))
+            own[known] = per_group[groups[known]]
         return fill_unique(np.hstack([own, _tile(self._global, len(rows), k)]), k, len(self._global))
 
     def _fit_columns(self, train_events: pd.DataFrame, index: EvalIndex, columns: list[str]) -> None:
