@@ -190,14 +190,18 @@ class BuyItAgain(BaselineRecommender):
 
     def fit(self, train_events: pd.DataFrame, index: EvalIndex) -> BuyItAgain:
         self.popularity.fit(train_events, index)
+        self._pop_score = popularity_score(self.popularity.ranking)
+        self.scores = self._own_scores(train_events, index)
+        return self
+
+    def _own_scores(self, train_events: pd.DataFrame, index: EvalIndex) -> sp.csr_matrix:
         bought = _purchases(train_events, index)
         age = _reference_day(train_events) - bought["day"].to_numpy(dtype=np.float64)
         decay = np.power(0.5, age / self.half_life_days)
-        self.scores = sp.csr_matrix((decay, (bought["c"].to_numpy(), bought["i"].to_numpy())),
-                                    shape=(index.n_customers, index.n_items), dtype=np.float64)
-        self.scores.sum_duplicates()
-        self._pop_score = popularity_score(self.popularity.ranking)
-        return self
+        scores = sp.csr_matrix((decay, (bought["c"].to_numpy(), bought["i"].to_numpy())),
+                               shape=(index.n_customers, index.n_items), dtype=np.float64)
+        scores.sum_duplicates()
+        return scores
 
     def recommend(self, customer_rows: np.ndarray, channels: Sequence[str], k: int) -> np.ndarray:
         rows = np.asarray(customer_rows, dtype=np.int64)
@@ -206,7 +210,7 @@ class BuyItAgain(BaselineRecommender):
         return fill_unique(np.hstack([own, fallback]), k, self.scores.shape[1])
 
 
-class BuyItAgainByCount(BaselineRecommender):
+class BuyItAgainByCount(BuyItAgain):
     """The customer's own items by how many times they were bought, ties to the more recent, then popularity.
 
     "Times bought" counts purchase baskets (an order, or a customer's day where there is no order id), so an
@@ -216,16 +220,11 @@ class BuyItAgainByCount(BaselineRecommender):
     """
 
     name = "buy_it_again_by_count"
-    serves_new_customers = False  # it would only repeat GlobalPopularity
 
     def __init__(self, window_days: int | None = _DEFAULTS.popularity_window_days) -> None:
-        self.popularity = GlobalPopularity(window_days)
-        self.scores = sp.csr_matrix((0, 0), dtype=np.float64)
-        self._pop_score = np.zeros(0)
+        super().__init__(window_days=window_days)
 
-    def fit(self, train_events: pd.DataFrame, index: EvalIndex) -> BuyItAgainByCount:
-        self.popularity.fit(train_events, index)
-        self._pop_score = popularity_score(self.popularity.ranking)
+    def _own_scores(self, train_events: pd.DataFrame, index: EvalIndex) -> sp.csr_matrix:
         bought = _purchases(train_events, index).drop_duplicates(["basket", "i"])
         per_pair = bought.groupby(["c", "i"], sort=False)["day"].agg(["size", "max"])
         c = per_pair.index.get_level_values(0).to_numpy(dtype=np.int64)
@@ -234,14 +233,7 @@ class BuyItAgainByCount(BaselineRecommender):
         span = (int(bought["day"].max()) - first + 2) if len(bought) else 1
         # One exact float per pair that sorts by count, then by last day (both small ints; far below 2**53).
         score = per_pair["size"].to_numpy(np.float64) * span + (per_pair["max"].to_numpy(np.float64) - first + 1)
-        self.scores = sp.csr_matrix((score, (c, i)), shape=(index.n_customers, index.n_items), dtype=np.float64)
-        return self
-
-    def recommend(self, customer_rows: np.ndarray, channels: Sequence[str], k: int) -> np.ndarray:
-        rows = np.asarray(customer_rows, dtype=np.int64)
-        own = top_k_sparse(self.scores[rows], k, tiebreak=self._pop_score)
-        fallback = _tile(self.popularity.ranking, len(rows), 2 * k)
-        return fill_unique(np.hstack([own, fallback]), k, self.scores.shape[1])
+        return sp.csr_matrix((score, (c, i)), shape=(index.n_customers, index.n_items), dtype=np.float64)
 
 
 class _ImplicitRecommender(BaselineRecommender):
