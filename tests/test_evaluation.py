@@ -307,7 +307,8 @@ def test_collaborative_baselines_recommend_the_missing_item_of_the_taste(model: 
 def test_fit_baselines_fits_all_with_timings() -> None:
     split = time_split(_cluster_log(), test_days=1)
     models = fit_baselines(split)
-    assert list(models) == ["popularity", "channel_popularity", "buy_it_again", "als", "item_knn"]
+    assert list(models) == ["popularity", "buyer_popularity", "channel_popularity", "buy_it_again",
+                            "buy_it_again_by_count", "tifu_knn", "als", "item_knn"]
     assert all(m.fit_seconds > 0 for m in models.values())
     with pytest.raises(ValueError, match="unknown baseline"):
         fit_baselines(split, include=["nope"])

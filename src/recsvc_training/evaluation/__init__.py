@@ -15,6 +15,7 @@ from recsvc_training.evaluation.baselines import (
     ALSRecommender,
     BaselineRecommender,
     BuyItAgain,
+    BuyItAgainByCount,
     ChannelPopularity,
     GlobalPopularity,
     ItemKNN,
@@ -29,6 +30,7 @@ from recsvc_training.evaluation.cart_completion import (
     evaluate_completer,
     fit_completers,
 )
+from recsvc_training.evaluation.cold_baselines import AttributePopularity, BuyerPopularity
 from recsvc_training.evaluation.metrics import (
     RepeatNewSplit,
     coverage,
@@ -43,6 +45,7 @@ from recsvc_training.evaluation.metrics import (
     repeat_new_split,
     truth_from_lists,
 )
+from recsvc_training.evaluation.nextbasket import TifuKNN, TifuParams, tune_tifu_knn
 from recsvc_training.evaluation.protocols import Completer, Recommender
 from recsvc_training.evaluation.report import format_table, render_markdown, write_report
 from recsvc_training.evaluation.runner import METRICS, EvaluationReport, evaluate
@@ -51,8 +54,11 @@ from recsvc_training.evaluation.split import EvalIndex, TestTruth, TimeSplit, ti
 __all__ = [
     "METRICS",
     "ALSRecommender",
+    "AttributePopularity",
     "BaselineRecommender",
     "BuyItAgain",
+    "BuyItAgainByCount",
+    "BuyerPopularity",
     "CartQueries",
     "ChannelPopularity",
     "CoOccurrenceCompleter",
@@ -66,6 +72,8 @@ __all__ = [
     "Recommender",
     "RepeatNewSplit",
     "TestTruth",
+    "TifuKNN",
+    "TifuParams",
     "TimeSplit",
     "build_cart_queries",
     "coverage",
@@ -86,6 +94,7 @@ __all__ = [
     "repeat_new_split",
     "time_split",
     "truth_from_lists",
+    "tune_tifu_knn",
     "validation_split",
     "write_report",
 ]

@@ -161,7 +161,7 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings) -> Holdou
     test_model = LoadedModel(test_artifacts)
     models.remember(cutoff, test_model)
     engine = RecommendationEngine(test_model)
-    recommenders: dict[str, Recommender] = {**fit_baselines(split, settings),
+    recommenders: dict[str, Recommender] = {**fit_baselines(split, settings, customers=data.customers),
                                             DEFAULT_MODEL: EngineRecommender(engine, split.index)}
     completers: dict[str, Completer] = {**fit_completers(split), DEFAULT_MODEL: EngineCompleter(engine, split.index)}
     report = evaluate(split, recommenders, completers, k=settings.eval_k, catalog_size=len(data.items),
