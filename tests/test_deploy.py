@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import kubernetes_validate
@@ -106,6 +106,23 @@ def _settings(objects: tuple[dict[str, Any], ...], container: dict[str, Any], po
     return load_settings(local, env=env)
 
 
+class RenderedServer(NamedTuple):
+    """One overlay's rendered objects, its server Deployment, pod spec, container and loaded settings."""
+
+    objects: tuple[dict[str, Any], ...]
+    deployment: dict[str, Any]
+    pod: dict[str, Any]
+    container: dict[str, Any]
+    settings: Settings
+
+
+def _rendered_server(overlay: str, tmp_path: Path) -> RenderedServer:
+    objects = _render(overlay)
+    deployment, container = _server(objects)
+    pod = _pod_spec(deployment)
+    return RenderedServer(objects, deployment, pod, container, _settings(objects, container, pod, tmp_path))
+
+
 # ------------------------------------------------------------------------------------------ schemas
 
 
@@ -141,9 +158,7 @@ def test_a_schema_violation_is_caught() -> None:
 @needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_ask_the_grpc_health_service_on_the_servers_port(overlay: str, tmp_path: Path) -> None:
-    objects = _render(overlay)
-    deployment, container = _server(objects)
-    settings = _settings(objects, container, _pod_spec(deployment), tmp_path)
+    _, _, _, container, settings = _rendered_server(overlay, tmp_path)
     (grpc_port,) = (p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
     assert grpc_port == settings.server.port
     tls = bool(settings.server.tls_cert_file)
@@ -167,10 +182,7 @@ def test_probes_ask_the_grpc_health_service_on_the_servers_port(overlay: str, tm
 @needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_termination_grace_covers_the_drain(overlay: str, tmp_path: Path) -> None:
-    objects = _render(overlay)
-    deployment, container = _server(objects)
-    pod = _pod_spec(deployment)
-    settings = _settings(objects, container, pod, tmp_path)
+    _, _, pod, container, settings = _rendered_server(overlay, tmp_path)
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     drain = pre_stop + settings.server.shutdown_grace_seconds + DRAIN_SETTLE_SECONDS + HARD_STOP_SECONDS
     assert pod["terminationGracePeriodSeconds"] >= drain + 2, "no margin for the kubelet after the drain"
@@ -201,10 +213,7 @@ def test_every_pod_runs_non_root_with_a_read_only_root_and_sized_resources(overl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_server_is_one_process_with_one_blas_thread_and_only_the_writable_mounts_it_needs(
         overlay: str, tmp_path: Path) -> None:
-    objects = _render(overlay)
-    deployment, container = _server(objects)
-    pod = _pod_spec(deployment)
-    settings = _settings(objects, container, pod, tmp_path)
+    objects, _, pod, container, settings = _rendered_server(overlay, tmp_path)
     assert settings.server.workers == 1, "one worker per pod: Kubernetes is the supervisor (workers.py)"
     assert settings.server.host == "0.0.0.0"
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -274,9 +283,7 @@ def test_events_settings_name_a_shared_store(overlay: str, tmp_path: Path) -> No
     """Every replica and the trainer share one Redis; an embedded SQLite file per pod would split the events."""
     if "events" not in {f.name for f in dataclasses.fields(Settings)}:
         pytest.skip("this branch's settings have no [events] section yet (the real-time work adds it)")
-    objects = _render(overlay)
-    deployment, container = _server(objects)
-    settings = _settings(objects, container, _pod_spec(deployment), tmp_path)
+    objects, _, _, container, settings = _rendered_server(overlay, tmp_path)
     assert settings.events.backend == "redis"  # type: ignore[attr-defined]
     (url,) = (e for e in container["env"] if e["name"] == "RECSVC_EVENTS__REDIS_URL")
     secret_name = url["valueFrom"]["secretKeyRef"]["name"]
