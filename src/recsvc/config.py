@@ -154,6 +154,12 @@ class ServerSettings:
     max_context_items: int = 100
     #: Seconds in-flight requests get to finish after SIGTERM.
     shutdown_grace_seconds: float = 10.0
+    #: Seconds a client connection may live before the server sends GOAWAY and the client reconnects, so
+    #: long-lived channels spread over replicas (or workers) started after them; grpc adds up to 10 % jitter.
+    #: 0 = no limit.
+    max_connection_age_seconds: float = 300.0
+    #: Seconds the calls still running on an aged connection get to finish before it is closed.
+    max_connection_age_grace_seconds: float = 30.0
     #: Verify every artifact checksum at load (refuse corrupt sets).
     verify_checksums: bool = True
     #: Log JSON lines, plus one access line per request (rpc, code, latency, channel, request id, caller).

@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from recsvc.artifacts import ArtifactError, load_current
-from recsvc.config import ServerSettings, Settings
+from recsvc.config import ConfigError, ServerSettings, Settings
 from recsvc.ranking import RecommendationEngine
 from recsvc.server.admin import AdminServicer
 from recsvc.server.admission import AdmissionInterceptor
@@ -98,6 +98,7 @@ def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: Mo
         # the worker parent sets reuse_port for its children, which share the port on purpose
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
+        *_connection_age_options(settings),
     ]
     # The server's own pool runs Admin, Events and reflection; ranking and refusals run on the admission's
     # pools and health on threads of its own. No maximum_concurrent_rpcs: it counts probes too, and refused
@@ -143,6 +144,22 @@ def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: Mo
     if port == 0:
         raise ListenError(settings.host, settings.port)
     return server, port
+
+
+def _connection_age_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """grpc's connection-age options: GOAWAY after ``max_connection_age_seconds``, then a grace to finish.
+
+    Without them a client keeps its first connection for ever, so replicas added later (a scale-up, a
+    rollout) get no traffic from it; the client reconnects on GOAWAY, through its own balancing.
+    """
+    age, grace = settings.max_connection_age_seconds, settings.max_connection_age_grace_seconds
+    if age < 0 or grace < 0:
+        raise ConfigError(f"server.max_connection_age_seconds ({age}) and server.max_connection_age_grace_seconds "
+                          f"({grace}) must be >= 0 (age 0 = no limit)")
+    if age == 0:
+        return []
+    return [("grpc.max_connection_age_ms", max(1, round(age * 1000))),
+            ("grpc.max_connection_age_grace_ms", round(grace * 1000))]
 
 
 def admission_for(settings: ServerSettings) -> AdmissionInterceptor:
