@@ -5,6 +5,7 @@ The Redis backend runs against a real redis-server (tests/redis_fixture.py); the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import time
@@ -289,3 +290,18 @@ def test_the_events_section_reaches_the_workers() -> None:
     wanted = EventsSettings(backend="redis", redis_url="redis://10.0.0.5:6380/2", poll_seconds=0.5,
                             retention_days=30)
     assert load_settings(env=section_environment("events", wanted)).events == wanted
+
+
+def test_an_event_before_the_earliest_date_is_refused_as_the_trainer_would_quarantine_it() -> None:
+    """Pins the merge of the trainer's ``ancient_timestamp`` (issue 12) into live validation (issue 13)."""
+    from recsvc.days import day_of_iso
+    from recsvc.events.validation import REASON_ANCIENT_TIMESTAMP, RawEvent, validate_event
+
+    earliest = day_of_iso("1990-01-01") * 86_400_000
+    old = RawEvent(event_id="o:1", customer_id="C1", item_id="I1", event="purchase", timestamp_ms=earliest - 1)
+    outcome = validate_event(old, now_ms=earliest + 10**12, default_channel="web", max_future_seconds=300,
+                             earliest_ms=earliest)
+    assert getattr(outcome, "reason", None) == REASON_ANCIENT_TIMESTAMP
+    fine = validate_event(dataclasses.replace(old, timestamp_ms=earliest), now_ms=earliest + 10**12,
+                          default_channel="web", max_future_seconds=300, earliest_ms=earliest)
+    assert not hasattr(fine, "reason"), fine

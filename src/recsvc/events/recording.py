@@ -57,8 +57,8 @@ def _check_size(n: int, what: str, limit: int) -> None:
 
 
 def record_events(store: EventStore, raws: Sequence[RawEvent], *, now_ms: int, default_channel: str,
-                  max_future_seconds: float, max_per_call: int, overlay: EventOverlay | None = None
-                  ) -> RecordResult:
+                  max_future_seconds: float, max_per_call: int, overlay: EventOverlay | None = None,
+                  earliest_ms: int | None = None) -> RecordResult:
     """Validate every event, commit the valid ones (each ``event_id`` once), and say what happened to each.
 
     Raises
@@ -72,7 +72,7 @@ def record_events(store: EventStore, raws: Sequence[RawEvent], *, now_ms: int, d
     valid: list[EventRecord] = []
     rejected: list[Rejected] = []
     for index, raw in enumerate(raws):
-        outcome = validate_event(raw, now_ms, default_channel, max_future_seconds)
+        outcome = validate_event(raw, now_ms, default_channel, max_future_seconds, earliest_ms)
         if isinstance(outcome, Invalid):
             rejected.append(Rejected(index, outcome.reason, outcome.detail))
         else:

@@ -25,15 +25,18 @@ REASON_BAD_TIMESTAMP: Final = "bad_timestamp"
 REASON_BAD_QUANTITY: Final = "bad_quantity"
 REASON_DUPLICATE: Final = "duplicate"
 REASON_IDENTITY_CONFLICT: Final = "identity_conflict"
-#: Live only: the timestamp is further ahead of the server's clock than ``events.max_future_seconds``.
+#: The timestamp is further ahead of the server's clock than ``events.max_future_seconds`` (the trainer's
+#: bound is ``training.max_future_hours`` after the run).
 REASON_FUTURE_TIMESTAMP: Final = "future_timestamp"
+#: The timestamp is before ``training.earliest_event_date`` (the trainer's rule, applied at the door).
+REASON_ANCIENT_TIMESTAMP: Final = "ancient_timestamp"
 #: Live only: the price is not a finite number >= 0.
 REASON_BAD_PRICE: Final = "bad_price"
 #: Live only: an id longer than :data:`MAX_ID_LENGTH` characters (ids are keys in every store).
 REASON_ID_TOO_LONG: Final = "id_too_long"
 REASONS: Final = (REASON_MISSING_ID, REASON_UNKNOWN_EVENT, REASON_BAD_TIMESTAMP, REASON_BAD_QUANTITY,
-                  REASON_DUPLICATE, REASON_IDENTITY_CONFLICT, REASON_FUTURE_TIMESTAMP, REASON_BAD_PRICE,
-                  REASON_ID_TOO_LONG)
+                  REASON_DUPLICATE, REASON_IDENTITY_CONFLICT, REASON_FUTURE_TIMESTAMP, REASON_ANCIENT_TIMESTAMP,
+                  REASON_BAD_PRICE, REASON_ID_TOO_LONG)
 
 VIEW: Final = "view"
 CART: Final = "cart"
@@ -99,12 +102,13 @@ class Invalid:
     detail: str
 
 
-def validate_event(raw: RawEvent, now_ms: int, default_channel: str, max_future_seconds: float
-                   ) -> EventRecord | Invalid:
+def validate_event(raw: RawEvent, now_ms: int, default_channel: str, max_future_seconds: float,
+                   earliest_ms: int | None = None) -> EventRecord | Invalid:
     """``raw`` as an :class:`EventRecord`, or the first reason it cannot be one (see the module docstring).
 
     ``now_ms`` is the server's clock (it stamps events sent without a timestamp and bounds future ones);
-    ``default_channel`` fills an empty channel, as the trainer does.
+    ``default_channel`` fills an empty channel, as the trainer does; ``earliest_ms`` (when given) is the
+    trainer's earliest plausible event time, so an event the next training would quarantine is refused now.
     """
     event_id, customer_id, item_id = clean_id(raw.event_id), clean_id(raw.customer_id), clean_id(raw.item_id)
     missing = [name for name, value in (("event_id", event_id), ("customer_id", customer_id),
@@ -124,6 +128,9 @@ def validate_event(raw: RawEvent, now_ms: int, default_channel: str, max_future_
     if timestamp > now_ms + max_future_seconds * 1000:
         return Invalid(REASON_FUTURE_TIMESTAMP, f"timestamp: more than {max_future_seconds:g} s ahead of the "
                                                 "server's clock; send UTC")
+    if earliest_ms is not None and timestamp < earliest_ms:
+        return Invalid(REASON_ANCIENT_TIMESTAMP, "timestamp: before training.earliest_event_date; check the "
+                                                 "clock or the unit (milliseconds since 1970 in UTC)")
     if not math.isfinite(raw.price) or raw.price < 0:
         return Invalid(REASON_BAD_PRICE, f"price: expected a finite number >= 0 (0 = unknown), got {raw.price!r}")
     store_id, order_id = clean_id(raw.store_id), clean_id(raw.order_id)
