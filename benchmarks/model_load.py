@@ -51,7 +51,8 @@ from recsvc.artifacts import (
 from recsvc.config import ServerSettings
 from recsvc.ranking import LoadedModel, RecommendationEngine, RecommendQuery
 from recsvc.server.app import ModelHolder
-from recsvc.server.lifecycle import ModelLifecycle, build_engine, warm_up
+from recsvc.server.lifecycle import ModelLifecycle
+from recsvc.server.versions import build_engine, warm_up
 
 CHANNELS = ["app", "store", "web"]
 

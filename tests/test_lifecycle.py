@@ -30,13 +30,8 @@ from recsvc.artifacts import (
 from recsvc.cli import main
 from recsvc.ranking import RecommendationEngine, RecommendQuery, RecommendResult
 from recsvc.server.app import ModelHolder
-from recsvc.server.lifecycle import (
-    ModelLifecycle,
-    Outcome,
-    build_engine,
-    previous_version,
-    rollback_current,
-)
+from recsvc.server.lifecycle import ModelLifecycle, Outcome
+from recsvc.server.versions import build_engine, previous_version, rollback_current
 from recsvc.v1 import admin_pb2, recsvc_pb2, recsvc_pb2_grpc
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package

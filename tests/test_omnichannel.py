@@ -32,7 +32,7 @@ from recsvc.ranking.als import AlsSource
 from recsvc.ranking.foldin import FoldIn, fold_in
 from recsvc.ranking.sources import RankingContext
 from recsvc.server.app import ModelHolder
-from recsvc.server.lifecycle import build_engine
+from recsvc.server.versions import build_engine
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 from recsvc_training.assemble import foldin_params
 from recsvc_training.input import columns as C

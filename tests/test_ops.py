@@ -33,7 +33,7 @@ from recsvc.logs import JsonFormatter
 from recsvc.ranking import RecommendationEngine, RecommendQuery, RecommendResult
 from recsvc.server.admission import AdmissionInterceptor
 from recsvc.server.app import ModelHolder, build_server, serve
-from recsvc.server.lifecycle import build_engine
+from recsvc.server.versions import build_engine
 from recsvc.server.workers import BLAS_THREAD_VARIABLES, worker_environment
 from recsvc.v1 import admin_pb2, admin_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
 
@@ -147,7 +147,7 @@ from recsvc.config import load_settings
 from recsvc.logs import configure_logging
 from recsvc.ranking import RecommendationEngine
 from recsvc.server.app import serve
-from recsvc.server.lifecycle import build_engine
+from recsvc.server.versions import build_engine
 
 class Slow(RecommendationEngine):
     def recommend(self, query):

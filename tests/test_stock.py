@@ -25,8 +25,8 @@ from recsvc.artifacts.stock_table import StockError, StockTable
 from recsvc.cli import main as cli_main
 from recsvc.config import ServerSettings
 from recsvc.ranking import BundleQuery, RecommendationEngine, RecommendQuery
-from recsvc.server.lifecycle import build_engine, load_version, rollback_current
 from recsvc.server.stock import StockFilter, StockWatcher, describe_stock
+from recsvc.server.versions import build_engine, load_version, rollback_current
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from toy_model import CREATED_AT, build_toy_artifacts, publish_toy

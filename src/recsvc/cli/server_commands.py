@@ -38,8 +38,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Point CURRENT at the previous (or the given) published version, after checking that it loads."""
-    from recsvc.server.lifecycle import rollback_current
     from recsvc.server.stock import describe_stock
+    from recsvc.server.versions import rollback_current
 
     root = Path(settings_from(args).server.artifact_root)
     old, new = rollback_current(root, to=args.to)

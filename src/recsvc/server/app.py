@@ -33,11 +33,12 @@ from recsvc.server.admission import AdmissionInterceptor
 from recsvc.server.events import EVENTS_SERVICE_NAME, EventsRuntime, start_events
 from recsvc.server.holder import ModelHolder
 from recsvc.server.interceptors import ExceptionToStatusInterceptor
-from recsvc.server.lifecycle import EngineFactory, ModelLifecycle, build_engine
+from recsvc.server.lifecycle import ModelLifecycle
 from recsvc.server.metrics import MetricsEndpoint, ObservabilityInterceptor, ServerMetrics
 from recsvc.server.reflection import add_reflection
 from recsvc.server.security import TokenAuthInterceptor, load_tokens, server_credentials, warn_if_tokens_in_clear
 from recsvc.server.servicer import RecommenderServicer
+from recsvc.server.versions import EngineFactory, build_engine
 from recsvc.server.workers import UNCLEAN_STOP_EXIT, ListenError, notify_siblings, run_workers, worker_index
 from recsvc.v1 import admin_pb2, admin_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
 
@@ -233,7 +234,7 @@ def serve(settings: Settings, stop: threading.Event | None = None,
     SIGHUP checks ``CURRENT`` for a new version now. Signal handlers are installed only when called from the
     main thread; an embedding caller (or a test) running ``serve`` in another thread passes ``stop``.
     ``engine_factory`` builds the engine of each loaded set (default
-    :func:`recsvc.server.lifecycle.build_engine`; tests pass slow or failing doubles).
+    :func:`recsvc.server.versions.build_engine`; tests pass slow or failing doubles).
 
     Returns the process exit code: 0 after a clean stop, ``UNCLEAN_STOP_EXIT`` (3) when the stop had to cut
     ranking calls at the end of the grace or grpc did not stop in time (:func:`stop_server`); the stop ends

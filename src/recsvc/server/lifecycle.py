@@ -8,8 +8,8 @@ then ``CURRENT`` is repointed with one rename). A server process notices the new
 * the Admin API (``ReloadModel``, ``RollbackModel``), which runs :meth:`ModelLifecycle.reload` and answers
   with the outcome.
 
-Whatever the trigger, one path loads the new version: :func:`load_artifact_set` (sha256 of every file,
-dtypes, shapes, id order — refuses a corrupt or half-written set), a new
+Whatever the trigger, one path loads the new version (:mod:`recsvc.server.versions`): :func:`load_artifact_set`
+(sha256 of every file, dtypes, shapes, id order — refuses a corrupt or half-written set), a new
 :class:`~recsvc.ranking.RecommendationEngine`, and a few warm-up queries through it (a known customer, an
 unknown one, a bundle, similar items) that must answer without error and name the new version. Only then does
 :meth:`~recsvc.server.holder.ModelHolder.swap` install it, so in-flight requests finish on the engine they took
@@ -45,24 +45,18 @@ from recsvc.artifacts import (
     MANIFEST,
     VERSIONS,
     ArtifactError,
-    ArtifactSet,
     current_version,
     list_versions,
-    load_artifact_set,
     set_current,
 )
 from recsvc.config import ServerSettings
 from recsvc.errors import NotFound
-from recsvc.ranking import BundleQuery, LoadedModel, RecommendationEngine, RecommendQuery
+from recsvc.ranking import RecommendationEngine
 from recsvc.server.holder import ModelHolder
-from recsvc.server.stock import ModelStock, StockWatcher
+from recsvc.server.versions import EngineFactory, build_engine, load_version, manifest_signature, previous_version
 
 logger = logging.getLogger(__name__)
 
-#: A customer id the warm-up uses for the anonymous path; it must not exist in any catalog.
-WARM_UP_UNKNOWN_CUSTOMER = "recsvc-warm-up-unknown-customer"
-
-EngineFactory = Callable[[ArtifactSet], RecommendationEngine]
 
 
 class Outcome(enum.Enum):
@@ -119,152 +113,6 @@ class LifecycleStatus:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def build_engine(artifacts: ArtifactSet, settings: ServerSettings) -> RecommendationEngine:
-    """The engine the server runs for one loaded artifact set (the one place that builds it).
-
-    Its stock is the model's (:class:`~recsvc.server.stock.ModelStock`): the training-time stock the set
-    carries, or a newer snapshot pushed for the same catalog, never a snapshot of another catalog.
-    """
-    model = LoadedModel(artifacts)
-    stock = ModelStock(StockWatcher.for_root(Path(settings.artifact_root), settings.verify_checksums), model)
-    return RecommendationEngine(model, settings, stock=stock)
-
-
-def warm_up(engine: RecommendationEngine) -> None:
-    """Run the queries a new model must answer before it may serve: a known customer, an unknown one, a
-    bundle and similar items, on the model's first channel.
-
-    They catch what checksums cannot — arrays that are well-formed but break ranking — and page the model's
-    arrays in, so the first real request after the swap is not the slow one.
-
-    Raises
-    ------
-    ArtifactError
-        A query raised or answered for another version; the message names the query.
-    """
-    model = engine.model
-    channel = model.channels[0] if model.channels else "web"
-    checks: list[tuple[str, Callable[[], str]]] = []
-    if model.n_customers:
-        known = model.customer_id(0)
-
-        def known_customer() -> str:
-            result = engine.recommend(RecommendQuery(customer_id=known, channel=channel))
-            if not result.known_customer:
-                raise ArtifactError(f"customer {known!r} of the catalog was not recognised")
-            return result.model_version
-
-        checks.append(("recommend for a known customer", known_customer))
-
-    def unknown_customer() -> str:
-        result = engine.recommend(RecommendQuery(customer_id=WARM_UP_UNKNOWN_CUSTOMER, channel=channel))
-        if result.known_customer:
-            raise ArtifactError("an unknown customer was resolved to a known one")
-        return result.model_version
-
-    checks.append(("recommend for an unknown customer", unknown_customer))
-    if model.n_items:
-        item = model.item_id(0)
-        checks.append(("bundle", lambda: engine.bundle(BundleQuery(basket_item_ids=[item], channel=channel))
-                       .model_version))
-
-        def similar() -> str:
-            engine.similar_items(item)
-            return model.version
-
-        checks.append(("similar items", similar))
-    for name, run in checks:
-        try:
-            version = run()
-        except Exception as exc:
-            raise ArtifactError(f"warm-up query '{name}' failed on version {model.version}: {exc}") from exc
-        if version != model.version:
-            raise ArtifactError(f"warm-up query '{name}' answered for version {version}, not {model.version}")
-
-
-def load_version(root: Path, version: str, settings: ServerSettings, engine_factory: EngineFactory | None = None,
-                 verify: bool | None = None) -> RecommendationEngine:
-    """Load, verify and warm up one published version; the returned engine is ready to swap in.
-
-    ``verify`` defaults to ``settings.verify_checksums``; arrays are memory-mapped when
-    ``settings.mmap_artifacts`` (load is then dominated by the engine's own precomputation, not by I/O).
-
-    Raises
-    ------
-    ArtifactError
-        Missing manifest, checksum mismatch, bad dtype/shape/ids, or a failed warm-up; names the file/query.
-    """
-    folder = Path(root) / VERSIONS / version
-    try:
-        artifacts = load_artifact_set(folder, verify=settings.verify_checksums if verify is None else verify,
-                                      mmap=settings.mmap_artifacts)
-    except ArtifactError:
-        raise
-    except Exception as exc:  # a manifest missing a key, an unreadable file ...: still "this set is bad"
-        raise ArtifactError(f"{folder}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
-    if artifacts.version != version:
-        # served versions are compared with CURRENT by name: a set calling itself something else would be
-        # "new" at every poll and reloaded forever
-        raise ArtifactError(f"{folder}: manifest names version {artifacts.version!r}, not {version!r}")
-    factory = engine_factory or (lambda a: build_engine(a, settings))
-    try:
-        engine = factory(artifacts)
-    except ArtifactError:
-        raise
-    except Exception as exc:  # an engine that cannot be built from a set that passed validation
-        raise ArtifactError(f"{folder}: the engine cannot be built from this set: {exc}") from exc
-    warm_up(engine)
-    return engine
-
-
-def previous_version(root: Path, before: str | None = None) -> str:
-    """The published version just older than ``before`` (default: the one ``CURRENT`` names).
-
-    Raises
-    ------
-    ArtifactError
-        Nothing published, or ``before`` is the oldest version kept.
-    """
-    versions = list_versions(root)
-    before = before or current_version(root)
-    older = [v for v in versions if before is None or v < before]  # names sort by publish time
-    if not older:
-        raise ArtifactError(f"{root}: no published version older than {before or 'CURRENT'} to roll back to "
-                            f"(kept: {', '.join(versions) or 'none'})")
-    return older[-1]
-
-
-def rollback_current(root: Path, to: str | None = None, verify: bool = True) -> tuple[str | None, str]:
-    """Point ``CURRENT`` at ``to`` (default: the version before the current one) after checking it loads.
-
-    Returns ``(old, new)``. The target is loaded and verified first (without building an engine), so a
-    rollback never points servers at a set they would refuse. Running servers pick the change up at their
-    next poll, on SIGHUP or on an Admin ``ReloadModel``.
-
-    Raises
-    ------
-    ArtifactError
-        No such version, nothing older to roll back to, or the target fails verification.
-    """
-    root = Path(root)
-    old = current_version(root)
-    target = to or previous_version(root, old)
-    if not (root / VERSIONS / target / MANIFEST).is_file():
-        raise ArtifactError(f"{root}: no published version {target!r} (kept: {', '.join(list_versions(root))})")
-    load_artifact_set(root / VERSIONS / target, verify=verify, mmap=True)
-    set_current(root, target)
-    logger.info("rolled back %s: CURRENT %s -> %s", root, old, target)
-    return old, target
-
-
-def _manifest_signature(root: Path, version: str) -> tuple[int, int] | None:
-    try:
-        stat = (Path(root) / VERSIONS / version / MANIFEST).stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
 
 
 class ModelLifecycle:
@@ -349,7 +197,7 @@ class ModelLifecycle:
                 return ReloadResult(Outcome.UNCHANGED, target, serving, serving)
             with self._state_lock:
                 failed = self._failed.get(target)
-            if failed is not None and not force and failed.signature == _manifest_signature(self._root, target):
+            if failed is not None and not force and failed.signature == manifest_signature(self._root, target):
                 return ReloadResult(Outcome.SKIPPED, target, serving, serving, error=failed.error)
             return self._load_and_swap(target, serving)
 
@@ -401,7 +249,7 @@ class ModelLifecycle:
             error = str(exc) if isinstance(exc, ArtifactError) else f"{type(exc).__name__}: {exc}"
             with self._state_lock:
                 self._failed[target] = FailedVersion(target, error, _now_iso(),
-                                                     _manifest_signature(self._root, target))
+                                                     manifest_signature(self._root, target))
                 self._failures += 1
             logger.error("version %s refused, still serving %s: %s", target, serving or "nothing", error)
             result = ReloadResult(Outcome.REJECTED, target, serving, serving, error=error,

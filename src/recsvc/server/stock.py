@@ -20,7 +20,7 @@ on every request (a microsecond-scale system call) and, the first time it sees t
 kept snapshots' manifests again; a snapshot is loaded (and its checksums verified) the first time a model asks
 for it. A snapshot that fails to load is logged and the one used before stays in use.
 
-Transport-free (no grpc): the engine gets a :class:`ModelStock` from :func:`recsvc.server.lifecycle.build_engine`.
+Transport-free (no grpc): the engine gets a :class:`ModelStock` from :func:`recsvc.server.versions.build_engine`.
 """
 
 from __future__ import annotations
