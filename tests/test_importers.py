@@ -13,13 +13,13 @@ from recsvc_training.input import columns as col
 from recsvc_training.input.importers import (
     DEFAULT_SOURCES,
     IMPORTERS,
-    MOVIELENS_GENRES,
-    NON_PRODUCT_CODES,
     ImportSummary,
     import_movielens,
     import_online_retail,
     import_tafeng,
 )
+from recsvc_training.input.importers.movielens import MOVIELENS_GENRES
+from recsvc_training.input.importers.online_retail import NON_PRODUCT_CODES
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SLICE_ROWS = 20_000
