@@ -20,5 +20,5 @@ fi
 . .venv/bin/activate
 python scripts/generate_proto.py --check
 ruff check .
-mypy -p recsvc -p recsvc_training -p benchmarks
+mypy -p recsvc -p recsvc_training -p benchmarks -p tests
 pytest "$@"

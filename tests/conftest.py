@@ -97,6 +97,16 @@ class LiveServer:
         if self.metrics is not None:
             self.metrics.record_reload(result)
 
+    def reload(self, force: bool = False) -> ReloadResult:
+        """Check ``CURRENT`` now, as a poll would (a server started with a fixed ``holder`` has no lifecycle)."""
+        assert self.lifecycle is not None, "this server was started with a fixed holder: nothing to reload"
+        return self.lifecycle.reload(force=force)
+
+    def registry(self) -> Any:
+        """The Prometheus registry of a server started with ``metrics=True``."""
+        assert self.metrics is not None, "start the server with metrics=True"
+        return self.metrics.registry
+
     def version(self) -> str:
         from recsvc.v1 import recsvc_pb2
 

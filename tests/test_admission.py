@@ -11,17 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import LiveServers, settings_for, wait_for
 from grpc_health.v1 import health_pb2
 
 from recsvc.v1 import admin_pb2, recsvc_pb2
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_ops import SlowFactory, _slow_request
-    from toy_model import VERSION, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.test_ops import SlowFactory, _slow_request
-    from tests.toy_model import VERSION, publish_toy
+from tests.conftest import LiveServers, settings_for, wait_for
+from tests.test_ops import SlowFactory, _slow_request
+from tests.toy_model import VERSION, publish_toy
 
 CAP = 2
 

@@ -30,11 +30,7 @@ from recsvc_training.models.ann import (  # noqa: E402
     exact_top_k,
     unit_rows,
 )
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import build_synthetic_artifacts
-except ImportError:  # pragma: no cover
-    from tests.toy_model import build_synthetic_artifacts
+from tests.toy_model import build_synthetic_artifacts  # noqa: E402
 
 N_ITEMS = 20_000
 N_CUSTOMERS = 2_000
@@ -205,11 +201,8 @@ def test_exact_top_k_agrees_with_a_full_sort(factors: tuple[np.ndarray, np.ndarr
 def test_the_pipeline_builds_the_index_above_the_threshold() -> None:
     """build_artifacts wires the step: with a threshold below the 13-item test shop the set carries an index
     the server loads; with the default threshold it records why there is none."""
-    try:
-        from test_pipeline import FAST, shop_data
-    except ImportError:  # pragma: no cover
-        from tests.test_pipeline import FAST, shop_data
     from recsvc_training.assemble import build_artifacts
+    from tests.test_pipeline import FAST, shop_data
 
     small = build_artifacts(shop_data(), FAST)
     assert ANN_ARRAY not in small.arrays and small.extra["ann"]["kind"] == "exact"

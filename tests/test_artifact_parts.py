@@ -23,11 +23,7 @@ from recsvc.artifacts.stock_table import StockTable
 from recsvc.config import TrainingSettings
 from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training.assemble import foldin_params
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import build_toy_artifacts
-except ImportError:  # pragma: no cover
-    from tests.toy_model import build_toy_artifacts
+from tests.toy_model import build_toy_artifacts
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -48,9 +44,9 @@ def _full_set() -> ArtifactSet:
     artifacts = build_toy_artifacts()
     a, n_items, n_customers = artifacts.arrays, artifacts.arrays["item_ids"].size, artifacts.arrays["customer_ids"].size
     n_ch = len(artifacts.channels)
-    ensemble = TreeEnsemble(split_feature=[0], threshold=[0.5], left_child=[-1], right_child=[-2],
-                            default_left=[True], missing_type=[0], leaf_value=[0.1, -0.1], tree_root=[0],
-                            feature_names=["f0"])
+    ensemble = TreeEnsemble(split_feature=np.array([0]), threshold=np.array([0.5]), left_child=np.array([-1]),
+                            right_child=np.array([-2]), default_left=np.array([True]), missing_type=np.array([0]),
+                            leaf_value=np.array([0.1, -0.1]), tree_root=np.array([0]), feature_names=["f0"])
     a.update(ensemble.to_arrays())
     a.update(TrainingStock(StockTable.from_rows(["S01"], ["B01"], [2.0])[0], as_of="2026-05-08T03:00:00").to_arrays())
     a.update(ann_index=np.arange(16, dtype=np.uint8), ann_cosine_index=np.arange(16, dtype=np.uint8))
@@ -69,7 +65,7 @@ def test_every_part_module_is_registered_and_every_array_has_one_owner() -> None
     assert set(_discovered()) == set(PARTS), "a part module is missing from recsvc.artifacts.schema.PARTS"
     owners: dict[str, str] = {}
     for part in PARTS:
-        assert dataclasses.is_dataclass(part) and part.__dataclass_params__.frozen, f"{part.NAME} is not frozen"  # type: ignore[attr-defined]
+        assert dataclasses.is_dataclass(part) and part.__dataclass_params__.frozen, f"{part.NAME} is not frozen"
         for name in part.ARRAYS:
             assert name not in owners, f"{name} is owned by {owners[name]} and {part.NAME}"
             owners[name] = part.NAME

@@ -17,13 +17,8 @@ import pytest
 from recsvc.artifacts.stock import publish_stock
 from recsvc.artifacts.stock_table import StockTable
 from recsvc.v1 import recsvc_pb2
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_lifecycle import LiveServer, settings_for
-    from toy_model import CHANNELS, ITEMS, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.test_lifecycle import LiveServer, settings_for
-    from tests.toy_model import CHANNELS, ITEMS, publish_toy
+from tests.test_lifecycle import LiveServer, settings_for
+from tests.toy_model import CHANNELS, ITEMS, publish_toy
 
 SOLD_EVERYWHERE = {item_id for item_id, *_, sold in ITEMS if all(sold)}
 SOLD_ON = {item_id: {c for c, s in zip(CHANNELS, sold, strict=True) if s} for item_id, *_, sold in ITEMS}
@@ -146,7 +141,7 @@ def _stock(root: Path, rows: list[tuple[str, str, float]]) -> None:
 
 def _stock_fallbacks(server: LiveServer, rpc: str) -> float:
     assert server.metrics is not None
-    for family in server.metrics.registry.collect():
+    for family in server.registry().collect():
         for sample in family.samples:
             if sample.name == "recsvc_stock_fallback_total" and sample.labels.get("rpc") == rpc:
                 return float(sample.value)

@@ -22,11 +22,7 @@ from recsvc.cli import build_parser, main
 from recsvc.config import ServerSettings
 from recsvc.ranking import LoadedModel, RecommendationEngine
 from recsvc.server.app import ModelHolder, build_server
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import CREATED_AT, VERSION, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.toy_model import CREATED_AT, VERSION, publish_toy
+from tests.toy_model import CREATED_AT, VERSION, publish_toy
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,7 @@ from recsvc_training.input import columns as C
 from recsvc_training.input.ingest import load_training_data
 from recsvc_training.models.coldstart import ALL_CUSTOMERS_FEATURE, attribute_features, fit_lightfm
 from recsvc_training.sample import generate_sample
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import CREATED_AT, CUSTOMERS, ITEMS, ROW, build_toy_artifacts
-except ImportError:  # pragma: no cover
-    from tests.toy_model import CREATED_AT, CUSTOMERS, ITEMS, ROW, build_toy_artifacts
+from tests.toy_model import CREATED_AT, CUSTOMERS, ITEMS, ROW, build_toy_artifacts
 
 TOY_LFM = TrainingSettings(lfm_components=8, lfm_epochs=40, lfm_learning_rate=0.05, lfm_threads=1)
 

@@ -26,17 +26,13 @@ import grpc
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import LiveServers, settings_for
-from test_security import certs  # noqa: F401  # the openssl-made certificates, a module-scoped fixture
 
 from recsvc.config import ConfigError, Settings, load_settings
 from recsvc.server.app import DRAIN_SETTLE_SECONDS, HARD_STOP_SECONDS, SERVICE_NAME
 from recsvc.server.workers import BLAS_THREAD_VARIABLES
-
-try:
-    from toy_model import publish_toy
-except ImportError:  # pragma: no cover
-    from tests.toy_model import publish_toy
+from tests.conftest import LiveServers, settings_for
+from tests.test_security import certs  # noqa: F401  # the openssl-made certificates, a module-scoped fixture
+from tests.toy_model import publish_toy
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir() if (p / "kustomization.yaml").exists())
@@ -284,7 +280,7 @@ def test_events_settings_name_a_shared_store(overlay: str, tmp_path: Path) -> No
     if "events" not in {f.name for f in dataclasses.fields(Settings)}:
         pytest.skip("this branch's settings have no [events] section yet (the real-time work adds it)")
     objects, _, _, container, settings = _rendered_server(overlay, tmp_path)
-    assert settings.events.backend == "redis"  # type: ignore[attr-defined]
+    assert settings.events.backend == "redis"
     (url,) = (e for e in container["env"] if e["name"] == "RECSVC_EVENTS__REDIS_URL")
     secret_name = url["valueFrom"]["secretKeyRef"]["name"]
     generated = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == secret_name]

@@ -16,7 +16,6 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ServeProcess, serve_command
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recsvc.artifacts import load_current
@@ -25,6 +24,7 @@ from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 from recsvc_training.input import columns as C
 from recsvc_training.pipeline import train
 from recsvc_training.sample import generate_sample
+from tests.conftest import ServeProcess, serve_command
 
 FAST = TrainingSettings(progress=False, als_factors=16, als_iterations=5, ranker_trees=40,
                         ranker_max_customers=300)

@@ -26,13 +26,8 @@ from recsvc.events.recording import link_identities, record_events
 from recsvc.events.store import EventStore, LiveLink, StoreUnavailable, open_store
 from recsvc.ranking import LoadedModel
 from recsvc.ranking.profile import customer_profile
-
-try:
-    from redis_fixture import RedisServer, redis_server
-    from toy_model import DATA_END_DAY, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.redis_fixture import RedisServer, redis_server
-    from tests.toy_model import DATA_END_DAY, publish_toy
+from tests.redis_fixture import RedisServer, redis_server
+from tests.toy_model import DATA_END_DAY, publish_toy
 
 __all__ = ["redis_server"]
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from conftest import LiveServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,11 +27,8 @@ from recsvc.config import ServerSettings
 from recsvc.ranking import LoadedModel, RecommendationEngine
 from recsvc.server.app import ModelHolder
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import CREATED_AT, ITEMS, STORES, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.toy_model import CREATED_AT, ITEMS, STORES, publish_toy
+from tests.conftest import LiveServer
+from tests.toy_model import CREATED_AT, ITEMS, STORES, publish_toy
 
 #: Statuses that mean "the server has a bug"; every other status is a deliberate answer.
 BUG_STATUSES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -97,7 +93,7 @@ def _call(rpc: grpc.UnaryUnaryMultiCallable, request: object) -> grpc.StatusCode
         code = exc.code()
         assert code not in BUG_STATUSES, f"{code.name}: {exc.details()}"
         assert code in ALLOWED_ERRORS, f"unexpected {code.name}: {exc.details()}"
-        return code  # type: ignore[no-any-return]
+        return code
     return grpc.StatusCode.OK
 
 

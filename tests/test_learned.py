@@ -14,11 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-try:
-    import toy_model as toy
-except ImportError:  # pragma: no cover - run as a package
-    from tests import toy_model as toy
-
 from recsvc.artifacts import ArtifactError, current_version, load_current, read_manifest
 from recsvc.config import TrainingSettings
 from recsvc.ranking import RecommendationEngine, RecommendQuery
@@ -29,6 +24,7 @@ from recsvc.ranking.results import POLICY_LEARNED
 from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training.evaluation.gate import QualityGateError, gate_failures
+from tests import toy_model as toy
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import LiveServer, LiveServers, serve_command, settings_for, wait_for
 from grpc_health.v1 import health_pb2
 
 from recsvc.artifacts import (
@@ -33,11 +32,8 @@ from recsvc.server.app import ModelHolder
 from recsvc.server.lifecycle import ModelLifecycle, Outcome
 from recsvc.server.versions import build_engine, previous_version, rollback_current
 from recsvc.v1 import admin_pb2, recsvc_pb2, recsvc_pb2_grpc
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import VERSION, build_toy_artifacts, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.toy_model import VERSION, build_toy_artifacts, publish_toy
+from tests.conftest import LiveServer, LiveServers, serve_command, settings_for, wait_for
+from tests.toy_model import VERSION, build_toy_artifacts, publish_toy
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
@@ -102,7 +98,8 @@ def test_reload_under_load_fails_no_request_and_switches_versions(root: Path) ->
         wait_for(lambda: all(len(s) >= 5 for s in seen), what="first responses")
         for version in ("toy-2", "toy-3"):
             publish_version(root, version)
-            wait_for(lambda v=version: all(s and s[-1] == v for s in seen), what=f"every thread on {version}")
+            wait_for(lambda v=version: all(bool(s) and s[-1] == v for s in seen),  # type: ignore[misc]
+                     what=f"every thread on {version}")
         time.sleep(0.05)
     finally:
         stop.set()
@@ -121,11 +118,11 @@ def test_reload_under_load_fails_no_request_and_switches_versions(root: Path) ->
 def test_model_info_reports_the_new_version_and_load_time(live: LiveServer, root: Path) -> None:
     before = live.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5)
     publish_version(root, "toy-2")
-    result = live.lifecycle.reload()
+    result = live.reload()
     assert result.outcome is Outcome.SWAPPED and result.previous_version == VERSION
     after = live.stub.GetModelInfo(recsvc_pb2.GetModelInfoRequest(), timeout=5)
     assert (before.version, after.version) == (VERSION, "toy-2") and after.loaded_at
-    assert live.lifecycle.reload().outcome is Outcome.UNCHANGED
+    assert live.reload().outcome is Outcome.UNCHANGED
 
 
 # ------------------------------------------------------------------------------ refusing bad artifact sets
@@ -133,14 +130,14 @@ def test_model_info_reports_the_new_version_and_load_time(live: LiveServer, root
 def test_a_corrupt_version_is_refused_remembered_and_the_old_one_keeps_serving(live: LiveServer, root: Path,
                                                                               tmp_path: Path) -> None:
     _corrupt_copy_as(root, tmp_path / "scratch", "toy-2")
-    result = live.lifecycle.reload()
+    result = live.reload()
     assert result.outcome is Outcome.REJECTED and result.serving_version == VERSION
     assert "als_item_factors.npy" in result.error and "checksum" in result.error
     assert live.version() == VERSION
     assert live.stub.Recommend(recsvc_pb2.RecommendRequest(customer_id="LOY-1", channel="web"), timeout=5).items
     assert live.health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == SERVING
     # remembered: the next poll does not load it again ...
-    assert live.lifecycle.reload().outcome is Outcome.SKIPPED
+    assert live.reload().outcome is Outcome.SKIPPED
     assert len(live.results) == 1
     status = live.admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=5)
     assert status.serving_version == VERSION and status.current_version == "toy-2"
@@ -159,18 +156,18 @@ def test_a_version_without_manifest_is_refused_until_its_manifest_appears(live: 
     half = root / VERSIONS / "toy-3"
     shutil.copytree(complete, half, ignore=shutil.ignore_patterns(MANIFEST))
     (root / CURRENT).write_text("toy-3\n")  # a foreign tool, not set_current (which insists on a manifest)
-    result = live.lifecycle.reload()
+    result = live.reload()
     assert result.outcome is Outcome.REJECTED and "no manifest.json" in result.error
     assert live.version() == VERSION
-    assert live.lifecycle.reload().outcome is Outcome.SKIPPED
+    assert live.reload().outcome is Outcome.SKIPPED
     shutil.copy(complete / MANIFEST, half / MANIFEST)
-    assert live.lifecycle.reload().outcome is Outcome.SWAPPED
+    assert live.reload().outcome is Outcome.SWAPPED
     assert live.version() == "toy-3"
 
 
 def test_current_naming_a_missing_version_keeps_serving(live: LiveServer, root: Path) -> None:
     (root / CURRENT).write_text("never-published\n")
-    result = live.lifecycle.reload()
+    result = live.reload()
     assert result.outcome is Outcome.REJECTED and live.version() == VERSION
 
 
@@ -205,11 +202,11 @@ def test_the_server_refuses_to_start_without_a_good_set(tmp_path: Path) -> None:
 
 def test_rollback_repoints_current_and_servers_follow(live: LiveServer, root: Path) -> None:
     publish_version(root, "toy-2")
-    assert live.lifecycle.reload().outcome is Outcome.SWAPPED
+    assert live.reload().outcome is Outcome.SWAPPED
     assert previous_version(root) == VERSION
     assert rollback_current(root) == ("toy-2", VERSION)
     assert current_version(root) == VERSION
-    assert live.lifecycle.reload().outcome is Outcome.SWAPPED and live.version() == VERSION
+    assert live.reload().outcome is Outcome.SWAPPED and live.version() == VERSION
 
 
 def test_rollback_command(root: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -263,7 +260,7 @@ def test_admin_rollback_to_a_corrupt_version_changes_nothing(live: LiveServer, r
 def test_rolling_back_a_refused_version_only_repoints_current(live: LiveServer, root: Path, tmp_path: Path) -> None:
     """The nightly set was refused, the old one serves: rolling back repoints CURRENT without a load."""
     _corrupt_copy_as(root, tmp_path / "scratch", "toy-2")
-    assert live.lifecycle.reload().outcome is Outcome.REJECTED
+    assert live.reload().outcome is Outcome.REJECTED
     back = live.admin.RollbackModel(admin_pb2.RollbackModelRequest(), timeout=30)
     assert back.outcome == admin_pb2.RELOAD_OUTCOME_UNCHANGED and back.serving_version == VERSION
     assert current_version(root) == VERSION and len(live.results) == 1

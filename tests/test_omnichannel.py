@@ -20,7 +20,6 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LiveServer
 
 from recsvc.artifacts import load_current
 from recsvc.artifacts.parts.foldin import FoldInParams
@@ -39,11 +38,8 @@ from recsvc_training.input import columns as C
 from recsvc_training.models.rfm import RFM_SEGMENTS
 from recsvc_training.pipeline import train
 from recsvc_training.sample import SampleSummary, generate_sample
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import build_toy_artifacts
-except ImportError:  # pragma: no cover
-    from tests.toy_model import build_toy_artifacts
+from tests.conftest import LiveServer
+from tests.toy_model import build_toy_artifacts
 
 STORE = "S01"
 TRAINING = TrainingSettings(evaluate=False, learn_ranker=False, progress=False)

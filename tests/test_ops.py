@@ -23,7 +23,6 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import LiveServer, LiveServers, serve_command, settings_for, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -36,13 +35,9 @@ from recsvc.server.app import ModelHolder, build_server, serve
 from recsvc.server.versions import build_engine
 from recsvc.server.workers import BLAS_THREAD_VARIABLES, worker_environment
 from recsvc.v1 import admin_pb2, admin_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_lifecycle import publish_version
-    from toy_model import VERSION, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.test_lifecycle import publish_version
-    from tests.toy_model import VERSION, publish_toy
+from tests.conftest import LiveServer, LiveServers, serve_command, settings_for, wait_for
+from tests.test_lifecycle import publish_version
+from tests.toy_model import VERSION, publish_toy
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -294,7 +289,7 @@ def test_a_call_past_its_deadline_is_not_ranked(root: Path) -> None:
             server.stub.Recommend(_slow_request(), timeout=0.2)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert server.metrics is not None
-        wait_for(lambda: _sample(server.metrics.registry, "recsvc_requests_total",
+        wait_for(lambda: _sample(server.registry(), "recsvc_requests_total",
                                  rpc="Recommend", code="DEADLINE_EXCEEDED") == 1.0, what="the deadline counted")
     finally:
         engine.release.set()
@@ -367,7 +362,7 @@ def test_metrics_endpoint_exposes_requests_latency_fallbacks_model_and_reloads(r
             server.stub.Recommend(recsvc_pb2.RecommendRequest(customer_id="LOY-1"), timeout=5)  # no channel
         server.stub.SimilarItems(recsvc_pb2.SimilarItemsRequest(item_id="D01"), timeout=5)
         publish_version(artifact_root, "toy-2")
-        assert server.lifecycle.reload().outcome.name == "SWAPPED"
+        assert server.reload().outcome.name == "SWAPPED"
         with urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/metrics", timeout=5) as response:
             text = response.read().decode()
     finally:

@@ -13,6 +13,7 @@ import pkgutil
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,33 +42,18 @@ from recsvc.ranking.policies import ChannelPolicies, PolicyWeights
 from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.repurchase import RepurchaseSource
 from recsvc.ranking.sources import Candidates, group_by_key, isin, top_k
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import (
-        CHANNELS,
-        CREATED_AT,
-        DATA_END_DAY,
-        ITEMS,
-        ROW,
-        STORE,
-        VERSION,
-        build_synthetic_artifacts,
-        build_toy_artifacts,
-        publish_toy,
-    )
-except ImportError:  # pragma: no cover
-    from tests.toy_model import (
-        CHANNELS,
-        CREATED_AT,
-        DATA_END_DAY,
-        ITEMS,
-        ROW,
-        STORE,
-        VERSION,
-        build_synthetic_artifacts,
-        build_toy_artifacts,
-        publish_toy,
-    )
+from tests.toy_model import (
+    CHANNELS,
+    CREATED_AT,
+    DATA_END_DAY,
+    ITEMS,
+    ROW,
+    STORE,
+    VERSION,
+    build_synthetic_artifacts,
+    build_toy_artifacts,
+    publish_toy,
+)
 
 CATEGORY = {item_id: category for item_id, _, category, *_ in ITEMS}
 SOLD_ON = {item_id: dict(zip(CHANNELS, sold, strict=True)) for item_id, *_, sold in ITEMS}
@@ -124,8 +110,8 @@ def discover_sources() -> list[type[CandidateSource]]:
     recsvc.ranking and walking the subclass tree: a new source is under contract the moment it exists."""
     for module in pkgutil.iter_modules(ranking_package.__path__):
         importlib.import_module(f"{ranking_package.__name__}.{module.name}")
-    found: set[type[CandidateSource]] = set()
-    todo: list[type[CandidateSource]] = [CandidateSource]
+    found: set[type[Any]] = set()
+    todo: list[type[Any]] = [CandidateSource]
     while todo:
         for sub in todo.pop().__subclasses__():
             todo.append(sub)

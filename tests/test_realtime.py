@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -25,15 +26,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recsvc.events.sqlite_store import SqliteEventStore
 from recsvc.v1 import admin_pb2, admin_pb2_grpc, events_pb2, events_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
-
-try:
-    from redis_fixture import RedisServer, free_port, redis_server
-    from test_lifecycle import wait_for
-    from toy_model import publish_toy
-except ImportError:  # pragma: no cover
-    from tests.redis_fixture import RedisServer, free_port, redis_server
-    from tests.test_lifecycle import wait_for
-    from tests.toy_model import publish_toy
+from tests.redis_fixture import RedisServer, free_port, redis_server
+from tests.test_lifecycle import wait_for
+from tests.toy_model import publish_toy
 
 __all__ = ["redis_server"]
 
@@ -90,7 +85,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def event(event_id: str, customer: str, item: str, kind: str = "purchase", **kwargs: object) -> events_pb2.Event:
+def event(event_id: str, customer: str, item: str, kind: str = "purchase", **kwargs: Any) -> events_pb2.Event:
     return events_pb2.Event(event_id=event_id, customer_id=customer, item_id=item, event=kind, **kwargs)
 
 

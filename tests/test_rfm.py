@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,11 +15,7 @@ from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import IngestReport, TrainingData
 from recsvc_training.input.id_maps import EventRows, IdMaps
 from recsvc_training.models.rfm import RFM_SEGMENTS, build_customer_summary, purchase_baskets, rank_scores, rfm_segments
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import CUSTOMERS, DATA_END_DAY, build_toy_artifacts
-except ImportError:  # pragma: no cover
-    from tests.toy_model import CUSTOMERS, DATA_END_DAY, build_toy_artifacts
+from tests.toy_model import CUSTOMERS, DATA_END_DAY, build_toy_artifacts
 
 EVENT = {name: i for i, name in enumerate(C.EVENT_TYPES)}
 CHANNELS = ("app", "store", "web")
@@ -47,7 +45,7 @@ def test_segment_rules(r: int, f: int, m: int, baskets: int, segment: str) -> No
     assert RFM_SEGMENTS[int(got[0])] == segment
 
 
-def _rows(events: list[tuple[int, int, str, int, int, int, float]]) -> EventRows:
+def _rows(events: Sequence[tuple[int, int, str, int, int, int, float]]) -> EventRows:
     """(customer, item, event, channel, day, basket, quantity) per event."""
     c, i, e, ch, d, b, q = (np.array(col) for col in zip(*events, strict=True))
     return EventRows(customer=c.astype(np.int32), item=i.astype(np.int32), store=np.full(c.size, -1, np.int32),

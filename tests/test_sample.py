@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from recsvc_training.input import columns as col
 from recsvc_training.sample import STORES, SampleSummary, generate_sample
 
-SMALL = {"n_customers": 300, "n_items": 150, "days": 90}
+SMALL: dict[str, Any] = {"n_customers": 300, "n_items": 150, "days": 90}
 
 
 @pytest.fixture(scope="module")

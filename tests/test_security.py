@@ -17,7 +17,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import LiveServer, settings_for
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -26,13 +25,9 @@ from recsvc.config import ConfigError, ServerSettings
 from recsvc.server.lifecycle import Outcome
 from recsvc.server.security import load_tokens, server_credentials, token_sha256
 from recsvc.v1 import admin_pb2, recsvc_pb2, recsvc_pb2_grpc
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_lifecycle import publish_version
-    from toy_model import VERSION, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.test_lifecycle import publish_version
-    from tests.toy_model import VERSION, publish_toy
+from tests.conftest import LiveServer, settings_for
+from tests.test_lifecycle import publish_version
+from tests.toy_model import VERSION, publish_toy
 
 OPENSSL = shutil.which("openssl")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command to make test certificates")
@@ -199,7 +194,7 @@ def _code(call: object, *args: object, **kwargs: object) -> grpc.StatusCode:
     try:
         call(*args, **kwargs)  # type: ignore[operator]
     except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[no-any-return]
+        return exc.code()
     return grpc.StatusCode.OK
 
 
@@ -276,7 +271,7 @@ class _Payload:
 
     marker = ""
 
-    def __reduce__(self) -> tuple[object, tuple[str]]:
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
         return (Path.touch, (Path(self.marker),))
 
 
@@ -313,7 +308,7 @@ def test_a_server_refuses_a_published_pickle(root: Path, tmp_path: Path) -> None
         shutil.copytree(scratch, artifact_root / VERSIONS / "toy-2")
         _plant_pickled_array(artifact_root / VERSIONS / "toy-2", marker)
         set_current(artifact_root, "toy-2")
-        result = server.lifecycle.reload()
+        result = server.reload()
         assert result.outcome is Outcome.REJECTED and "item_titles.npy" in result.error
         assert server.version() == VERSION and not marker.exists()
     finally:

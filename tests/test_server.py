@@ -15,7 +15,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import LISTENING, LiveServer, LiveServers, serve_command, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
@@ -24,11 +23,8 @@ from recsvc.config import ServerSettings, Settings
 from recsvc.ranking import LoadedModel, ReasonKind, RecommendationEngine, RecommendQuery, RecommendResult
 from recsvc.server.app import SERVICE_NAME, ModelHolder, load_engine, serve
 from recsvc.v1 import recsvc_pb2
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import CREATED_AT, VERSION, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.toy_model import CREATED_AT, VERSION, publish_toy
+from tests.conftest import LISTENING, LiveServer, LiveServers, serve_command, wait_for
+from tests.toy_model import CREATED_AT, VERSION, publish_toy
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

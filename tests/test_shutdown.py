@@ -14,20 +14,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import LiveServers, serve_command, settings_for, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from recsvc.server.reflection import REFLECTION_SERVICE_NAMES
 from recsvc.server.workers import UNCLEAN_STOP_EXIT, ListenError
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from test_ops import SlowFactory, _slow_request
-    from toy_model import VERSION, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.test_ops import SlowFactory, _slow_request
-    from tests.toy_model import VERSION, publish_toy
+from tests.conftest import LiveServers, serve_command, settings_for, wait_for
+from tests.test_ops import SlowFactory, _slow_request
+from tests.toy_model import VERSION, publish_toy
 
 #: A reflection request frame that does not parse (field 1, length 2, invalid bytes): issue 15's reproduction.
 GARBAGE = b"\x0a\x02\xff\xfe"
@@ -46,7 +41,7 @@ def _garbage_reflection(channel: grpc.Channel, service: str) -> grpc.StatusCode:
     try:
         call(GARBAGE, timeout=5)
     except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[no-any-return]
+        return exc.code()
     return grpc.StatusCode.OK
 
 

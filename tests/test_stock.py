@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,7 @@ from recsvc.config import ServerSettings
 from recsvc.ranking import BundleQuery, RecommendationEngine, RecommendQuery
 from recsvc.server.stock import StockFilter, StockWatcher, describe_stock
 from recsvc.server.versions import build_engine, load_version, rollback_current
-
-try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
-    from toy_model import CREATED_AT, build_toy_artifacts, publish_toy
-except ImportError:  # pragma: no cover
-    from tests.toy_model import CREATED_AT, build_toy_artifacts, publish_toy
+from tests.toy_model import CREATED_AT, build_toy_artifacts, publish_toy
 
 
 def _table(rows: list[tuple[str, str, float]]) -> StockTable:
@@ -178,7 +175,8 @@ IN_S01 = RecommendQuery(customer_id="C005", channel="store", store_id="S01", num
 OWN_STOCK = [("S01", "B02", 0), ("S01", "B01", 3), ("S01", "D01", 5), ("S01", "H04", 2)]
 
 
-def _publish_with_stock(root: Path, version: str, rows: list[tuple[str, str, float]], prefix: str = "") -> None:
+def _publish_with_stock(root: Path, version: str, rows: Sequence[tuple[str, str, float]], prefix: str = ""
+                        ) -> None:
     """The toy set with a training-time stock part; ``prefix`` renames every item (another catalog)."""
     artifacts = build_toy_artifacts()
     artifacts.version = version
@@ -256,11 +254,8 @@ def test_over_grpc_a_new_models_stock_and_a_rollback_never_empty_the_store_chann
     """A real server on port 0: v1 serves; v2 (another catalog) is published with a push for its catalog while
     v1 still serves (the issue's 30 s poll window); then v2 serves; then Admin rolls back to v1. Every store
     answer has items, each filtered by the stock of the model that gives it."""
-    try:  # tests/ as a plain folder or as a package
-        from test_lifecycle import LiveServer, settings_for
-    except ImportError:  # pragma: no cover
-        from tests.test_lifecycle import LiveServer, settings_for
     from recsvc.v1 import admin_pb2, recsvc_pb2
+    from tests.test_lifecycle import LiveServer, settings_for
 
     _publish_with_stock(tmp_path, "v1", OWN_STOCK)
     live = LiveServer(settings_for(tmp_path), engine_factory=lambda a: _at_toy_time(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import lightgbm
 import numpy as np
@@ -293,8 +294,8 @@ def random_ensemble(rng: np.random.Generator, n_trees: int, n_features: int, val
 
     for _ in range(n_trees):
         arrays["tree_root"].append(grow(int(rng.integers(0, 9))))
-    return TreeEnsemble(**{k: np.asarray(v) for k, v in arrays.items()},
-                        feature_names=[f"x{i}" for i in range(n_features)])
+    fields: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+    return TreeEnsemble(**fields, feature_names=[f"x{i}" for i in range(n_features)])
 
 
 @settings(max_examples=40, deadline=None)
@@ -433,7 +434,7 @@ def test_validate_rejects_corrupted_arrays(ensembles: dict[str, TreeEnsemble]) -
 
 
 def test_validate_rejects_orphan_node_and_length_mismatch() -> None:
-    base = {"split_feature": np.array([0, 0]), "threshold": np.array([0.0, 1.0]),
+    base: dict[str, Any] = {"split_feature": np.array([0, 0]), "threshold": np.array([0.0, 1.0]),
             "left_child": np.array([~0, ~2]), "right_child": np.array([~1, ~3]),
             "default_left": np.array([True, True]), "missing_type": np.array([0, 0]),
             "leaf_value": np.array([1.0, 2.0, 3.0, 4.0]), "tree_root": np.array([0])}

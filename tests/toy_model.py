@@ -36,7 +36,8 @@ DATA_END_DAY = (DATA_END - date(1970, 1, 1)).days
 CREATED_AT = datetime(2026, 5, 8, 3, 0, tzinfo=UTC)
 VERSION = "toy-1"
 
-ITEMS = [  # id, title, category, price, sold on (app, store, web)
+ITEMS: list[tuple[str, str, str, float, tuple[bool, bool, bool]]] = [  # id, title, category, price, sold on
+    # (app, store, web)
     ("B01", "Bread loaf", "bakery", 2.5, (True, True, True)),
     ("B02", "Croissant", "bakery", 1.2, (False, True, False)),
     ("B03", "Bagels 4-pack", "bakery", 3.0, (True, True, True)),
@@ -67,7 +68,7 @@ ALIASES = {"APP-4": "C004", "LOY-1": "C001", "LOY-4": "C004"}
 STORES = ["S01", "S02"]
 
 # customer -> [(item, net count, first day ago, last day ago, channel, store or None)]
-HISTORY = {
+HISTORY: dict[str, list[tuple[str, int, int, int, int, str | None]]] = {
     "C001": [("H04", 5, 147, 27, STORE, "S01"), ("B03", 1, 5, 5, STORE, "S01"), ("D02", 1, 200, 200, WEB, None)],
     "C002": [("D01", 1, 3, 3, STORE, "S02")],
     "C003": [("D04", 2, 40, 12, WEB, None)],

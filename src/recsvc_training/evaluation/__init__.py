@@ -11,6 +11,7 @@ Typical use at the end of training::
 
 from __future__ import annotations
 
+from recsvc_training.evaluation.baseline_set import fit_baselines
 from recsvc_training.evaluation.baselines import (
     ALSRecommender,
     BaselineRecommender,
@@ -19,7 +20,6 @@ from recsvc_training.evaluation.baselines import (
     ChannelPopularity,
     GlobalPopularity,
     ItemKNN,
-    fit_baselines,
 )
 from recsvc_training.evaluation.cart_completion import (
     CartQueries,

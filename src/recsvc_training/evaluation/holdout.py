@@ -29,7 +29,7 @@ import numpy as np
 from recsvc.config import ServerSettings, TrainingSettings
 from recsvc.ranking import BundleQuery, RecommendationEngine
 from recsvc.ranking.model import LoadedModel
-from recsvc_training.evaluation.baselines import fit_baselines
+from recsvc_training.evaluation.baseline_set import fit_baselines
 from recsvc_training.evaluation.cart_completion import fit_completers
 from recsvc_training.evaluation.protocols import Completer, Recommender
 from recsvc_training.evaluation.report import render_markdown, write_report
