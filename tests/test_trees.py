@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from recsvc.artifacts import ArtifactError
-from recsvc.ranking import trees
+from recsvc.ranking import tree_plan
 from recsvc.ranking.trees import (
     MISSING_NAN,
     MISSING_NONE,
@@ -332,7 +332,7 @@ def test_large_ensembles_evaluate_in_smaller_row_blocks(monkeypatch: pytest.Monk
                                                        lambdarank_booster: lightgbm.Booster,
                                                        ensembles: dict[str, TreeEnsemble]) -> None:
     """Scratch memory per call is capped; a model over the cap is evaluated 64 rows at a time."""
-    monkeypatch.setattr(trees, "_WORKSPACE_BUDGET", 1)
+    monkeypatch.setattr(tree_plan, "_WORKSPACE_BUDGET", 1)
     small_blocks = TreeEnsemble.from_arrays(ensembles["lambdarank"].to_arrays())
     assert small_blocks._plan.block_rows == 64
     assert_matches(lambdarank_booster, small_blocks, query_rows(np.random.default_rng(17), 300, small_blocks))
