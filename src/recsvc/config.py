@@ -58,15 +58,15 @@ class TrainingSettings:
     copurchase_min_support: int = 2
     copurchase_top_k: int = 50
     #: The co-purchase score of b for anchor a is the lower end of the Wilson interval for P(b | a) at this
-    #: normal quantile (1.96: 95 %), from n_ab baskets holding both out of n_a holding a: 2 of 20 scores
-    #: below 30 of 600 (the old n_ab / (n_a + 5) put it above). Ta Feng cart HitRate@10 0.1334 with the old
-    #: score, 0.1372 with this at z 1.64, 1.96 and 2.58 alike (Online Retail 0.2948 -> 0.2952).
+    #: normal quantile (1.96: 95 %), from n_ab baskets holding both out of n_a holding a, so a pair seen in
+    #: few baskets ranks below an equally frequent pair seen in many; cart completion improved on Ta Feng and
+    #: Online Retail and barely moved with z (README, Quality: cart completion).
     copurchase_confidence_z: float = 1.96
     #: Baskets bigger than this are skipped for co-purchase (wholesale orders say little about pairs).
     copurchase_max_basket: int = 60
     #: Catalogs of at least this many items get an approximate nearest-neighbour index (faiss IVF) for
-    #: collaborative scoring; smaller ones are scored exactly (see ``recsvc.ranking.ann``). At 100k items x 64
-    #: factors an exact pass costs ~0.6 ms of a request's CPU, the index ~0.1 ms at recall@10 0.96.
+    #: ALS scoring; smaller ones are scored exactly (see ``recsvc.ranking.ann``), because below this size an
+    #: exact pass costs a request little (benchmarks/README.md has the per-request cost of both).
     ann_min_items: int = 50_000
     #: Inverted lists of the ANN index (0 = about 4 * sqrt(n_items)).
     ann_nlist: int = 0
@@ -93,10 +93,8 @@ class TrainingSettings:
     learn_ranker: bool = True
     #: Length of the window whose purchases label the ranker's training examples, in days, and ...
     ranker_label_days: int = 14
-    #: ... how many consecutive such windows are pooled to train the ranker. Six of 14 days (the last 12
-    #: weeks) against one of 28, Online Retail NDCG@10 / Recall@10 averaged over three ALS seeds:
-    #: 0.3733 / 0.1988 against 0.3680 / 0.1957 (three of 28 days: 0.3698 / 0.1964); Ta Feng 0.1455 / 0.1118
-    #: against 0.1425 / 0.1119 (its older windows lack history, below). README, Quality.
+    #: ... how many consecutive such windows are pooled to train the ranker: six of 14 days (the last 12
+    #: weeks) ranked better than one window of 28 on Online Retail and Ta Feng (README, Quality).
     ranker_label_windows: int = 6
     #: An older label window is used only when at least this many days of log precede it (the newest one
     #: always is): on a short log the older windows' customers have too little history to learn from.
@@ -113,7 +111,7 @@ class TrainingSettings:
     gate_max_drop: float = 0.05
     #: Customers with attributes and at most this many purchase baskets are served by the LightFM cold-start
     #: model (policy ``coldstart``); -1 turns the cold-start model off. 0: on Ta Feng, serving customers with
-    #: 1-2 baskets this way lowered the returning customers' NDCG@10 from 0.139 to 0.129 (README).
+    #: 1-2 baskets this way lowered the returning customers' NDCG@10 (README, Quality).
     coldstart_max_purchases: int = 0
     #: LightFM (WARP, hybrid: customer and item attributes) size, epochs, step and threads.
     lfm_components: int = 32

@@ -43,7 +43,7 @@ _frozen = frozen
 
 #: Bytes of item-factor rows handled per block by :func:`_row_divisors` and :func:`_transposed_factors`
 #: (16,384 rows at 64 float32 factors): a block's rows, their squares and their transposed copies stay in
-#: cache. Measured for 1M x 64: 8k-32k rows per block alike (0.12-0.13 s), 64k 0.14 s, 128k 0.18 s.
+#: cache; larger blocks were slower on a 1M-item model (benchmarks/model_load.py measures the load).
 _FACTOR_BLOCK_BYTES = 4 << 20
 
 
@@ -233,7 +233,7 @@ class LoadedModel:
         # by global popularity already breaks its ties by row, and each channel order is that order stably
         # re-sorted by the channel's popularity (gathered in that order). Identical to the lexsort, ties
         # included (checked on data with many ties and signed zeros), and the global sort is shared by every
-        # channel: 0.70 -> 0.36 s for the global + 3 channel orders of 1M items (2-core shared host, min of 5).
+        # channel, which about halves this step of a 1M-item load (benchmarks/model_load.py).
         global_order = np.argsort(-self.pop_global, kind="stable").astype(np.int64)
         self.pop_order_global: np.ndarray = _frozen(global_order)
         channel_orders = [global_order[np.argsort(-self.pop_channel[c][global_order], kind="stable")]

@@ -168,8 +168,8 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
         logger.warning("learned ranker skipped: %s", stats["skipped"])
         return None, stats
     # A fixed number of trees, no early stopping: with a few hundred validation queries the stopping point
-    # was noise (it kept 1 to 15 trees on Ta Feng and Online Retail); 150 trees at learning rate 0.05 were
-    # where it settled on larger validation sets.
+    # was noise (it kept a handful of trees on Ta Feng and Online Retail); the default is where it settled on
+    # larger validation sets.
     booster = fit_ranker(features, labels, group_sizes, FEATURE_NAMES,
                          params={"num_iterations": settings.ranker_trees})
     ensemble = tree_ensemble_from_lightgbm(booster)
