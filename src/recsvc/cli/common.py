@@ -23,8 +23,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if "%(default)" in text or default is None or default is False or default is argparse.SUPPRESS:
-            return text
+        if ("%(default)" in text or "(default:" in text or default is None or default is False
+                or default is argparse.SUPPRESS):
+            return text  # the help says its default itself (e.g. 0 meaning "the setting")
         if isinstance(default, list) and not default:
             return text + " (default: none)"
         if default == "":
