@@ -95,6 +95,7 @@ def with_live_reasons(model: LoadedModel, reasons: Sequence[Reason], purchases: 
     if not purchases:
         return list(reasons)
     by_id = {e.item_id: e for e in purchases.values()}
+    rows = {e.item_id: row for row, e in purchases.items()}
     today = now_ms // 86_400_000
     out = []
     for reason in reasons:
@@ -102,7 +103,8 @@ def with_live_reasons(model: LoadedModel, reasons: Sequence[Reason], purchases: 
         if reason.kind != ReasonKind.BOUGHT_TOGETHER or event is None:
             out.append(reason)
             continue
-        titles = " and ".join(model.item_title(model.items.row(i)) for i in reason.source_item_ids)
+        titles = " and ".join(model.item_title(rows[i] if i in rows else model.items.row(i))
+                              for i in reason.source_item_ids)
         where = where_bought(event.channel, event.store_id)
         when = _ago(event, now_ms, today, today)
         out.append(replace(reason, text=f"Bought together with {titles} (bought{' ' + where if where else ''} "
