@@ -168,6 +168,8 @@ class RecommendationEngine:
         for gets global popularity and only items sold on every channel (``unknown_channel``). Context items
         feed co-purchase and, like excluded ids, never appear in the result; items not sellable on the
         channel never appear either. Fewer candidates than asked are filled from popularity (``fallback``).
+        ``query.live`` (what the customer did since the model's cut-off) adds context, hides what was just
+        bought and names live purchases in reasons (:mod:`recsvc.ranking.live`).
 
         Raises
         ------
