@@ -102,19 +102,24 @@ def status(channel: grpc.Channel) -> admin_pb2.ServerStatus:
     return admin_pb2_grpc.AdminStub(channel).GetStatus(admin_pb2.GetStatusRequest(), timeout=10)
 
 
+def every_worker(served: Served, pids: set[int], started: float, shows: Callable[[grpc.Channel], bool],
+                 what: str) -> float:
+    """Seconds from ``started`` until fresh connections reaching every pid in ``pids`` pass ``shows``."""
+    waiting = set(pids)
+    while waiting:
+        assert time.monotonic() - started < 10, f"{what} not seen by {waiting} after 10 s"
+        with served.channel() as channel:
+            pid = status(channel).pid
+            if pid in waiting and shows(channel):
+                waiting.discard(pid)
+    return time.monotonic() - started
+
+
 def seen_everywhere(served: Served, customer: str, item: str, pids: set[int], started: float) -> float:
     """Seconds from ``started`` until fresh connections reaching every pid in ``pids`` show ``item`` first in
     the profile of ``customer``."""
-    waiting = set(pids)
-    while waiting:
-        assert time.monotonic() - started < 10, f"{item} not seen by {waiting} after 10 s"
-        with served.channel() as channel:
-            pid = status(channel).pid
-            if pid in waiting:
-                first = profile(channel, customer).recent_purchases[0]
-                if first.item_id == item:
-                    waiting.discard(pid)
-    return time.monotonic() - started
+    return every_worker(served, pids, started,
+                        lambda channel: profile(channel, customer).recent_purchases[0].item_id == item, item)
 
 
 def worker_pids(served: Served, n: int) -> set[int]:

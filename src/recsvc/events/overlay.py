@@ -261,9 +261,11 @@ class EventOverlay:
         if not held:
             return None
         held.sort(key=lambda e: (e.timestamp_ms, e.recorded_ms))
-        events = tuple(LiveEvent(event_id=e.event_id, item_id=e.item_id, item_row=model.items.row(e.item_id),
+        rows = model.items.lookup([e.item_id for e in held]).tolist()  # one lookup: ~20 us each, per request
+        events = tuple(LiveEvent(event_id=e.event_id, item_id=e.item_id, item_row=row,
                                  event=e.event, channel=e.channel, store_id=e.store_id, order_id=e.order_id,
-                                 quantity=e.quantity, price=e.price, timestamp_ms=e.timestamp_ms) for e in held)
+                                 quantity=e.quantity, price=e.price, timestamp_ms=e.timestamp_ms)
+                       for e, row in zip(held, rows, strict=True))
         return CustomerActivity(customer_id=final, customer_row=row, events=events)
 
     def _prune(self, cutoff: int) -> None:

@@ -59,7 +59,14 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
            "November", "December")
 
 
-def _spoken_date(day: int, reference_day: int) -> str:
+def where_bought(channel: str, store: str) -> str:
+    """"in store S01" when the store is known, else "online", "in the app" or "on <channel>"; "" for neither."""
+    if store:
+        return f"in store {store}"
+    return _WHERE.get(channel, f"on {channel}") if channel else ""
+
+
+def spoken_date(day: int, reference_day: int) -> str:
     """"3 May" for a day in the reference day's year, "3 May 2025" otherwise (days since 1970-01-01)."""
     when, ref = date_of_day(day), date_of_day(reference_day)
     text = f"{when.day} {_MONTHS[when.month - 1]}"  # not strftime: a server locale must not change the text
@@ -96,13 +103,10 @@ def explain(model: LoadedModel, kind: ReasonKind, source_rows: list[int], *, day
         # "Bought together with Oat milk 1 l (bought online on 3 May)": the source item is what the customer
         # bought (or has in the cart), so the clerk can name it and say where and when
         text = f"Bought together with {_joined_titles(model, rows)}" if rows else "Bought together"
-        when = f" on {_spoken_date(source_day, model.data_end_day)}" if source_day >= 0 else ""
-        if store:
-            text += f" (bought in store {store}{when})"
-        elif channel:
-            text += f" (bought {_WHERE.get(channel, f'on {channel}')}{when})"
-        elif when:
-            text += f" (bought{when})"
+        when = f" on {spoken_date(source_day, model.data_end_day)}" if source_day >= 0 else ""
+        where = where_bought(channel, store)
+        if where or when:
+            text += f" (bought{' ' + where if where else ''}{when})"
         return Reason(kind, text, ids, source_channel=channel, source_store_id=store)
     if kind == ReasonKind.CUSTOMERS_LIKE_YOU:
         return Reason(kind, "Customers like you bought this", ids)

@@ -46,6 +46,7 @@ from recsvc.ranking.filters import (
     unknown_ids,
 )
 from recsvc.ranking.learned import LearnedRanker
+from recsvc.ranking.live import LiveRows, live_rows, with_live_reasons
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.paths import Ranked, RankingPaths
 from recsvc.ranking.policies import ChannelPolicies
@@ -167,6 +168,8 @@ class RecommendationEngine:
         for gets global popularity and only items sold on every channel (``unknown_channel``). Context items
         feed co-purchase and, like excluded ids, never appear in the result; items not sellable on the
         channel never appear either. Fewer candidates than asked are filled from popularity (``fallback``).
+        ``query.live`` (what the customer did since the model's cut-off) adds context, hides what was just
+        bought and names live purchases in reasons (:mod:`recsvc.ranking.live`).
 
         Raises
         ------
@@ -308,13 +311,16 @@ class RecommendationEngine:
 
     def _select(self, customer_row: int, channel_row: int, store_row: int, context_rows: np.ndarray,
                 exclude_rows: np.ndarray, category_allowed: np.ndarray | None, in_stock: np.ndarray | None,
-                sold_everywhere: np.ndarray | None, n: int) -> _Selection:
+                sold_everywhere: np.ndarray | None, n: int, live: LiveRows | None = None) -> _Selection:
         """The Recommend answer as rows (the one ranking path of :meth:`recommend` and
-        :meth:`top_item_rows`): rank, filter, then fill from popularity when the filters leave it short."""
-        ctx = self._context(customer_row, channel_row, store_row, context_rows)
+        :meth:`top_item_rows`): rank, filter, then fill from popularity when the filters leave it short.
+        ``live`` rows join the context for ranking only; its hidden purchases are blocked."""
+        ranking_rows = context_rows if live is None else ordered_unique(np.concatenate([context_rows, live.context]))
+        ctx = self._context(customer_row, channel_row, store_row, ranking_rows)
         applied = self._paths.policy(customer_row, channel_row)
         hidden = applied.hidden_items(ctx) if applied is not None else _NO_ROWS
-        blocked = np.unique(np.concatenate([context_rows, exclude_rows, hidden]))
+        blocked = np.unique(np.concatenate([context_rows, exclude_rows, hidden,
+                                            live.hidden if live is not None else _NO_ROWS]))
         item_filter = ItemFilter(self._model, channel_row, category_allowed, blocked, in_stock, sold_everywhere)
         ranked = self._paths.rank(ctx, n, blocked.size, applied)
         chosen = np.flatnonzero(item_filter.allows(ranked.items))[:n]
@@ -323,7 +329,8 @@ class RecommendationEngine:
 
     def _recommend(self, query: RecommendQuery, n: int) -> RecommendResult:
         m = self._model
-        customer_row = m.resolve_customer(query.customer_id)
+        live = query.live
+        customer_row = live.customer_row if live is not None else m.resolve_customer(query.customer_id)
         context_all = m.items.lookup(query.context_item_ids)
         exclude_all = m.items.lookup(query.exclude_item_ids)
         unknown = unknown_ids([*query.context_item_ids, *query.exclude_item_ids],
@@ -332,13 +339,17 @@ class RecommendationEngine:
                                                                query.exclude_categories)
         channel_filter, notices = self._channel_filter(query.channel)
         in_stock = self._in_stock(query.store_id)
+        rows = (live_rows(m, live, m.history(customer_row), self._today(), self._settings.max_context_items)
+                if live is not None else None)
         chosen = self._select(customer_row, channel_filter.channel_row,
                               m.stores.row(query.store_id) if query.store_id else -1, ordered_unique(context_all),
                               exclude_all[exclude_all >= 0].astype(np.int64), category_allowed, in_stock,
-                              channel_filter.sold_everywhere, n)
+                              channel_filter.sold_everywhere, n, rows)
         ranked, fill, ctx = chosen.ranked, chosen.fill, chosen.ctx
-        out = suggestions(m, ranked.items[chosen.chosen], ranked.scores[chosen.chosen],
-                          ranked.reasons(chosen.chosen, m, ctx))
+        reasons = ranked.reasons(chosen.chosen, m, ctx)
+        if rows is not None:
+            reasons = with_live_reasons(m, reasons, rows.purchases, int(self._clock().timestamp() * 1000))
+        out = suggestions(m, ranked.items[chosen.chosen], ranked.scores[chosen.chosen], reasons)
         if len(fill):
             rrf = self._weights.popularity / (self._weights.rank_offset + 1.0 + np.arange(len(fill)))
             scores = continue_below(out[-1].score if out else None, rrf)
@@ -363,8 +374,10 @@ class RecommendationEngine:
         store_row = m.stores.row(query.store_id) if query.store_id else -1
         ctx = self._context(-1, channel_filter.channel_row, store_row, basket)
         in_stock = self._in_stock(query.store_id)
-        item_filter = ItemFilter(m, channel_filter.channel_row, None, np.unique(basket), in_stock,
-                                 channel_filter.sold_everywhere)
+        hidden = _NO_ROWS if query.live is None else live_rows(
+            m, query.live, m.history(query.live.customer_row), self._today(), 0).hidden
+        item_filter = ItemFilter(m, channel_filter.channel_row, None, np.unique(np.concatenate([basket, hidden])),
+                                 in_stock, channel_filter.sold_everywhere)
         done = self._bundles.complete(basket, ctx, item_filter, n, size)
         notices += self._fill_notices(done.fill, query.store_id, in_stock is not None, len(done.items), n)
         return BundleResult(items=done.items, bundle=done.bundle, model_version=m.version, unknown_item_ids=unknown,

@@ -12,10 +12,21 @@ import logging
 
 import numpy as np
 
+from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.reasons import ReasonKind
 from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, top_k
 
 logger = logging.getLogger(__name__)
+
+
+def repurchase_interval(model: LoadedModel, items: np.ndarray, count: np.ndarray, first_day: np.ndarray,
+                        last_day: np.ndarray) -> np.ndarray:
+    """Days between purchases of each item (float64, NaN unknown): the customer's own rhythm (first to last
+    purchase over the repeat buys) when they bought it at least twice, else the item's median over all
+    customers."""
+    span = np.asarray(last_day, dtype=np.float64) - np.asarray(first_day, dtype=np.float64)
+    own = np.where((count >= 2) & (span > 0), span / np.maximum(count - 1, 1), np.nan)
+    return np.where(np.isfinite(own), own, model.item_repurchase_days[items].astype(np.float64))
 
 
 class RepurchaseSource(CandidateSource):
@@ -40,6 +51,15 @@ class RepurchaseSource(CandidateSource):
     recency_weight: float = 0.3
     min_score: float = 0.135
 
+    @classmethod
+    def dueness(cls, days: np.ndarray, interval: np.ndarray) -> np.ndarray:
+        """How due each item is, 0..1: the bell around ``days / interval == 1`` (0 where ``interval`` is NaN or
+        not positive). Live purchases are hidden by the same measure (:mod:`recsvc.ranking.live`)."""
+        known = np.isfinite(interval) & (interval > 0)
+        ratio = np.where(known, days / np.where(known, interval, 1.0), 0.0)
+        width = np.where(ratio < 1.0, cls.due_width_before, cls.due_width_after)
+        return np.where(known, np.exp(-0.5 * ((ratio - 1.0) / width) ** 2), 0.0)
+
     def candidates(self, ctx: RankingContext, k: int) -> Candidates:
         hist = ctx.history
         if len(hist) == 0:
@@ -48,13 +68,9 @@ class RepurchaseSource(CandidateSource):
         items = hist.items.astype(np.int64)
         count = np.maximum(hist.count.astype(np.float64), 0.0)
         days = np.maximum(ctx.today - hist.last_day.astype(np.int64), 0)
-        span = (hist.last_day.astype(np.float64) - hist.first_day.astype(np.float64))
-        own = np.where((count >= 2) & (span > 0), span / np.maximum(count - 1, 1), np.nan)
-        interval = np.where(np.isfinite(own), own, m.item_repurchase_days[items].astype(np.float64))
+        interval = repurchase_interval(m, items, count, hist.first_day, hist.last_day)
         known = np.isfinite(interval) & (interval > 0)
-        ratio = np.where(known, days / np.where(known, interval, 1.0), 0.0)
-        width = np.where(ratio < 1.0, self.due_width_before, self.due_width_after)
-        due = np.where(known, np.exp(-0.5 * ((ratio - 1.0) / width) ** 2), 0.0)
+        due = self.dueness(days.astype(np.float64), interval)
         rate = m.item_repurchase_rate[items].astype(np.float64)
         rate[np.isnan(rate)] = 0.0  # (np.nan_to_num does the same at ~5x the cost on a short history)
         recency = np.exp(-days / self.recency_days)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recsvc.ids import clean_channel, clean_id, clean_ids
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.reasons import Reason
+
+if TYPE_CHECKING:  # the overlay imports the model; queries only carry its value object
+    from recsvc.events.overlay import CustomerActivity
 
 #: Policy names reported with every recommendation (``RecommendResponse.policy``): the ranking path.
 POLICY_BLEND = "blend"          # known customer: every source, fused by weighted reciprocal rank
@@ -36,6 +40,8 @@ class RecommendQuery:
 
     ``customer_id`` may be a customer id, any alias, or empty (anonymous). ``channel`` is required;
     ``num_items`` 0 means the default. Id lists may be any sequence; they are stored as cleaned tuples.
+    ``live`` is what the customer did since the model's cut-off (the servicer looks it up; None: the model
+    alone): see :mod:`recsvc.ranking.live`.
     """
 
     customer_id: str = ""
@@ -46,6 +52,7 @@ class RecommendQuery:
     context_item_ids: Sequence[str] = ()
     include_categories: Sequence[str] = ()
     exclude_categories: Sequence[str] = ()
+    live: CustomerActivity | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "customer_id", clean_id(self.customer_id))
@@ -96,7 +103,8 @@ class RecommendResult:
 class BundleQuery:
     """One RecommendBundle request: the basket (1..max_context_items ids) and optional channel/store.
 
-    ``customer_id`` is accepted for the API's sake but not used for ranking yet (bundles are about the basket).
+    Bundles are about the basket: ``customer_id`` only matters through ``live`` (the customer's events since
+    the model's cut-off, looked up by the servicer), whose purchases not due again are never suggested.
     """
 
     basket_item_ids: Sequence[str] = ()
@@ -105,6 +113,7 @@ class BundleQuery:
     store_id: str = ""
     num_items: int = 0
     bundle_size: int = 0
+    live: CustomerActivity | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "basket_item_ids", tuple(clean_ids(self.basket_item_ids)))

@@ -48,17 +48,22 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
     """``recsvc.v1.Recommender`` over a :class:`~recsvc.server.holder.ModelHolder`; every response names the
     model version. ``holder.current()`` raises :class:`~recsvc.errors.ModelUnavailable` when no model is loaded.
 
-    ``activity`` (when events are on) adds what customers did since the model's cut-off to their profile.
+    ``activity`` (when events are on) adds what customers did since the model's cut-off to their profile and
+    to Recommend and RecommendBundle (inside the query: the engine never reads a store).
     """
 
     def __init__(self, holder: ModelHolder, activity: ActivityLookup | None = None) -> None:
         self._holder = holder
         self._activity = activity
 
+    def _live(self, model: LoadedModel, customer_id: str) -> CustomerActivity | None:
+        """The customer's live events after ``model``'s cut-off (None: events off, anonymous, or none)."""
+        return self._activity(model, customer_id) if self._activity is not None and customer_id else None
+
     def Recommend(self, request: recsvc_pb2.RecommendRequest, context: grpc.ServicerContext
                   ) -> recsvc_pb2.RecommendResponse:
         engine = self._holder.current()
-        result = engine.recommend(RecommendQuery(
+        result = engine.recommend(RecommendQuery(live=self._live(engine.model, request.customer_id),
             customer_id=request.customer_id, channel=request.channel, store_id=request.store_id,
             num_items=request.num_items, exclude_item_ids=list(request.exclude_item_ids),
             context_item_ids=list(request.context_item_ids), include_categories=list(request.include_categories),
@@ -73,7 +78,7 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
     def RecommendBundle(self, request: recsvc_pb2.RecommendBundleRequest, context: grpc.ServicerContext
                         ) -> recsvc_pb2.RecommendBundleResponse:
         engine = self._holder.current()
-        result = engine.bundle(BundleQuery(
+        result = engine.bundle(BundleQuery(live=self._live(engine.model, request.customer_id),
             basket_item_ids=list(request.basket_item_ids), customer_id=request.customer_id,
             channel=request.channel, store_id=request.store_id, num_items=request.num_items,
             bundle_size=request.bundle_size))
@@ -106,7 +111,7 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
     def GetCustomerProfile(self, request: recsvc_pb2.GetCustomerProfileRequest, context: grpc.ServicerContext
                            ) -> recsvc_pb2.CustomerProfile:
         model = self._holder.current().model
-        live = self._activity(model, request.customer_id) if self._activity and request.customer_id else None
+        live = self._live(model, request.customer_id)
         profile = customer_profile(model, request.customer_id, request.num_purchases, live=live)
         response = recsvc_pb2.CustomerProfile(
             customer_id=profile.customer_id, channels=list(profile.channels), coldstart=profile.coldstart,
