@@ -11,14 +11,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from recsvc.events.overlay import CustomerActivity, LiveEvent
+from recsvc.events.validation import MS_PER_DAY
 from recsvc.ranking import BundleQuery, LoadedModel, RecommendationEngine, RecommendQuery
-
-try:
-    from toy_model import CREATED_AT, DATA_END_DAY, build_toy_artifacts
-except ImportError:  # pragma: no cover
-    from tests.toy_model import CREATED_AT, DATA_END_DAY, build_toy_artifacts
-
-MS_PER_DAY = 86_400_000
+from tests.toy_model import CREATED_AT, DATA_END_DAY, build_toy_artifacts
 
 
 @pytest.fixture(scope="module")

@@ -11,21 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
-
-try:
-    from test_realtime import WITHIN_SECONDS, Served, event, every_worker, record, root, worker_pids
-except ImportError:  # pragma: no cover
-    from tests.test_realtime import WITHIN_SECONDS, Served, event, every_worker, record, root, worker_pids
+from tests.test_realtime import WITHIN_SECONDS, Served, event, every_worker, record, root, worker_pids
 
 __all__ = ["root"]
 
 
-def recommend(channel: grpc.Channel, customer: str, **kwargs: object) -> recsvc_pb2.RecommendResponse:
+def recommend(channel: grpc.Channel, customer: str, **kwargs: Any) -> recsvc_pb2.RecommendResponse:
     return recsvc_pb2_grpc.RecommenderStub(channel).Recommend(recsvc_pb2.RecommendRequest(
         customer_id=customer, channel="store", store_id="S01", num_items=6, **kwargs), timeout=10)
 
