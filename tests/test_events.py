@@ -287,6 +287,17 @@ def test_the_events_section_reaches_the_workers() -> None:
     assert load_settings(env=section_environment("events", wanted)).events == wanted
 
 
+def test_the_training_section_reaches_the_workers() -> None:
+    """Live validation in a worker reads [training] (default_channel, earliest_event_date): the parent spells it
+    out too (regression: a config file's default_channel was the default in every worker)."""
+    from recsvc.config import TrainingSettings, load_settings
+    from recsvc.server.workers import section_environment
+
+    wanted = dataclasses.replace(TrainingSettings(), default_channel="app", earliest_event_date="2001-01-01",
+                                 max_future_hours=6.0)
+    assert load_settings(env=section_environment("training", wanted)).training == wanted
+
+
 def test_an_event_before_the_earliest_date_is_refused_as_the_trainer_would_quarantine_it() -> None:
     """Pins the merge of the trainer's ``ancient_timestamp`` (issue 12) into live validation (issue 13)."""
     from recsvc.days import day_of_iso

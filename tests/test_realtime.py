@@ -344,3 +344,35 @@ def test_the_write_role_records_events_and_read_callers_cannot(root: Path, tmp_p
     finally:
         server.stop(None).wait()
         runtime.close()
+
+
+def test_a_config_files_training_section_reaches_every_workers_event_validation(root: Path, tmp_path: Path) -> None:
+    """Regression: workers read no config file, and the parent passed only [events] on, so an event sent
+    without a channel took the built-in default channel in every worker instead of the file's
+    ``training.default_channel``. Each worker records one event of its own; both store the file's channel."""
+    config = tmp_path / "recsvc.toml"
+    config.write_text(f'[training]\ndefault_channel = "app"\n\n[events]\nsqlite_path = "{tmp_path / "ev.sqlite"}"\n')
+    served = Served(root, tmp_path / "serve.log", {"RECSVC_CONFIG": str(config)}, workers=2)
+    try:
+        pids = worker_pids(served, 2)
+        recorded: dict[int, str] = {}
+        deadline = time.monotonic() + 20
+        while set(recorded) != pids:
+            assert time.monotonic() < deadline, f"could not reach every worker: {recorded}"
+            with served.channel() as channel:
+                pid = status(channel).pid
+                if pid in recorded:
+                    continue
+                item = ("D02", "D03")[len(recorded)]
+                answer = record(channel, event(f"cfg:{pid}", "APP-4", item))
+                assert answer.accepted == 1, answer
+                recorded[pid] = item
+        started = time.monotonic()
+
+        def both_in_app(channel: grpc.Channel) -> bool:
+            bought = {p.item_id: p.channel for p in profile(channel, "APP-4").recent_purchases}
+            return all(bought.get(item) == "app" for item in recorded.values())
+
+        every_worker(served, pids, started, both_in_app, "events on the file's default channel")
+    finally:
+        served.stop()

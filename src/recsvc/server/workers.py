@@ -147,8 +147,9 @@ def bind_problem(host: str, port: int, error: OSError | None = None) -> str:
 
 
 def section_environment(section: str, values: object) -> dict[str, str]:
-    """One settings section spelled out as ``RECSVC_<SECTION>__*`` variables (a config file's ``[events]``
-    reaches the workers, which read no config file)."""
+    """One settings section spelled out as ``RECSVC_<SECTION>__*`` variables, so a config file's ``[events]``
+    and ``[training]`` (the live events' validation reads ``default_channel`` and ``earliest_event_date``)
+    reach the workers, which read no config file."""
     return {f"{ENV_PREFIX}{section.upper()}__{spec.name.upper()}": _env_value(getattr(values, spec.name))
             for spec in dataclasses.fields(values)}  # type: ignore[arg-type]
 
@@ -208,7 +209,9 @@ def run_workers(settings: Settings, stop: threading.Event | None = None, log_lev
     failed = False
     try:
         for index in range(server.workers):
-            env = worker_environment(server, index, port, os.environ) | section_environment("events", settings.events)
+            env = (worker_environment(server, index, port, os.environ)
+                   | section_environment("events", settings.events)
+                   | section_environment("training", settings.training))
             children.append(subprocess.Popen(command, env=env))
         logger.info("started %d workers on %s:%d (pids %s)", len(children), server.host, port,
                     ", ".join(str(c.pid) for c in children))
