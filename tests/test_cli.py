@@ -21,7 +21,8 @@ from recsvc.artifacts import load_current
 from recsvc.cli import build_parser, main
 from recsvc.config import ServerSettings
 from recsvc.ranking import LoadedModel, RecommendationEngine
-from recsvc.server.app import ModelHolder, build_server
+from recsvc.server.app import ModelHolder
+from tests.conftest import LiveServer
 from tests.toy_model import CREATED_AT, VERSION, publish_toy
 
 
@@ -37,10 +38,8 @@ def target(artifact_root: Path) -> Iterator[str]:
     settings = ServerSettings(host="127.0.0.1", port=0, artifact_root=str(artifact_root), max_workers=4,
                               shutdown_grace_seconds=1.0)
     engine = RecommendationEngine(LoadedModel(load_current(artifact_root)), settings, clock=lambda: CREATED_AT)
-    server, port = build_server(settings, ModelHolder(engine))
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(None).wait()
+    with LiveServer(settings, holder=ModelHolder(engine)) as server:
+        yield server.target
 
 
 def _free_port() -> int:

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recsvc.events.sqlite_store import SqliteEventStore
 from recsvc.v1 import admin_pb2, admin_pb2_grpc, events_pb2, events_pb2_grpc, recsvc_pb2, recsvc_pb2_grpc
+from tests.conftest import LiveServer, ServeProcess, serve_command
 from tests.redis_fixture import RedisServer, free_port, redis_server
 from tests.test_lifecycle import wait_for
 from tests.toy_model import publish_toy
@@ -36,46 +36,35 @@ __all__ = ["redis_server"]
 WITHIN_SECONDS = 1.0
 
 
-class Served:
-    """A `recsvc serve` process, its log and its port."""
+class Served(ServeProcess):
+    """A `recsvc serve` process (the live-server fixture's :class:`ServeProcess`) with ``workers`` workers, the
+    event overlay polling fast, a short drain, and a graceful :meth:`stop`."""
 
     def __init__(self, root: Path, log: Path, env: dict[str, str], workers: int = 1) -> None:
-        self.log = log
         full = dict(os.environ, RECSVC_SERVER__SHUTDOWN_GRACE_SECONDS="1", RECSVC_SERVER__RELOAD_POLL_SECONDS="0",
                     RECSVC_SERVER__WORKERS=str(workers), RECSVC_EVENTS__POLL_SECONDS="0.05", **env)
-        with log.open("a") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "recsvc", "serve", "--artifacts", str(root),
-                                             "--host", "127.0.0.1", "--port", "0"],
-                                            stderr=err, env=full)
         pattern = (r"started \d+ workers on 127\.0\.0\.1:(\d+)" if workers > 1
                    else r"listening on 127\.0\.0\.1:(\d+)")
-        self.port = int(_wait_log(log, pattern).group(1))
-        _wait(lambda: log.read_text().count("listening on") >= workers, what="every worker listening")
-        self.target = f"127.0.0.1:{self.port}"
+        super().__init__(serve_command("--artifacts", str(root), "--host", "127.0.0.1", "--port", "0"), log,
+                         env=full, port_pattern=pattern)
+        _wait(lambda: self.text().count("listening on") >= workers, what="every worker listening")
 
     def channel(self) -> grpc.Channel:
         """A new connection of its own (the kernel may hand it to any worker)."""
         return grpc.insecure_channel(self.target, options=[("grpc.use_local_subchannel_pool", 1)])
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not stopped within 30 s."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     wait_for(condition, timeout=timeout, what=what)
-
-
-def _wait_log(log: Path, pattern: str) -> re.Match[str]:
-    _wait(lambda: re.search(pattern, log.read_text()) is not None, what=pattern)
-    match = re.search(pattern, log.read_text())
-    assert match is not None
-    return match
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +297,7 @@ def test_the_write_role_records_events_and_read_callers_cannot(root: Path, tmp_p
     from recsvc.artifacts import load_current
     from recsvc.config import EventsSettings, ServerSettings, Settings
     from recsvc.ranking import LoadedModel, RecommendationEngine
-    from recsvc.server.app import ModelHolder, build_server
+    from recsvc.server.app import ModelHolder
     from recsvc.server.events import start_events
     from recsvc.server.security import token_sha256
 
@@ -321,11 +310,10 @@ def test_the_write_role_records_events_and_read_callers_cannot(root: Path, tmp_p
                         events=EventsSettings(sqlite_path=str(tmp_path / "ev.sqlite")))
     model = LoadedModel(load_current(root))
     runtime = start_events(settings, model)
-    server, port = build_server(settings.server, ModelHolder(RecommendationEngine(model, settings.server)),
-                                events=runtime)
-    server.start()
+    server = LiveServer(settings.server, holder=ModelHolder(RecommendationEngine(model, settings.server)),
+                        events=runtime)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(server.target) as channel:
             stub = events_pb2_grpc.EventsStub(channel)
             request = events_pb2.RecordEventsRequest(events=[event("tok-1:1", "C001", "B01")])
             for role, code in (("read", grpc.StatusCode.PERMISSION_DENIED), ("", grpc.StatusCode.UNAUTHENTICATED)):
@@ -342,7 +330,7 @@ def test_the_write_role_records_events_and_read_callers_cannot(root: Path, tmp_p
             recsvc_pb2_grpc.RecommenderStub(channel).GetCustomerProfile(  # write callers may read too
                 recsvc_pb2.GetCustomerProfileRequest(customer_id="LOY-1"), metadata=writer, timeout=10)
     finally:
-        server.stop(None).wait()
+        server.close()
         runtime.close()
 
 
