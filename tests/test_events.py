@@ -19,6 +19,7 @@ import recsvc.events.redis_store
 import recsvc.events.sqlite_store
 from recsvc.artifacts import load_current
 from recsvc.config import EventsSettings
+from recsvc.days import MS_PER_DAY
 from recsvc.errors import InvalidRequest
 from recsvc.events import validation as v
 from recsvc.events.overlay import EventOverlay
@@ -31,7 +32,7 @@ from tests.toy_model import DATA_END_DAY, publish_toy
 
 __all__ = ["redis_server"]
 
-NOW = (DATA_END_DAY + 3) * v.MS_PER_DAY + 12 * 3_600_000  # noon, three days after the toy model's cut-off
+NOW = (DATA_END_DAY + 3) * MS_PER_DAY + 12 * 3_600_000  # noon, three days after the toy model's cut-off
 
 
 def raw(i: int = 0, **kwargs: object) -> v.RawEvent:
@@ -121,12 +122,12 @@ def test_append_applies_each_event_id_once(store: EventStore) -> None:
 
 
 def test_recent_export_and_purge(store: EventStore) -> None:
-    old = record(raw(1, timestamp_ms=NOW - 10 * v.MS_PER_DAY))
+    old = record(raw(1, timestamp_ms=NOW - 10 * MS_PER_DAY))
     newer = [record(raw(i, timestamp_ms=NOW - i * 1000)) for i in range(2, 5)]
     store.append([old, *newer])
     assert [e.event_id for e in store.recent("C002", 2)] == ["o4:1", "o3:1"]
     assert store.recent("nobody", 5) == []
-    assert [e.event_id for e in store.export(NOW - v.MS_PER_DAY)] == ["o1:1"]
+    assert [e.event_id for e in store.export(NOW - MS_PER_DAY)] == ["o1:1"]
     assert len(list(store.export(NOW + 1))) == 4
 
 
@@ -200,7 +201,7 @@ def test_the_overlay_resolves_aliases_and_ignores_what_the_model_includes(overla
     _record(overlay, raw(1, customer_id="APP-4", item_id="D01", channel="web"),
             raw(2, customer_id="C004", item_id="B01", event="view", channel="app", timestamp_ms=NOW - 1000),
             raw(3, customer_id="LOY-4", item_id="H02", event="purchase", channel="store", store_id="S01",
-                timestamp_ms=DATA_END_DAY * v.MS_PER_DAY + 5))  # on the cut-off day: the model has it
+                timestamp_ms=DATA_END_DAY * MS_PER_DAY + 5))  # on the cut-off day: the model has it
     assert overlay.poll_once()
     live = overlay.activity(model, "LOY-4")
     assert live is not None and live.customer_id == "C004" and live.known_customer

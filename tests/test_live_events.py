@@ -12,10 +12,11 @@ import pytest
 
 from recsvc.artifacts import load_current
 from recsvc.cli import main
+from recsvc.days import MS_PER_DAY
 from recsvc.events.overlay import EventOverlay
 from recsvc.events.recording import record_events
 from recsvc.events.sqlite_store import SqliteEventStore
-from recsvc.events.validation import MS_PER_DAY, EventRecord, RawEvent
+from recsvc.events.validation import EventRecord, RawEvent
 from recsvc.ranking import LoadedModel
 from recsvc_training.input.live_events import EVENT_ID, append_events
 

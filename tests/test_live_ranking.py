@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from recsvc.days import MS_PER_DAY
 from recsvc.events.overlay import CustomerActivity, LiveEvent
-from recsvc.events.validation import MS_PER_DAY
 from recsvc.ranking import BundleQuery, LoadedModel, RecommendationEngine, RecommendQuery
 from tests.toy_model import CREATED_AT, DATA_END_DAY, build_toy_artifacts
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 EPOCH = date(1970, 1, 1)
+#: Milliseconds in a day: live events carry their time as milliseconds since 1970 (UTC).
+MS_PER_DAY = 86_400_000
 
 
 def day_of_date(value: date) -> int:
@@ -39,6 +41,16 @@ def day_of_datetime(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return day_of_date(value.astimezone(UTC).date())
+
+
+def day_of_ms(ms: int) -> int:
+    """The UTC day of a time in milliseconds since 1970; floors toward the past."""
+    return ms // MS_PER_DAY
+
+
+def ms_of_day(day: int) -> int:
+    """Midnight UTC starting a day, in milliseconds since 1970."""
+    return int(day) * MS_PER_DAY
 
 
 def today(now: datetime | None = None) -> int:

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsvc.days import day_of_ms, ms_of_day
 from recsvc.events.store import EventStore, FeedBatch, LiveLink, StoreUnavailable
-from recsvc.events.validation import CART, MS_PER_DAY, PURCHASE, RETURN, VIEW, EventRecord
+from recsvc.events.validation import CART, PURCHASE, RETURN, VIEW, EventRecord
 from recsvc.ranking.model import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class LiveEvent:
     @property
     def day(self) -> int:
         """UTC day number (the unit of ``LoadedModel.data_end_day`` and the history arrays)."""
-        return self.timestamp_ms // MS_PER_DAY
+        return day_of_ms(self.timestamp_ms)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class OverlayStatus:
 
 def cutoff_ms(model: LoadedModel) -> int:
     """Events at or after this time (ms since 1970) are newer than the model: the day after ``data_end_day``."""
-    return (int(model.data_end_day) + 1) * MS_PER_DAY
+    return ms_of_day(int(model.data_end_day) + 1)
 
 
 class EventOverlay:

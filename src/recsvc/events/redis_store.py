@@ -27,8 +27,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from recsvc.days import MS_PER_DAY
 from recsvc.events.store import EventStore, FeedBatch, LiveLink, StoreUnavailable
-from recsvc.events.validation import MS_PER_DAY, EventRecord
+from recsvc.events.validation import EventRecord
 
 _APPEND = """
 local ttl, cap, minid = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]

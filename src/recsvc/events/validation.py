@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from recsvc.days import MS_PER_DAY, day_of_ms
 from recsvc.ids import clean_channel, clean_id
 
 REASON_MISSING_ID: Final = "missing_id"
@@ -45,7 +46,6 @@ RETURN: Final = "return"
 EVENT_TYPES: Final = (VIEW, CART, PURCHASE, RETURN)
 
 MAX_ID_LENGTH: Final = 256
-MS_PER_DAY: Final = 86_400_000
 # The timestamps the trainer's datetime64[ns] can hold (1677-09-22 .. 2262-04-11); outside is bad_timestamp.
 _MIN_MS: Final = -9_223_372_036_854 + MS_PER_DAY
 _MAX_MS: Final = 9_223_372_036_854 - MS_PER_DAY
@@ -91,7 +91,7 @@ class EventRecord(NamedTuple):
     @property
     def day(self) -> int:
         """The UTC day number of ``timestamp_ms`` (the unit of the model's ``data_end_day``)."""
-        return self.timestamp_ms // MS_PER_DAY
+        return day_of_ms(self.timestamp_ms)
 
 
 @dataclass(frozen=True)

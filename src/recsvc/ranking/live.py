@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recsvc.days import day_of_ms
 from recsvc.ranking.model import CustomerHistory, LoadedModel
 from recsvc.ranking.reasons import Reason, ReasonKind, spoken_date, where_bought
 from recsvc.ranking.repurchase import RepurchaseSource, repurchase_interval
@@ -96,7 +97,7 @@ def with_live_reasons(model: LoadedModel, reasons: Sequence[Reason], purchases: 
         return list(reasons)
     by_id = {e.item_id: e for e in purchases.values()}
     rows = {e.item_id: row for row, e in purchases.items()}
-    today = now_ms // 86_400_000
+    today = day_of_ms(now_ms)
     out = []
     for reason in reasons:
         event = by_id.get(reason.source_item_ids[0]) if reason.source_item_ids else None

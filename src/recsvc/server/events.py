@@ -23,11 +23,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from recsvc.config import ConfigError, Settings
-from recsvc.days import day_of_iso
+from recsvc.days import day_of_iso, ms_of_day
 from recsvc.events.overlay import CustomerActivity, EventOverlay, OverlayStatus
 from recsvc.events.recording import Rejected, link_identities, record_events
 from recsvc.events.store import EventStore, StoreUnavailable, open_store
-from recsvc.events.validation import MS_PER_DAY, RawEvent
+from recsvc.events.validation import RawEvent
 from recsvc.ranking.model import LoadedModel
 from recsvc.server.holder import ModelHolder
 from recsvc.v1 import events_pb2, events_pb2_grpc
@@ -140,7 +140,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
                                default_channel=settings.training.default_channel,
                                max_future_seconds=settings.events.max_future_seconds,
                                max_per_call=settings.events.max_per_call, overlay=self._overlay,
-                               earliest_ms=day_of_iso(settings.training.earliest_event_date) * MS_PER_DAY)
+                               earliest_ms=ms_of_day(day_of_iso(settings.training.earliest_event_date)))
         self._runtime.count("accepted", result.accepted)
         self._runtime.count("duplicate", result.duplicates)
         self._runtime.count("rejected", len(result.rejected))

@@ -27,8 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from recsvc.config import Settings
+from recsvc.days import MS_PER_DAY, day_of_ms, ms_of_day
 from recsvc.events.store import EventStore, StoreUnavailable, open_store
-from recsvc.events.validation import MS_PER_DAY, EventRecord
+from recsvc.events.validation import EventRecord
 from recsvc_training.input.columns import EVENT_COLUMNS, EVENTS
 from recsvc_training.input.ingest import InputError, _all_str, find_table_files
 
@@ -135,7 +136,7 @@ def import_live_events(data_dir: Path, store: EventStore, *, retention_days: int
         The store cannot be read; nothing was appended.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    before = now_ms // MS_PER_DAY * MS_PER_DAY  # today's midnight UTC: complete days only
+    before = ms_of_day(day_of_ms(now_ms))  # today's midnight UTC: complete days only
     table = find_table_files(Path(data_dir))[EVENTS]
     events = list(store.export(before))
     added, present = append_events(table, events)
