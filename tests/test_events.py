@@ -301,10 +301,10 @@ def test_the_training_section_reaches_the_workers() -> None:
 
 def test_an_event_before_the_earliest_date_is_refused_as_the_trainer_would_quarantine_it() -> None:
     """Pins the merge of the trainer's ``ancient_timestamp`` (issue 12) into live validation (issue 13)."""
-    from recsvc.days import day_of_iso
+    from recsvc.days import day_of_iso, ms_of_day
     from recsvc.events.validation import REASON_ANCIENT_TIMESTAMP, RawEvent, validate_event
 
-    earliest = day_of_iso("1990-01-01") * 86_400_000
+    earliest = ms_of_day(day_of_iso("1990-01-01"))
     old = RawEvent(event_id="o:1", customer_id="C1", item_id="I1", event="purchase", timestamp_ms=earliest - 1)
     outcome = validate_event(old, now_ms=earliest + 10**12, default_channel="web", max_future_seconds=300,
                              earliest_ms=earliest)
