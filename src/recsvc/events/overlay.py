@@ -115,6 +115,10 @@ class OverlayStatus:
     error: str
 
 
+#: One held event ready for a request: its sort key (timestamp, then recording time, in ms) and value object.
+_Held = tuple[tuple[int, int], LiveEvent]
+
+
 def cutoff_ms(model: LoadedModel) -> int:
     """Events at or after this time (ms since 1970) are newer than the model: the day after ``data_end_day``."""
     return ms_of_day(int(model.data_end_day) + 1)
@@ -142,6 +146,10 @@ class EventOverlay:
         # customer key -> raw ids, valid for one model (rebuilt after a model swap or a new link)
         self._members: dict[str, set[str]] = {}
         self._index_model: LoadedModel | None = None
+        # raw id -> its held events as value objects of ``_live_model``, sorted: built as events arrive (on the
+        # feed thread), so a request only picks them up; links do not change them, a new model does
+        self._live: dict[str, tuple[_Held, ...]] = {}
+        self._live_model: LoadedModel | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -200,10 +208,12 @@ class EventOverlay:
                 self._cursor = batch.cursor
             for link in batch.links:
                 self._add_link(link)
+            touched: set[str] = set()
             for event in batch.events:
                 if event.event_id in self._seen_ids or event.timestamp_ms < self._cutoff:
                     continue
                 self._seen_ids.add(event.event_id)
+                touched.add(event.customer_id)
                 held = self._events.setdefault(event.customer_id, [])
                 held.append(event)
                 if len(held) > 1 and held[-2].timestamp_ms > event.timestamp_ms:  # a late event: keep time order
@@ -213,6 +223,20 @@ class EventOverlay:
                 if self._index_model is not None and len(held) == 1:
                     key = self._key(self._index_model, event.customer_id)[0]
                     self._members.setdefault(key, set()).add(event.customer_id)
+            if self._live_model is not None and touched:
+                self._live.update(self._as_live(self._live_model, touched))
+
+    def _as_live(self, model: LoadedModel, raw_ids: set[str]) -> dict[str, tuple[_Held, ...]]:
+        """The held events of ``raw_ids`` as :class:`LiveEvent` of ``model`` (one item lookup for all)."""
+        held = [(raw, e) for raw in raw_ids for e in self._events.get(raw, ())]
+        rows = model.items.lookup([e.item_id for _, e in held]).tolist() if held else []
+        out: dict[str, list[_Held]] = {raw: [] for raw in raw_ids}
+        for (raw, e), row in zip(held, rows, strict=True):
+            out[raw].append(((e.timestamp_ms, e.recorded_ms), LiveEvent(
+                event_id=e.event_id, item_id=e.item_id, item_row=row, event=e.event, channel=e.channel,
+                store_id=e.store_id, order_id=e.order_id, quantity=e.quantity, price=e.price,
+                timestamp_ms=e.timestamp_ms)))
+        return {raw: tuple(sorted(events, key=lambda pair: pair[0])) for raw, events in out.items()}
 
     def _add_link(self, link: LiveLink) -> None:
         if self._links.get(link.alias_id) != link.customer_id:
@@ -257,17 +281,11 @@ class EventOverlay:
             members = self._members.get(key)
             if not members:
                 return None
-            cutoff = cutoff_ms(model)
-            held = [e for raw in members for e in self._events.get(raw, ()) if e.timestamp_ms >= cutoff]
-        if not held:
-            return None
-        held.sort(key=lambda e: (e.timestamp_ms, e.recorded_ms))
-        rows = model.items.lookup([e.item_id for e in held]).tolist()  # one lookup: ~20 us each, per request
-        events = tuple(LiveEvent(event_id=e.event_id, item_id=e.item_id, item_row=row,
-                                 event=e.event, channel=e.channel, store_id=e.store_id, order_id=e.order_id,
-                                 quantity=e.quantity, price=e.price, timestamp_ms=e.timestamp_ms)
-                       for e, row in zip(held, rows, strict=True))
-        return CustomerActivity(customer_id=final, customer_row=row, events=events)
+            lists = [self._live.get(raw, ()) for raw in members]
+        cutoff = cutoff_ms(model)
+        held = lists[0] if len(lists) == 1 else sorted((p for ps in lists for p in ps), key=lambda p: p[0])
+        events = tuple(e for (at, _), e in held if at >= cutoff)
+        return CustomerActivity(customer_id=final, customer_row=row, events=events) if events else None
 
     def _prune(self, cutoff: int) -> None:
         """Forget events the model (or a newer one) already includes."""
@@ -289,6 +307,8 @@ class EventOverlay:
         for raw in self._events:
             members.setdefault(self._key(model, raw)[0], set()).add(raw)
         self._members, self._index_model = members, model
+        if self._live_model is not model:
+            self._live, self._live_model = self._as_live(model, set(self._events)), model
 
     def status(self) -> OverlayStatus:
         with self._lock:
