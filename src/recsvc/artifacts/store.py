@@ -10,8 +10,9 @@ reads it back and verifies it, then :meth:`ArtifactStore.publish` makes it a ver
 manifest (the completion marker) last — and only then is ``CURRENT`` moved, written last of all. A reader that
 follows ``CURRENT`` therefore sees either the old set or the whole new one, never half of it. On one local
 file system the version folder appears by one ``rename`` and ``CURRENT`` is swapped with ``os.replace``; an
-object store (issue 19) uploads the files, then the manifest, then the pointer, and lists as versions only
-folders with a manifest, keeping the same promise.
+object store (:mod:`recsvc.artifacts.object_store`, issue 19) uploads the files, then the manifest, then the
+pointer, and lists as versions only folders with a manifest, keeping the same promise. :func:`open_store` picks
+the implementation from the root: a folder, or a URL (``s3://bucket/prefix``).
 
 Running servers follow ``CURRENT`` (:mod:`recsvc.server.lifecycle`); rolling back is pointing it at an older
 version (:func:`set_current`). A published version is never changed in place: servers check its sha256 once,
