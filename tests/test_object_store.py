@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +222,32 @@ def test_recsvc_serve_process_on_s3_follows_current(s3_root: str, s3_server: S3S
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: version() == "toy-2", timeout=20, what="the process to serve toy-2")
     assert "downloaded version toy-2" in process.text()
+
+
+def test_a_local_root_needs_no_fsspec_and_a_url_root_says_what_to_install(tmp_path: Path) -> None:
+    """The server core imports fsspec only for a URL root: with fsspec made unimportable, a server process loads
+    and warms up a local set, and a URL root is refused with the extra to install."""
+    script = f"""
+import sys
+sys.modules["fsspec"] = None  # import fsspec now raises ImportError
+from recsvc.artifacts import ArtifactError
+from recsvc.artifacts.store import open_store, store_for
+from recsvc.config import ServerSettings
+from recsvc.server import app  # noqa: F401  (the whole server imports)
+from recsvc.server.versions import load_version
+from tests.toy_model import publish_toy
+root = {str(tmp_path / "art")!r}
+publish_toy(root)
+settings = ServerSettings(artifact_root=root)
+store = store_for(settings)
+print("served", load_version(store, store.current(), settings).model_version)
+try:
+    open_store("s3://bucket/prefix")
+except ArtifactError as exc:
+    print("refused:", exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert f"served {VERSION}" in done.stdout
+    assert "pip install 'recsvc[s3]'" in done.stdout
