@@ -251,3 +251,22 @@ except ArtifactError as exc:
     assert done.returncode == 0, done.stderr
     assert f"served {VERSION}" in done.stdout
     assert "pip install 'recsvc[s3]'" in done.stdout
+
+
+def test_recsvc_train_command_takes_an_s3_root(s3_root: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`recsvc train --artifacts s3://...` as an operator runs it, on default event settings: the embedded
+    (sqlite) store has no file on a URL root, so there are no live events to take in, and the run publishes."""
+    for name, value in {"RECSVC_TRAINING__EVALUATE": "false", "RECSVC_TRAINING__LEARN_RANKER": "false",
+                        "RECSVC_TRAINING__ALS_FACTORS": "4", "RECSVC_TRAINING__ALS_ITERATIONS": "2",
+                        "RECSVC_TRAINING__PROGRESS": "false",
+                        "RECSVC_SERVER__ARTIFACT_CACHE_DIR": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    data = tmp_path / "data"
+    assert cli_main(["sample", "--out", str(data), "--customers", "60", "--items", "80"]) == 0
+    assert cli_main(["train", "--data", str(data), "--artifacts", s3_root]) == 0
+    out = capsys.readouterr().out
+    version = open_store(s3_root).current()
+    assert version is not None and f"now CURRENT under {s3_root}" in out and f"{s3_root}/versions/{version}" in out
+    assert load_current(s3_root).version == version
