@@ -193,8 +193,11 @@ def test_train_publishes_to_s3_and_uploads_quarantine_beside(s3_root: str, tmp_p
     fs.invalidate_cache()
     assert fs.cat_file(_key(s3_root, "quarantine", result.version, "events.csv")).startswith(b"reason")
     assert open_store(s3_root).current() == result.version
-    assert load_current(s3_root).version == result.version
     assert previous_evaluation(s3_root) == {"recall@10": 0.25}  # the next run's gate reads the bucket
+    store = open_store(s3_root)
+    assert isinstance(store, FsspecArtifactStore)
+    assert not store.cache_folder.exists()  # publishing, the gate and the stock's catalog download nothing
+    assert load_current(s3_root).version == result.version
     assert load_current_stock(s3_root) is not None  # the data folder's stock went to the bucket too
 
 

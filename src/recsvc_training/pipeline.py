@@ -21,7 +21,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import ArtifactSet, new_version_name, publish_artifacts
-from recsvc.artifacts.stock import publish_stock
+from recsvc.artifacts.stock import catalog_of, publish_stock
 from recsvc.artifacts.stock_table import StockTable
 from recsvc.artifacts.store import StoreRoot, open_store, run_folder
 from recsvc.config import TrainingSettings
@@ -166,7 +166,7 @@ def train(data_dir: Path, artifact_root: StoreRoot, settings: TrainingSettings, 
         stock, _ = StockTable.from_rows(data.stock[C.STORE_ID], data.stock[C.ITEM_ID],
                                         data.stock[C.QUANTITY_ON_HAND])
         publish_stock(store, stock, source=f"training run {version} ({data_dir})",
-                      keep=settings.keep_versions)
+                      keep=settings.keep_versions, catalog=catalog_of(artifacts))
     timings["publish"] = round(time.perf_counter() - started, 3)
     timings["total"] = round(time.perf_counter() - run_started, 3)
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsvc.artifacts.artifact_set import MANIFEST, load_array, read_manifest, sha256_file
+from recsvc.artifacts.artifact_set import MANIFEST, ArtifactSet, load_array, read_manifest, sha256_file
 from recsvc.artifacts.errors import ArtifactError
 from recsvc.artifacts.parts.catalog import ITEM_IDS, catalog_id
 from recsvc.artifacts.stock_table import StockError, StockTable
@@ -174,6 +174,13 @@ def current_catalog(artifact_root: StoreRoot | ArtifactStore) -> StockCatalog:
     except ArtifactError as exc:
         raise StockError(f"cannot read the catalog of version {version}: {exc}") from exc
     return StockCatalog(recorded or catalog_id(ids), version, IdIndex(ids))
+
+
+def catalog_of(artifacts: ArtifactSet) -> StockCatalog:
+    """The catalog of a set in memory, e.g. the one the trainer just published (nothing is read back: on
+    object storage :func:`current_catalog` would download the set)."""
+    ids = artifacts[ITEM_IDS]
+    return StockCatalog(artifacts.catalog_id or catalog_id(ids), artifacts.version, IdIndex(ids))
 
 
 def publish_stock(artifact_root: StoreRoot | ArtifactStore, table: StockTable, source: str = "", keep: int = 5,
