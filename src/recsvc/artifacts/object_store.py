@@ -261,6 +261,8 @@ class FsspecArtifactStore(ArtifactStore):
             for name, sha256 in sorted(expected.items()):
                 size += self._download(version, name, download / name, sha256)
             (download / MANIFEST).write_text(text)  # last, as on the store: a cached folder without one is junk
+            if folder.exists() and not (folder / MANIFEST).is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # e.g. left half-deleted by a prune that was killed
             try:
                 os.rename(download, folder)
             except OSError:
