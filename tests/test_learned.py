@@ -194,7 +194,7 @@ def test_training_run_evaluates_learns_the_blend_and_stores_the_report(sample_di
     from recsvc_training.pipeline import train
 
     result = train(sample_dir, tmp_path, FAST)
-    manifest = read_manifest(result.path)
+    manifest = read_manifest(Path(result.path))
     evaluation = manifest["evaluation"]
     assert evaluation["gate"]["passed"] is True and manifest["forced"] is False
     assert set(evaluation["baselines"]) >= {"popularity", "buy_it_again", "als", "item_knn"}
@@ -220,7 +220,7 @@ def test_gate_blocks_publish_and_force_records_it(sample_dir: Path, tmp_path: Pa
         train(sample_dir, tmp_path, strict)
     assert current_version(tmp_path) is None  # nothing published
     forced = train(sample_dir, tmp_path, strict, force=True)
-    manifest = read_manifest(forced.path)
+    manifest = read_manifest(Path(forced.path))
     assert manifest["forced"] is True and manifest["evaluation"]["gate"]["forced"] is True
     assert current_version(tmp_path) == forced.version
 

@@ -42,7 +42,7 @@ def publish_version(root: Path, version: str) -> Path:
     """Publish the toy set under ``version`` (CURRENT points at it)."""
     artifacts = build_toy_artifacts()
     artifacts.version = version
-    return publish_artifacts(artifacts, root)
+    return Path(publish_artifacts(artifacts, root))
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ def test_train_publishes_runs_the_hook_and_summarises(tmp_path: Path):
     result = train(tmp_path / "data", tmp_path / "art", FAST, before_publish=gate, loader=load)
     assert isinstance(result, TrainResult)
     assert current_version(tmp_path / "art") == result.version
-    assert result.path == tmp_path / "art" / "versions" / result.version
+    assert result.path == str(tmp_path / "art" / "versions" / result.version)
     assert seen["quarantine_dir"] == tmp_path / "art" / "quarantine" / result.version
     assert calls == [""]  # the hook sees the set before it has a version, i.e. before publishing
     assert load_current(tmp_path / "art").evaluation == {"recall@10": 0.25}

@@ -67,7 +67,7 @@ def test_read_stock_csv_keeps_leading_zeros_and_counts_what_it_skips(tmp_path: P
 def test_publish_is_atomic_verified_and_pruned(tmp_path: Path) -> None:
     assert load_current_stock(tmp_path) is None
     publish_toy(tmp_path)
-    first = publish_stock(tmp_path, _table([("S01", "B02", 0), ("S01", "B01", 4)]), source="test")
+    first = Path(publish_stock(tmp_path, _table([("S01", "B02", 0), ("S01", "B01", 4)]), source="test"))
     snapshot = load_current_stock(tmp_path)
     assert snapshot is not None and snapshot.version == first.name and snapshot.source == "test"
     assert snapshot.store_rows("S01") == slice(0, 2) and snapshot.store_rows("S02") is None
@@ -89,12 +89,12 @@ def test_the_watcher_picks_up_a_new_snapshot_and_keeps_the_last_good_one(tmp_pat
     catalog = current_catalog(tmp_path).catalog_id
     watcher = StockWatcher(tmp_path)
     assert watcher.newest(catalog) is None
-    first = publish_stock(tmp_path, _table([("S01", "B02", 0)]))
+    first = Path(publish_stock(tmp_path, _table([("S01", "B02", 0)])))
     assert watcher.newest(catalog) is not None and watcher.newest(catalog).version == first.name  # type: ignore[union-attr]
-    second = publish_stock(tmp_path, _table([("S01", "B02", 5)]))
+    second = Path(publish_stock(tmp_path, _table([("S01", "B02", 5)])))
     assert watcher.newest(catalog).version == second.name  # type: ignore[union-attr]
     # the newest snapshot cannot be loaded: logged, and the previous snapshot stays in use
-    third = publish_stock(tmp_path, _table([("S01", "B02", 7)]))
+    third = Path(publish_stock(tmp_path, _table([("S01", "B02", 7)])))
     (third / "quantities.npy").write_bytes(b"garbage")
     with caplog.at_level(logging.WARNING, logger="recsvc.server.stock"):
         assert watcher.newest(catalog).version == second.name  # type: ignore[union-attr]
@@ -243,7 +243,7 @@ def test_a_set_from_before_catalogs_reads_snapshots_that_name_none(tmp_path: Pat
     publish_toy(tmp_path)
     manifest = tmp_path / "versions" / "toy-1" / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"catalog_id"', '"catalog_id_was"'))
-    folder = publish_stock(tmp_path, _table([("S01", "H04", 3)]))
+    folder = Path(publish_stock(tmp_path, _table([("S01", "H04", 3)])))
     snapshot_manifest = folder / "manifest.json"
     snapshot_manifest.write_text(snapshot_manifest.read_text().replace('"catalog_id"', '"catalog_id_was"'))
     (tmp_path / "stock" / "CURRENT").write_text(folder.name + "\n")  # a fresh stat signature for the watcher

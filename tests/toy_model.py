@@ -166,7 +166,7 @@ def build_toy_artifacts() -> ArtifactSet:
 
 def publish_toy(root: Path) -> Path:
     """Publish the toy set under ``root`` (``CURRENT`` points at it); returns the version folder."""
-    return publish_artifacts(build_toy_artifacts(), Path(root))
+    return Path(publish_artifacts(build_toy_artifacts(), Path(root)))
 
 
 def build_synthetic_artifacts(n_items: int = 100_000, n_customers: int = 20_000, factors: int = 64,

@@ -143,7 +143,7 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 50051
-    #: Folder holding ``CURRENT`` and ``versions/`` (written by the trainer).
+    #: Folder holding ``CURRENT`` and ``versions/`` (written by the trainer), or a URL (``s3://bucket/prefix``).
     artifact_root: str = "artifacts"
     max_workers: int = 8
     default_num_items: int = 10
@@ -188,6 +188,14 @@ class ServerSettings:
     tokens_file: str = ""
     #: Channel name -> :class:`ChannelPolicy`; a channel without one gets the default blend.
     policies: Mapping[str, ChannelPolicy] = field(default_factory=dict)
+    # Object storage (``artifact_root`` a URL such as ``s3://bucket/prefix``; README, Object storage). Credentials
+    # and the endpoint (``AWS_ENDPOINT_URL``) come from the cloud SDK's own environment and files, not from here.
+    #: Local folder holding the versions downloaded from a URL root (empty: ``<temp dir>/recsvc-cache``).
+    artifact_cache_dir: str = ""
+    #: Downloaded versions kept in that cache, the ones used last (the serving one and a rollback target).
+    artifact_cache_keep: int = 3
+    #: With a URL root: seconds between checks of ``stock/CURRENT`` (a local root is checked on every request).
+    stock_poll_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import ArtifactSet, new_version_name, publish_artifacts
-from recsvc.artifacts.stock import publish_stock
+from recsvc.artifacts.stock import catalog_of, publish_stock
 from recsvc.artifacts.stock_table import StockTable
+from recsvc.artifacts.store import StoreRoot, open_store, run_folder
 from recsvc.config import TrainingSettings
 from recsvc_training.assemble import build_artifacts
 from recsvc_training.evaluation.gate import decide, previous_evaluation
@@ -74,7 +75,7 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = round(time.perf_counter() - started, 3)
 
 
-def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
+def train(data_dir: Path, artifact_root: StoreRoot, settings: TrainingSettings, *,
           before_publish: BeforePublish | None = None, loader: Loader | None = None, force: bool = False,
           echo: Callable[[str], None] | None = None) -> TrainResult:
     """Ingest ``data_dir``, build every model, evaluate, learn the ranker, gate, publish under ``artifact_root``.
@@ -90,8 +91,9 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     data_dir
         Folder of input tables (:mod:`recsvc_training.input.columns`).
     artifact_root
-        Root holding ``CURRENT`` and ``versions/``; quarantined rows of this run go to
-        ``<artifact_root>/quarantine/<version>/``.
+        Root holding ``CURRENT`` and ``versions/``, a folder or a URL (``s3://bucket/prefix``); quarantined
+        rows of this run go to ``<artifact_root>/quarantine/<version>/`` (on object storage: written locally,
+        uploaded there after ingest).
     settings
         Training settings; ``keep_versions`` bounds the versions kept after publishing.
     before_publish
@@ -115,13 +117,12 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
     recsvc.artifacts.ArtifactError
         Publishing failed; the previous version stays current.
     """
-    data_dir, artifact_root = Path(data_dir), Path(artifact_root)
+    data_dir, store = Path(data_dir), open_store(artifact_root)
     run_started = time.perf_counter()
     version = new_version_name()
-    quarantine_dir = artifact_root / "quarantine" / version
     timings: dict[str, float] = {}
 
-    with _timed(timings, "ingest"):
+    with _timed(timings, "ingest"), run_folder(store, f"quarantine/{version}") as (quarantine_dir, quarantined_to):
         data = (loader or load_training_data)(data_dir, settings, quarantine_dir)
     logger.info("ingest done in %.2fs: %d events, %d items", timings["ingest"], len(data.events),
                 len(data.items))
@@ -148,7 +149,7 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
         artifacts.attachments.update(holdout.files())
         if echo is not None:
             echo(format_table(holdout.report))
-        decision = decide(artifacts.evaluation, previous_evaluation(artifact_root), settings, force=force)
+        decision = decide(artifacts.evaluation, previous_evaluation(store), settings, force=force)
         artifacts.evaluation["gate"] = decision.as_dict()
         decision.enforce()
         artifacts.forced = decision.forced
@@ -160,17 +161,17 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
 
     started = time.perf_counter()
     artifacts.version = version
-    path = publish_artifacts(artifacts, artifact_root, keep=settings.keep_versions)
+    path = publish_artifacts(artifacts, store, keep=settings.keep_versions)
     if len(data.stock):  # the data folder's stock, until `recsvc stock` publishes a newer file
         stock, _ = StockTable.from_rows(data.stock[C.STORE_ID], data.stock[C.ITEM_ID],
                                         data.stock[C.QUANTITY_ON_HAND])
-        publish_stock(artifact_root, stock, source=f"training run {version} ({data_dir})",
-                      keep=settings.keep_versions)
+        publish_stock(store, stock, source=f"training run {version} ({data_dir})",
+                      keep=settings.keep_versions, catalog=catalog_of(artifacts))
     timings["publish"] = round(time.perf_counter() - started, 3)
     timings["total"] = round(time.perf_counter() - run_started, 3)
 
     result = TrainResult(
-        version=version, path=path, artifact_root=artifact_root, quarantine_dir=quarantine_dir,
+        version=version, path=path, artifact_root=store.location, quarantine_dir=quarantined_to,
         timings=timings, peak_rss_mb=round(peak_rss_mb(), 1), report=data.report,
         row_counts=dict(artifacts.row_counts), evaluation=dict(artifacts.evaluation),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from recsvc_training.input import columns as C
@@ -32,9 +31,10 @@ class TrainResult:
     """
 
     version: str
-    path: Path
-    artifact_root: Path
-    quarantine_dir: Path
+    #: Where the version, its root and the quarantine files are: folders, or URLs on object storage.
+    path: str
+    artifact_root: str
+    quarantine_dir: str
     timings: Mapping[str, float]
     peak_rss_mb: float
     report: IngestReport

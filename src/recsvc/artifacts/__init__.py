@@ -4,7 +4,8 @@ An artifact set is a folder of ``.npy`` arrays plus ``manifest.json``, published
 This package owns all of it, and the trainer and the server meet nowhere else:
 
 * :mod:`.store` — where sets live: the :class:`ArtifactStore` interface (publish a set atomically, the
-  ``CURRENT`` pointer, list and prune versions, open one to read) and its local-disk implementation;
+  ``CURRENT`` pointer, list and prune versions, open one to read), its local-disk implementation and
+  :func:`open_store`, which picks it or :mod:`.object_store` (a URL root, through fsspec) from a root;
 * :mod:`.artifact_set` — one set in memory (:class:`ArtifactSet`) and on disk: the manifest, checksums,
   schema versions;
 * :mod:`.schema` — the registry of parts and the one reader that validates every part of a set;
@@ -37,6 +38,7 @@ from recsvc.artifacts.store import (
     list_versions,
     load_current,
     new_version_name,
+    open_store,
     prune_versions,
     publish_artifacts,
     set_current,
@@ -62,6 +64,7 @@ __all__ = [
     "load_artifact_set",
     "load_current",
     "new_version_name",
+    "open_store",
     "prune_versions",
     "publish_artifacts",
     "read_manifest",

@@ -151,6 +151,24 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def listed_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """File name -> sha256 of every file a manifest lists: ``files`` (``<name>.npy``) and ``attachments``.
+    Stock snapshot manifests list theirs the same way. Object stores download exactly these (a file the
+    manifest does not list is not part of the version)."""
+    listed: dict[str, str] = {}
+    try:
+        for name, meta in (manifest.get("files") or {}).items():
+            listed[f"{name}.npy"] = str(meta["sha256"])
+        for name, meta in (manifest.get("attachments") or {}).items():
+            listed[str(name)] = str(meta["sha256"])
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"manifest lists its files in an unreadable form ({type(exc).__name__}: {exc})") from exc
+    for name in listed:
+        if not _ATTACHMENT_RE.match(name) or name == MANIFEST:
+            raise ArtifactError(f"manifest lists a bad file name {name!r}")
+    return listed
+
+
 def load_artifact_set(folder: Path, verify: bool = True, mmap: bool = False) -> ArtifactSet:
     """Load and check one artifact set folder.
 

@@ -13,8 +13,8 @@ time, as a snapshot of its own::
     <root>/stock/CURRENT                              the snapshot pushed last
 
 Rows are sorted by store, then item, one row per (store, item) (:class:`StockTable`). Publishing uses the
-artifact store's discipline (:class:`~recsvc.artifacts.store.LocalArtifactStore` on ``<root>/stock``):
-staging folder, read back and verify every sha256, publish, then move ``CURRENT``.
+artifact store's discipline, through the root's own store (:func:`stock_store`: ``<root>/stock`` on local disk or
+on object storage): staging folder, read back and verify every sha256, publish, then move ``CURRENT``.
 
 A snapshot belongs to a catalog (schema 1.1): the catalog id of the model ``CURRENT`` names at push time,
 recorded in its manifest with that model's version. A file that names mostly items that catalog does not know
@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from recsvc.artifacts.artifact_set import MANIFEST, load_array, read_manifest, sha256_file
+from recsvc.artifacts.artifact_set import MANIFEST, ArtifactSet, load_array, read_manifest, sha256_file
 from recsvc.artifacts.errors import ArtifactError
 from recsvc.artifacts.parts.catalog import ITEM_IDS, catalog_id
 from recsvc.artifacts.stock_table import StockError, StockTable
-from recsvc.artifacts.store import LocalArtifactStore, new_version_name
+from recsvc.artifacts.store import ArtifactStore, StoreRoot, new_version_name, open_store
 from recsvc.artifacts.values import IdIndex
 
 logger = logging.getLogger(__name__)
@@ -148,22 +148,27 @@ class StockCatalog:
 
 
 def stock_root(artifact_root: Path) -> Path:
-    """Folder of the stock snapshots under an artifact root."""
+    """Folder of the stock snapshots under a local artifact root (any root: :func:`stock_store`)."""
     return Path(artifact_root) / STOCK_DIR
 
 
-def current_catalog(artifact_root: Path) -> StockCatalog:
+def stock_store(artifact_root: StoreRoot | ArtifactStore) -> ArtifactStore:
+    """The store of the stock snapshots under an artifact root (``<root>/stock``), of the root's kind."""
+    return open_store(artifact_root).child(STOCK_DIR)
+
+
+def current_catalog(artifact_root: StoreRoot | ArtifactStore) -> StockCatalog:
     """The catalog of the model ``CURRENT`` names under ``artifact_root``.
 
     Raises :class:`StockError` when no model is published there (a snapshot needs a catalog to belong to).
     """
-    store = LocalArtifactStore(artifact_root)
+    store = open_store(artifact_root)
     version = store.current()
     if version is None:
-        raise StockError(f"{artifact_root}: no model published (no CURRENT): a stock snapshot belongs to the "
+        raise StockError(f"{store.location}: no model published (no CURRENT): a stock snapshot belongs to the "
                          "catalog of a model; run `recsvc train` first")
-    folder = store.open_version(version)
     try:
+        folder = store.open_version(version)
         ids = load_array(folder, ITEM_IDS)
         recorded = str(read_manifest(folder).get("catalog_id", ""))
     except ArtifactError as exc:
@@ -171,16 +176,24 @@ def current_catalog(artifact_root: Path) -> StockCatalog:
     return StockCatalog(recorded or catalog_id(ids), version, IdIndex(ids))
 
 
-def publish_stock(artifact_root: Path, table: StockTable, source: str = "", keep: int = 5,
-                  catalog: StockCatalog | None = None) -> Path:
-    """Publish ``table`` as the newest stock snapshot under ``artifact_root`` (atomically); return its folder.
+def catalog_of(artifacts: ArtifactSet) -> StockCatalog:
+    """The catalog of a set in memory, e.g. the one the trainer just published (nothing is read back: on
+    object storage :func:`current_catalog` would download the set)."""
+    ids = artifacts[ITEM_IDS]
+    return StockCatalog(artifacts.catalog_id or catalog_id(ids), artifacts.version, IdIndex(ids))
+
+
+def publish_stock(artifact_root: StoreRoot | ArtifactStore, table: StockTable, source: str = "", keep: int = 5,
+                  catalog: StockCatalog | None = None) -> str:
+    """Publish ``table`` as the newest stock snapshot under ``artifact_root`` (atomically); return where it lives
+    (a folder, or a URL on object storage).
 
     The snapshot belongs to ``catalog`` (default: the catalog of the model ``CURRENT`` names; ``recsvc
     stock`` first checks the file against it with :meth:`StockCatalog.unknown_items`). ``source`` is recorded
     in the manifest (e.g. the file it came from). At most ``keep`` snapshots are kept.
     """
     catalog = catalog or current_catalog(artifact_root)
-    store = LocalArtifactStore(stock_root(artifact_root))
+    store = stock_store(artifact_root)
     version = new_version_name()
     with store.staging(version) as folder:
         folder.mkdir()
@@ -199,8 +212,8 @@ def publish_stock(artifact_root: Path, table: StockTable, source: str = "", keep
     store.set_current(version)
     store.prune(keep)
     logger.info("published stock snapshot %s under %s for catalog %s: %d rows, %d stores", version,
-                store.root, catalog.catalog_id, len(table), table.n_stores)
-    return store.open_version(version)
+                store.location, catalog.catalog_id, len(table), table.n_stores)
+    return store.where(version)
 
 
 @dataclass(frozen=True)
@@ -222,8 +235,25 @@ def read_snapshot_manifest(folder: Path) -> dict[str, object]:
     """A snapshot's manifest; refuses a missing or unreadable one and an unknown major schema version."""
     folder = Path(folder)
     try:
-        manifest: dict[str, object] = json.loads((folder / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = (folder / MANIFEST).read_text()
+    except OSError as exc:
+        raise StockError(f"{folder}: no readable {MANIFEST} ({exc})") from exc
+    return _checked_snapshot_manifest(str(folder), text)
+
+
+def snapshot_manifest(stock: ArtifactStore, version: str) -> dict[str, object]:
+    """The manifest of snapshot ``version`` of a stock store, read without fetching the snapshot."""
+    try:
+        text = stock.read_manifest_text(version)
+    except (ArtifactError, OSError) as exc:
+        raise StockError(f"{stock.where(version)}: no readable {MANIFEST} ({exc})") from exc
+    return _checked_snapshot_manifest(stock.where(version), text)
+
+
+def _checked_snapshot_manifest(folder: str, text: str) -> dict[str, object]:
+    try:
+        manifest: dict[str, object] = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise StockError(f"{folder}: no readable {MANIFEST} ({exc})") from exc
     if str(manifest.get("schema_version", "")).split(".")[0] != STOCK_SCHEMA_VERSION.split(".")[0]:
         raise StockError(f"{folder}: stock schema {manifest.get('schema_version')!r} is not readable "
@@ -258,20 +288,21 @@ def load_stock(folder: Path, verify: bool = True) -> StockSnapshot:
                          catalog_id=str(manifest.get("catalog_id", "")))
 
 
-def load_current_stock(artifact_root: Path, verify: bool = True) -> StockSnapshot | None:
+def load_current_stock(artifact_root: StoreRoot | ArtifactStore, verify: bool = True) -> StockSnapshot | None:
     """The snapshot pushed last (``<root>/stock/CURRENT``), or None when none was published."""
-    store = LocalArtifactStore(stock_root(artifact_root))
+    store = stock_store(artifact_root)
     version = store.current()
     return None if version is None else load_stock(store.open_version(version), verify=verify)
 
 
-def snapshot_catalogs(artifact_root: Path) -> list[tuple[str, str]]:
-    """``(version, catalog_id)`` of every kept snapshot, newest first (unreadable manifests skipped)."""
-    store = LocalArtifactStore(stock_root(artifact_root))
+def snapshot_catalogs(artifact_root: StoreRoot | ArtifactStore) -> list[tuple[str, str]]:
+    """``(version, catalog_id)`` of every kept snapshot, newest first (unreadable manifests skipped). Reads
+    the manifests only (on object storage: no snapshot is downloaded)."""
+    store = stock_store(artifact_root)
     found = []
     for version in reversed(store.versions()):
         try:
-            manifest = read_snapshot_manifest(store.open_version(version))
+            manifest = snapshot_manifest(store, version)
         except StockError as exc:
             logger.warning("stock snapshot %s skipped: %s", version, exc)
             continue

@@ -38,12 +38,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Point CURRENT at the previous (or the given) published version, after checking that it loads."""
+    from recsvc.artifacts.store import store_for
     from recsvc.server.stock import describe_stock
     from recsvc.server.versions import rollback_current
 
-    root = Path(settings_from(args).server.artifact_root)
+    root = store_for(settings_from(args).server)
     old, new = rollback_current(root, to=args.to)
-    print(f"CURRENT under {root}: {old} -> {new}. Running servers switch at their next poll "
+    print(f"CURRENT under {root.location}: {old} -> {new}. Running servers switch at their next poll "
           "(server.reload_poll_seconds), on SIGHUP, or on Admin/ReloadModel; in stores they filter by "
           f"{describe_stock(root, new)}.")
     return 0
@@ -51,14 +52,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_stock(args: argparse.Namespace) -> int:
     """Publish a stock file for the catalog of the model CURRENT names; servers of that catalog use it at once."""
-    from recsvc.artifacts.stock import current_catalog, publish_stock, read_stock_csv
+    from recsvc.artifacts.stock import STOCK_DIR, current_catalog, publish_stock, read_stock_csv
+    from recsvc.artifacts.store import store_for
 
-    root = Path(settings_from(args).server.artifact_root)
+    root = store_for(settings_from(args).server)
     table, report = read_stock_csv(Path(args.file))
     catalog = current_catalog(root)
     unknown = catalog.unknown_items(table)
-    path = publish_stock(root, table, source=str(args.file), catalog=catalog)
-    print(f"Published stock snapshot {path.name} under {root / 'stock'}: {report}. It belongs to catalog "
+    where = publish_stock(root, table, source=str(args.file), catalog=catalog)
+    print(f"Published stock snapshot {where.rstrip('/').rsplit('/', 1)[-1]} under {root.location}/{STOCK_DIR}: "
+          f"{report}. It belongs to catalog "
           f"{catalog.catalog_id} (of version {catalog.model_version}, CURRENT now)"
           + (f"; {unknown:,} item(s) the catalog does not know are ignored" if unknown else "")
           + ". Servers of that catalog pick it up on their next request.")
@@ -161,19 +164,22 @@ def _wait_serving(target: str, timeout: float = 60.0) -> None:
 def add_server_commands(sub: argparse._SubParsersAction) -> None:
     """Register serve, rollback, stock and demo."""
     p = add_parser(sub, "serve", cmd_serve, "serve the current artifact set over gRPC")
-    p.add_argument("--artifacts", help="artifact root (default: the setting server.artifact_root, artifacts)")
+    p.add_argument("--artifacts", help="artifact root, a folder or a URL such as s3://bucket/prefix "
+                                        "(default: the setting server.artifact_root, artifacts)")
     p.add_argument("--host", help="address to listen on (default: the setting server.host, 127.0.0.1)")
     p.add_argument("--port", type=int,
                    help="port to listen on; 0 picks a free port, logged at start-up "
                         "(default: the setting server.port, 50051)")
 
     p = add_parser(sub, "rollback", cmd_rollback, "point CURRENT at the previous published version; servers follow")
-    p.add_argument("--artifacts", help="artifact root (default: the setting server.artifact_root)")
+    p.add_argument("--artifacts", help="artifact root, a folder or a URL such as s3://bucket/prefix "
+                                        "(default: the setting server.artifact_root)")
     p.add_argument("--to", help="version to roll back to (default: the one before CURRENT)")
 
     p = add_parser(sub, "stock", cmd_stock,
                    "publish per-store stock (store_id,item_id,quantity_on_hand) without retraining")
-    p.add_argument("--artifacts", help="artifact root (default: the setting server.artifact_root)")
+    p.add_argument("--artifacts", help="artifact root, a folder or a URL such as s3://bucket/prefix "
+                                        "(default: the setting server.artifact_root)")
     p.add_argument("--file", required=True, help="stock CSV (.csv or .csv.gz)")
 
     p = add_parser(sub, "demo", cmd_demo, "the main job on the bundled sample: generate, train, serve, ask, stop")

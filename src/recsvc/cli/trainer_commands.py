@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     logging.getLogger("recsvc").info("training settings: %s", settings.describe())
     live = import_configured(Path(args.data), settings)  # events recorded live since the last run
     print(live.summary() if live is not None else "live events: none (events off or no store yet)")
-    result = train(Path(args.data), Path(settings.server.artifact_root), settings.training, force=args.force,
+    result = train(Path(args.data), settings.server.artifact_root, settings.training, force=args.force,
                    echo=print)
     print(result.summary())
     return 0
@@ -110,7 +110,8 @@ def add_trainer_commands(sub: argparse._SubParsersAction) -> None:
 
     p = add_parser(sub, "train", cmd_train, "train every model from a data folder and publish an artifact set")
     p.add_argument("--data", required=True, help="data folder (events, items, ...; see README, Input contract)")
-    p.add_argument("--artifacts", help="artifact root (default: the setting server.artifact_root)")
+    p.add_argument("--artifacts", help="artifact root, a folder or a URL such as s3://bucket/prefix "
+                                        "(default: the setting server.artifact_root)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="publish even if the quality gate refuses (recorded)")
 

@@ -98,8 +98,17 @@ class EventStore(abc.ABC):
 
 
 def sqlite_path(settings: EventsSettings, artifact_root: str | Path) -> Path:
-    """The embedded store's file: ``events.sqlite_path``, else ``events.sqlite`` in the artifact root."""
-    return Path(settings.sqlite_path) if settings.sqlite_path else Path(artifact_root) / DEFAULT_SQLITE_NAME
+    """The embedded store's file: ``events.sqlite_path``, else ``events.sqlite`` in the artifact root.
+
+    Raises :class:`ConfigError` for an artifact root on object storage without ``events.sqlite_path``: SQLite
+    needs a local file (set one, or use ``events.backend = "redis"``).
+    """
+    if settings.sqlite_path:
+        return Path(settings.sqlite_path)
+    if "://" in str(artifact_root):
+        raise ConfigError(f"events.sqlite_path: the artifact root {artifact_root} is a URL and SQLite needs a local "
+                          "file; set events.sqlite_path, or events.backend = \"redis\" (or \"off\")")
+    return Path(artifact_root) / DEFAULT_SQLITE_NAME
 
 
 def open_store(settings: EventsSettings, artifact_root: str | Path) -> EventStore | None:

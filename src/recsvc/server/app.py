@@ -19,13 +19,13 @@ import sys
 import threading
 import time
 from concurrent import futures
-from pathlib import Path
 from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from recsvc.artifacts import ArtifactError, load_current
+from recsvc.artifacts.store import store_for
 from recsvc.config import ConfigError, ServerSettings, Settings
 from recsvc.ranking import RecommendationEngine
 from recsvc.server.admin import AdminServicer
@@ -177,11 +177,11 @@ def load_engine(settings: ServerSettings) -> RecommendationEngine:
     ArtifactError
         Nothing published, or the set is corrupt (checksum mismatch, bad shapes); the message names the file.
     """
-    root = Path(settings.artifact_root)
+    root = store_for(settings)
     try:
         artifacts = load_current(root, verify=settings.verify_checksums, mmap=settings.mmap_artifacts)
     except ArtifactError as exc:
-        raise ArtifactError(f"refusing to serve from {root}: {exc}") from exc
+        raise ArtifactError(f"refusing to serve from {root.location}: {exc}") from exc
     return build_engine(artifacts, settings)
 
 

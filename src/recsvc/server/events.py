@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter
@@ -166,7 +165,7 @@ def start_events(settings: Settings, model: LoadedModel | None = None) -> Events
         The events settings are invalid, or the configured SQLite file cannot be opened.
     """
     try:
-        store = open_store(settings.events, Path(settings.server.artifact_root))
+        store = open_store(settings.events, settings.server.artifact_root)
     except StoreUnavailable as exc:
         if settings.events.backend != "sqlite" or settings.events.sqlite_path:
             raise ConfigError(f"events: {exc}") from exc

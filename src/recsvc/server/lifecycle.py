@@ -3,14 +3,17 @@
 The nightly job publishes while traffic flows (see :mod:`recsvc.artifacts`: a version folder appears whole,
 then ``CURRENT`` is repointed with one rename). A server process notices the new version in three ways:
 
-* a watcher thread reads ``CURRENT`` every ``reload_poll_seconds`` (one small file read; 0 turns it off),
+* a watcher thread reads ``CURRENT`` every ``reload_poll_seconds`` (one small file read, or one GET on object
+  storage; 0 turns it off),
 * SIGHUP (``serve`` wires it to :meth:`ModelLifecycle.request_check`),
 * the Admin API (``ReloadModel``, ``RollbackModel``), which runs :meth:`ModelLifecycle.reload` and answers
   with the outcome.
 
-Whatever the trigger, one path loads the new version (:mod:`recsvc.server.versions`): :func:`load_artifact_set`
-(sha256 of every file, dtypes, shapes, id order — refuses a corrupt or half-written set), a new
-:class:`~recsvc.ranking.RecommendationEngine`, and a few warm-up queries through it (a known customer, an
+Whatever the trigger, one path loads the new version (:mod:`recsvc.server.versions`) from the root's
+:class:`~recsvc.artifacts.ArtifactStore` (on object storage: downloaded to ``server.artifact_cache_dir`` and
+checked against the manifest's sha256 first, the cache pruned to ``artifact_cache_keep`` versions):
+:func:`load_artifact_set` (sha256 of every file, dtypes, shapes, id order — refuses a corrupt or half-written
+set), a new :class:`~recsvc.ranking.RecommendationEngine`, and a few warm-up queries through it (a known customer, an
 unknown one, a bundle, similar items) that must answer without error and name the new version. Only then does
 :meth:`~recsvc.server.holder.ModelHolder.swap` install it, so in-flight requests finish on the engine they took
 at their start and no request ever sees a half-loaded model.
@@ -39,16 +42,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-from recsvc.artifacts import (
-    MANIFEST,
-    VERSIONS,
-    ArtifactError,
-    current_version,
-    list_versions,
-    set_current,
-)
+from recsvc.artifacts import ArtifactError, ArtifactStore
+from recsvc.artifacts.store import store_for
 from recsvc.config import ServerSettings
 from recsvc.errors import NotFound
 from recsvc.ranking import RecommendationEngine
@@ -85,14 +81,15 @@ class ReloadResult:
 class FailedVersion:
     """A version that failed validation, remembered so the poll does not retry it every few seconds.
 
-    ``signature`` is the manifest's (mtime_ns, size), or ``None`` when there was none: when it changes (a
+    ``signature`` is the store's token of the manifest (:meth:`ArtifactStore.manifest_signature`: inode, size
+    and mtime on disk, ETag and time on object storage), or ``None`` when there was none: when it changes (a
     half-copied folder got its manifest, the trainer republished) the version is tried again.
     """
 
     version: str
     error: str
     failed_at: str
-    signature: tuple[int, int] | None
+    signature: str | None
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,8 @@ class ModelLifecycle:
     def __init__(self, settings: ServerSettings, holder: ModelHolder, engine_factory: EngineFactory | None = None,
                  listener: Callable[[ReloadResult], None] | None = None) -> None:
         self._settings = settings
-        self._root = Path(settings.artifact_root)
+        self._store = store_for(settings)
+        self._root = self._store.location
         self._holder = holder
         self._factory = engine_factory or (lambda a: build_engine(a, settings))
         self._listener = listener
@@ -154,8 +152,13 @@ class ModelLifecycle:
         self._thread: threading.Thread | None = None
 
     @property
-    def root(self) -> Path:
+    def root(self) -> str:
+        """The artifact root as configured (a folder or a URL)."""
         return self._root
+
+    @property
+    def store(self) -> ArtifactStore:
+        return self._store
 
     # ------------------------------------------------------------------------------------------- loading
 
@@ -168,13 +171,13 @@ class ModelLifecycle:
             Nothing published or the set is unusable; the message starts "refusing to serve from <root>".
         """
         with self._lock:
-            version = current_version(self._root)
             try:
+                version = self._store.current()
                 if version is None:
                     raise ArtifactError(f"{self._root}: nothing published yet (no CURRENT file); "
                                         "run `recsvc train` first")
-                engine = load_version(self._root, version, self._settings, self._factory)
-            except ArtifactError as exc:
+                engine = load_version(self._store, version, self._settings, self._factory)
+            except (ArtifactError, OSError) as exc:
                 raise ArtifactError(f"refusing to serve from {self._root}: {exc}") from exc
             self._holder.swap(engine)
             with self._state_lock:
@@ -188,7 +191,7 @@ class ModelLifecycle:
         REJECTED with the reason, and the serving model stays.
         """
         with self._lock:
-            target = current_version(self._root)
+            target = self._store.current()
             serving = self._serving_version()
             if target is None:
                 return ReloadResult(Outcome.REJECTED, "", serving, serving,
@@ -197,7 +200,7 @@ class ModelLifecycle:
                 return ReloadResult(Outcome.UNCHANGED, target, serving, serving)
             with self._state_lock:
                 failed = self._failed.get(target)
-            if failed is not None and not force and failed.signature == manifest_signature(self._root, target):
+            if failed is not None and not force and failed.signature == manifest_signature(self._store, target):
                 return ReloadResult(Outcome.SKIPPED, target, serving, serving, error=failed.error)
             return self._load_and_swap(target, serving)
 
@@ -214,17 +217,17 @@ class ModelLifecycle:
         """
         with self._lock:
             try:
-                target = to or previous_version(self._root)
+                target = to or previous_version(self._store)
             except ArtifactError as exc:
                 raise NotFound(str(exc)) from exc
-            if not (self._root / VERSIONS / target / MANIFEST).is_file():
+            if not self._store.has_version(target):
                 raise NotFound(f"to_version: no published version {target!r} "
-                               f"(kept: {', '.join(list_versions(self._root)) or 'none'})")
+                               f"(kept: {', '.join(self._store.versions()) or 'none'})")
             serving = self._serving_version()
             if target == serving:  # e.g. CURRENT names a bad version this process refused: just repoint it
-                set_current(self._root, target)
+                self._store.set_current(target)
                 return ReloadResult(Outcome.UNCHANGED, target, serving, serving)
-            result = self._load_and_swap(target, serving, before_swap=lambda: set_current(self._root, target))
+            result = self._load_and_swap(target, serving, before_swap=lambda: self._store.set_current(target))
             if result.outcome is Outcome.SWAPPED:
                 logger.info("rolled back to %s (CURRENT repointed)", target)
             return result
@@ -241,7 +244,7 @@ class ModelLifecycle:
         logger.info("loading version %s beside %s", target, serving or "nothing")
         start = time.perf_counter()
         try:
-            engine = load_version(self._root, target, self._settings, self._factory)
+            engine = load_version(self._store, target, self._settings, self._factory)
             if before_swap is not None:
                 before_swap()
         except Exception as exc:  # anything a bad set can raise (KeyError in a manifest, MemoryError ...)
@@ -249,7 +252,7 @@ class ModelLifecycle:
             error = str(exc) if isinstance(exc, ArtifactError) else f"{type(exc).__name__}: {exc}"
             with self._state_lock:
                 self._failed[target] = FailedVersion(target, error, _now_iso(),
-                                                     manifest_signature(self._root, target))
+                                                     manifest_signature(self._store, target))
                 self._failures += 1
             logger.error("version %s refused, still serving %s: %s", target, serving or "nothing", error)
             result = ReloadResult(Outcome.REJECTED, target, serving, serving, error=error,
@@ -326,9 +329,9 @@ class ModelLifecycle:
         except Exception:
             serving = loaded_at = created_at = ""
         try:
-            current = current_version(self._root) or ""
-            available = tuple(list_versions(self._root))
-        except OSError:
+            current = self._store.current() or ""
+            available = tuple(self._store.versions())
+        except (OSError, ArtifactError):
             current, available = "", ()
         with self._state_lock:  # not the load lock: status answers while a load runs
             return LifecycleStatus(

@@ -16,7 +16,8 @@ A snapshot of another catalog is never used, so a new model's stock pushed while
 old model, or a rollback to a model of another catalog, cannot empty the store channel.
 
 Servers keep one :class:`StockWatcher` per artifact root and process. It ``stat``s ``<root>/stock/CURRENT``
-on every request (a microsecond-scale system call) and, the first time it sees the pointer change, reads the
+on every request (a microsecond-scale system call; on object storage, a request to the store, so at most every
+``server.stock_poll_seconds``) and, the first time it sees the pointer change, reads the
 kept snapshots' manifests again; a snapshot is loaded (and its checksums verified) the first time a model asks
 for it. A snapshot that fails to load is logged and the one used before stays in use.
 
@@ -28,24 +29,25 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from datetime import datetime
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from recsvc.artifacts import CURRENT, VERSIONS, IdIndex, read_manifest
+from recsvc.artifacts import ArtifactError, ArtifactStore, IdIndex, read_manifest
 from recsvc.artifacts.artifact_set import load_array
 from recsvc.artifacts.parts.catalog import ITEM_IDS, catalog_id
 from recsvc.artifacts.parts.stock import STOCK_EXTRA
 from recsvc.artifacts.stock import (
     StockSnapshot,
     load_stock,
-    read_snapshot_manifest,
     snapshot_catalogs,
-    stock_root,
+    snapshot_manifest,
+    stock_store,
 )
 from recsvc.artifacts.stock_table import StockError, StockTable
+from recsvc.artifacts.store import StoreRoot, is_url, open_store
 from recsvc.ranking.model import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -57,14 +59,19 @@ class StockWatcher:
     Thread-safe; one watcher per root and process is shared through :meth:`for_root`.
     """
 
-    _registry: ClassVar[dict[Path, StockWatcher]] = {}
+    _registry: ClassVar[dict[str, StockWatcher]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, artifact_root: Path, verify: bool = True) -> None:
-        self.artifact_root = Path(artifact_root)
-        self.pointer = stock_root(artifact_root) / CURRENT
+    def __init__(self, artifact_root: StoreRoot | ArtifactStore, verify: bool = True,
+                 poll_seconds: float = 5.0) -> None:
+        self.root = open_store(artifact_root)
+        self.artifact_root = self.root.location
+        self.stock = stock_store(self.root)
         self.verify = verify
-        self._signature: tuple[int, int, int] | None = None
+        # a local pointer is stat-ed on every request; an object store's at most every poll_seconds
+        self.poll_seconds = poll_seconds if self.stock.is_remote else 0.0
+        self._checked_at = -float("inf")
+        self._signature: str | None = None
         # catalog id (None: any) -> newest snapshot version ("": it failed to load), the loaded snapshots by
         # version, and by catalog id the snapshot handed out last
         self._newest: dict[str | None, str] = {}
@@ -73,13 +80,20 @@ class StockWatcher:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_root(cls, artifact_root: Path, verify: bool = True) -> StockWatcher:
+    def for_root(cls, artifact_root: StoreRoot | ArtifactStore, verify: bool = True,
+                 poll_seconds: float = 5.0) -> StockWatcher:
         """The process's watcher of ``artifact_root`` (created on first use)."""
-        key = Path(os.path.abspath(artifact_root))
+        root: StoreRoot | ArtifactStore
+        if isinstance(artifact_root, ArtifactStore):
+            key, root = artifact_root.location, artifact_root
+        elif is_url(artifact_root):
+            key = root = str(artifact_root).rstrip("/")
+        else:
+            key = root = os.path.abspath(artifact_root)
         with cls._registry_lock:
             watcher = cls._registry.get(key)
             if watcher is None:
-                watcher = cls._registry[key] = cls(key, verify)
+                watcher = cls._registry[key] = cls(root, verify, poll_seconds)
             return watcher
 
     def newest(self, catalog_id: str) -> StockSnapshot | None:
@@ -91,16 +105,28 @@ class StockWatcher:
         """The snapshot pushed last (``CURRENT``), whatever its catalog."""
         return self._snapshot(None)
 
+    def _remote_pointer(self) -> str | None:
+        """The pointer's signature on object storage, asked at most every ``poll_seconds`` (lock held)."""
+        now = time.monotonic()
+        if now - self._checked_at >= self.poll_seconds:
+            self._checked_at = now
+            try:
+                return self.stock.pointer_signature()
+            except Exception as exc:  # the store is unreachable: keep what is in use
+                logger.warning("cannot check %s for a new stock snapshot: %s", self.stock.location, exc)
+        return self._signature
+
     def _snapshot(self, catalog_id: str | None) -> StockSnapshot | None:
-        try:
-            st = os.stat(self.pointer)
-        except OSError:
-            return None
-        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        # a local stat outside the lock, as requests arrive; one request at a time asks an object store
+        signature = self.stock.pointer_signature() if self.poll_seconds <= 0 else None
         with self._lock:
+            if self.poll_seconds > 0:
+                signature = self._remote_pointer()
+            if signature is None:
+                return None
             if signature != self._signature:
                 self._signature = signature
-                found = snapshot_catalogs(self.artifact_root)  # newest first
+                found = snapshot_catalogs(self.root)  # newest first
                 newest: dict[str | None, str] = {None: found[0][0]} if found else {}
                 for name, catalog in found:
                     newest.setdefault(catalog, name)
@@ -112,8 +138,8 @@ class StockWatcher:
             snapshot = self._loaded.get(version)
             if snapshot is None:
                 try:
-                    snapshot = load_stock(stock_root(self.artifact_root) / VERSIONS / version, verify=self.verify)
-                except (StockError, OSError) as exc:
+                    snapshot = load_stock(self.stock.open_version(version), verify=self.verify)
+                except (StockError, ArtifactError, OSError) as exc:
                     logger.warning("stock snapshot %s under %s not usable, keeping the previous one: %s",
                                    version, self.artifact_root, exc)
                     self._newest[catalog_id] = ""  # not retried until the pointer changes
@@ -177,23 +203,24 @@ class ModelStock:
         return None if found is None else self._masks.mask(found[0], found[1], store_id)
 
 
-def describe_stock(artifact_root: Path, version: str) -> str:
+def describe_stock(artifact_root: StoreRoot | ArtifactStore, version: str) -> str:
     """Which stock a server will filter ``version`` by (the rules of :class:`ModelStock`), in one phrase for
     ``recsvc rollback``; reads manifests (and, for a set from before catalog ids, its item ids)."""
-    folder = Path(artifact_root) / VERSIONS / version
+    store = open_store(artifact_root)
+    folder = store.open_version(version)
     manifest = read_manifest(folder)
     recorded = str(manifest.get("catalog_id", ""))
     catalogs = [recorded] if recorded else [catalog_id(load_array(folder, ITEM_IDS)), ""]
     own = (manifest.get("extra") or {}).get(STOCK_EXTRA)
     own_as_of = str(own.get("as_of", "")) if isinstance(own, dict) else None
     newest: dict[str, str] = {}
-    for name, snapshot_catalog in snapshot_catalogs(artifact_root):
+    for name, snapshot_catalog in snapshot_catalogs(store):
         newest.setdefault(snapshot_catalog, name)
     for catalog in catalogs:
         found = newest.get(catalog)
         if found is None or (catalog == "" and own is not None):
             continue
-        created = str(read_snapshot_manifest(stock_root(artifact_root) / VERSIONS / found).get("created_at", ""))
+        created = str(snapshot_manifest(stock_store(store), found).get("created_at", ""))
         if pushed_wins(created, own_as_of):
             return f"stock snapshot {found} (pushed for its catalog {catalog or '(none recorded)'})"
     if own is not None:

@@ -2,25 +2,18 @@
 
 :mod:`recsvc.server.lifecycle` decides *when* a process moves to another version (poll, SIGHUP, Admin API);
 this module is *how* one version becomes an engine that may serve, and what ``recsvc rollback`` uses to
-check a target before repointing ``CURRENT``. Transport-free (no grpc).
+check a target before repointing ``CURRENT``. Every path goes through the root's
+:class:`~recsvc.artifacts.ArtifactStore` (local disk, or object storage whose versions are downloaded to a
+local cache and verified first), so nothing here knows the store's layout. Transport-free (no grpc).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
-from recsvc.artifacts import (
-    MANIFEST,
-    VERSIONS,
-    ArtifactError,
-    ArtifactSet,
-    current_version,
-    list_versions,
-    load_artifact_set,
-    set_current,
-)
+from recsvc.artifacts import ArtifactError, ArtifactSet, ArtifactStore, load_artifact_set
+from recsvc.artifacts.store import StoreRoot, open_store, store_for
 from recsvc.config import ServerSettings
 from recsvc.ranking import BundleQuery, LoadedModel, RecommendationEngine, RecommendQuery
 from recsvc.server.stock import ModelStock, StockWatcher
@@ -40,7 +33,8 @@ def build_engine(artifacts: ArtifactSet, settings: ServerSettings) -> Recommenda
     carries, or a newer snapshot pushed for the same catalog, never a snapshot of another catalog.
     """
     model = LoadedModel(artifacts)
-    stock = ModelStock(StockWatcher.for_root(Path(settings.artifact_root), settings.verify_checksums), model)
+    watcher = StockWatcher.for_root(store_for(settings), settings.verify_checksums, settings.stock_poll_seconds)
+    stock = ModelStock(watcher, model)
     return RecommendationEngine(model, settings, stock=stock)
 
 
@@ -96,11 +90,13 @@ def warm_up(engine: RecommendationEngine) -> None:
             raise ArtifactError(f"warm-up query '{name}' answered for version {version}, not {model.version}")
 
 
-def load_version(root: Path, version: str, settings: ServerSettings, engine_factory: EngineFactory | None = None,
-                 verify: bool | None = None) -> RecommendationEngine:
+def load_version(root: StoreRoot | ArtifactStore, version: str, settings: ServerSettings,
+                 engine_factory: EngineFactory | None = None, verify: bool | None = None) -> RecommendationEngine:
     """Load, verify and warm up one published version; the returned engine is ready to swap in.
 
-    ``verify`` defaults to ``settings.verify_checksums``; arrays are memory-mapped when
+    On object storage the version is first downloaded to the local cache, each file checked against the
+    manifest's sha256 as it arrives (:meth:`ArtifactStore.open_version`). ``verify`` defaults to
+    ``settings.verify_checksums``; arrays are memory-mapped when
     ``settings.mmap_artifacts`` (load is then dominated by the engine's own precomputation, not by I/O).
 
     Raises
@@ -108,30 +104,32 @@ def load_version(root: Path, version: str, settings: ServerSettings, engine_fact
     ArtifactError
         Missing manifest, checksum mismatch, bad dtype/shape/ids, or a failed warm-up; names the file/query.
     """
-    folder = Path(root) / VERSIONS / version
+    store = open_store(root)
+    where = store.where(version)
     try:
+        folder = store.open_version(version)
         artifacts = load_artifact_set(folder, verify=settings.verify_checksums if verify is None else verify,
                                       mmap=settings.mmap_artifacts)
     except ArtifactError:
         raise
     except Exception as exc:  # a manifest missing a key, an unreadable file ...: still "this set is bad"
-        raise ArtifactError(f"{folder}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
+        raise ArtifactError(f"{where}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
     if artifacts.version != version:
         # served versions are compared with CURRENT by name: a set calling itself something else would be
         # "new" at every poll and reloaded forever
-        raise ArtifactError(f"{folder}: manifest names version {artifacts.version!r}, not {version!r}")
+        raise ArtifactError(f"{where}: manifest names version {artifacts.version!r}, not {version!r}")
     factory = engine_factory or (lambda a: build_engine(a, settings))
     try:
         engine = factory(artifacts)
     except ArtifactError:
         raise
     except Exception as exc:  # an engine that cannot be built from a set that passed validation
-        raise ArtifactError(f"{folder}: the engine cannot be built from this set: {exc}") from exc
+        raise ArtifactError(f"{where}: the engine cannot be built from this set: {exc}") from exc
     warm_up(engine)
     return engine
 
 
-def previous_version(root: Path, before: str | None = None) -> str:
+def previous_version(root: StoreRoot | ArtifactStore, before: str | None = None) -> str:
     """The published version just older than ``before`` (default: the one ``CURRENT`` names).
 
     Raises
@@ -139,41 +137,45 @@ def previous_version(root: Path, before: str | None = None) -> str:
     ArtifactError
         Nothing published, or ``before`` is the oldest version kept.
     """
-    versions = list_versions(root)
-    before = before or current_version(root)
+    store = open_store(root)
+    versions = store.versions()
+    before = before or store.current()
     older = [v for v in versions if before is None or v < before]  # names sort by publish time
     if not older:
-        raise ArtifactError(f"{root}: no published version older than {before or 'CURRENT'} to roll back to "
+        raise ArtifactError(f"{store.location}: no published version older than {before or 'CURRENT'} to roll back to "
                             f"(kept: {', '.join(versions) or 'none'})")
     return older[-1]
 
 
-def rollback_current(root: Path, to: str | None = None, verify: bool = True) -> tuple[str | None, str]:
+def rollback_current(root: StoreRoot | ArtifactStore, to: str | None = None,
+                     verify: bool = True) -> tuple[str | None, str]:
     """Point ``CURRENT`` at ``to`` (default: the version before the current one) after checking it loads.
 
     Returns ``(old, new)``. The target is loaded and verified first (without building an engine), so a
     rollback never points servers at a set they would refuse. Running servers pick the change up at their
-    next poll, on SIGHUP or on an Admin ``ReloadModel``.
+    next poll, on SIGHUP or on an Admin ``ReloadModel``. On object storage the target is downloaded to the
+    local cache to be checked (pass a store from :func:`recsvc.artifacts.store.store_for` to choose the cache).
 
     Raises
     ------
     ArtifactError
         No such version, nothing older to roll back to, or the target fails verification.
     """
-    root = Path(root)
-    old = current_version(root)
-    target = to or previous_version(root, old)
-    if not (root / VERSIONS / target / MANIFEST).is_file():
-        raise ArtifactError(f"{root}: no published version {target!r} (kept: {', '.join(list_versions(root))})")
-    load_artifact_set(root / VERSIONS / target, verify=verify, mmap=True)
-    set_current(root, target)
-    logger.info("rolled back %s: CURRENT %s -> %s", root, old, target)
+    store = open_store(root)
+    old = store.current()
+    target = to or previous_version(store, old)
+    if not store.has_version(target):
+        raise ArtifactError(f"{store.location}: no published version {target!r} "
+                            f"(kept: {', '.join(store.versions())})")
+    load_artifact_set(store.open_version(target), verify=verify, mmap=True)
+    store.set_current(target)
+    logger.info("rolled back %s: CURRENT %s -> %s", store.location, old, target)
     return old, target
 
 
-def manifest_signature(root: Path, version: str) -> tuple[int, int] | None:
+def manifest_signature(root: StoreRoot | ArtifactStore, version: str) -> str | None:
+    """A token that changes when ``version``'s manifest is rewritten (None: it has none)."""
     try:
-        stat = (Path(root) / VERSIONS / version / MANIFEST).stat()
-    except OSError:
+        return open_store(root).manifest_signature(version)
+    except (ArtifactError, OSError):
         return None
-    return stat.st_mtime_ns, stat.st_size

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from recsvc.artifacts import ArtifactError, current_version, read_manifest
+from recsvc.artifacts import ArtifactError
+from recsvc.artifacts.store import ArtifactStore, StoreRoot, open_store
 from recsvc.config import TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -80,13 +80,15 @@ def decide(summary: Mapping[str, Any], previous: Mapping[str, Any] | None, setti
     return GateDecision(failures=failures, forced=bool(force and failures))
 
 
-def previous_evaluation(artifact_root: Path) -> dict[str, Any] | None:
-    """The ``evaluation`` block of the version now current under ``artifact_root`` (None if none/unreadable)."""
-    version = current_version(artifact_root)
+def previous_evaluation(artifact_root: StoreRoot | ArtifactStore) -> dict[str, Any] | None:
+    """The ``evaluation`` block of the version now current under ``artifact_root`` (None if none/unreadable);
+    reads only its manifest (on object storage nothing else is downloaded)."""
+    store = open_store(artifact_root)
+    version = store.current()
     if version is None:
         return None
     try:
-        evaluation: dict[str, Any] = read_manifest(Path(artifact_root) / "versions" / version).get("evaluation", {})
+        evaluation: dict[str, Any] = store.manifest(version).get("evaluation", {})
     except ArtifactError as exc:
         logger.warning("cannot read the current version's evaluation (%s); gating on this run alone", exc)
         return None

@@ -155,11 +155,15 @@ def import_configured(data_dir: Path, settings: Settings) -> LiveImport | None:
     recsvc_training.input.ingest.InputError
         The store cannot be read (Redis down): the run stops before training, saying so.
     """
+    from recsvc.artifacts.store import is_url
     from recsvc.events.store import sqlite_path
 
     if settings.events.backend == "off":
         return None
-    if settings.events.backend == "sqlite" and not sqlite_path(settings.events, settings.server.artifact_root).exists():
+    root = settings.server.artifact_root
+    if settings.events.backend == "sqlite" and not settings.events.sqlite_path and is_url(root):
+        return None  # an artifact root on object storage holds no embedded store (servers refuse one there)
+    if settings.events.backend == "sqlite" and not sqlite_path(settings.events, root).exists():
         return None
     try:
         store = open_store(settings.events, settings.server.artifact_root)
