@@ -133,8 +133,8 @@ def trimmed(column: Column) -> Column:
 
 def _read_events(spark: SparkSession, path: Path) -> DataFrame:
     """Every column of the events as strings (null -> ""), names trimmed, plus the 1-based ``source_row``."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
-    from pyspark.sql.types import LongType, StructField, StructType
 
     is_parquet = path.name.endswith(".parquet") or (path.is_dir() and any(path.glob("*.parquet")))
     try:
@@ -152,11 +152,20 @@ def _read_events(spark: SparkSession, path: Path) -> DataFrame:
     if missing:
         raise InputError(f"{path}: missing required column(s) {missing}; the file has columns {names}; the "
                          f"events table needs {list(C.REQUIRED_EVENT_COLUMNS)}")
-    # zipWithIndex numbers rows in partition order, which is file order: the source_row of the single-node
-    # trainer (a CSV split keeps its rows in order; a folder's files are read by name).
-    schema = StructType([*frame.schema.fields, StructField(SOURCE_ROW, LongType(), False)])
-    numbered = frame.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
-    return spark.createDataFrame(numbered, schema)
+    # Row numbers in file order without a pass through Python: monotonically_increasing_id is the partition
+    # id in the upper bits and the position within the partition below; a partition's offset is the row count
+    # of the partitions before it (a file source's partitions are its files and splits, in order).
+    numbered = frame.select("*", F.spark_partition_id().alias("_pid"),
+                            F.monotonically_increasing_id().alias("_mid")).persist(StorageLevel.MEMORY_AND_DISK)
+    sizes = sorted((int(r[0]), int(r[1])) for r in numbered.groupBy("_pid").count().collect())
+    offsets, total = [], 0
+    for pid, size in sizes:
+        offsets.append((pid, total))
+        total += size
+    offset_of = F.create_map(*[F.lit(v) for pair in offsets for v in pair]) if offsets else F.create_map()
+    local = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
+    source_row = (F.coalesce(offset_of[F.col("_pid")], F.lit(0)).cast("long") + local + 1).alias(SOURCE_ROW)
+    return numbered.select(*[F.col(f"`{c}`") for c in names], source_row)
 
 
 def _parsers() -> tuple[Any, Any]:
