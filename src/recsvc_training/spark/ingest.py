@@ -131,8 +131,9 @@ def trimmed(column: Column) -> Column:
     return F.regexp_replace(F.coalesce(column, F.lit("")), _TRIM_PATTERN, "")
 
 
-def _read_events(spark: SparkSession, path: Path) -> DataFrame:
-    """Every column of the events as strings (null -> ""), names trimmed, plus the 1-based ``source_row``."""
+def _read_events(spark: SparkSession, path: Path) -> tuple[DataFrame, DataFrame]:
+    """Every column of the events as strings (null -> ""), names trimmed, plus the 1-based ``source_row``; and
+    the cached frame it reads from (for the caller to release)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -165,7 +166,7 @@ def _read_events(spark: SparkSession, path: Path) -> DataFrame:
     offset_of = F.create_map(*[F.lit(v) for pair in offsets for v in pair]) if offsets else F.create_map()
     local = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
     source_row = (F.coalesce(offset_of[F.col("_pid")], F.lit(0)).cast("long") + local + 1).alias(SOURCE_ROW)
-    return numbered.select(*[F.col(f"`{c}`") for c in names], source_row)
+    return numbered.select(*[F.col(f"`{c}`") for c in names], source_row), numbered
 
 
 def _parsers() -> tuple[Any, Any]:
@@ -266,7 +267,7 @@ def load_spark_training_data(spark: SparkSession, data_dir: Path, settings: Trai
                           earliest_plausible=window.earliest.isoformat(), newest_plausible=window.newest.isoformat())
     quarantine: dict[str, pd.DataFrame] = {}
     try:
-        raw = _read_events(spark, files[C.EVENTS])
+        raw, cached_raw = _read_events(spark, files[C.EVENTS])
         raw_columns = [c for c in raw.columns if c != SOURCE_ROW]
         checked = _clean_events(raw, settings.default_channel, window).persist(StorageLevel.MEMORY_AND_DISK)
         counts = {str(r[REASON_COLUMN]): int(r["count"]) for r in checked.groupBy(REASON_COLUMN).count().collect()}
@@ -318,6 +319,7 @@ def load_spark_training_data(spark: SparkSession, data_dir: Path, settings: Trai
         events = _finish_events(spark, checked, aliases).persist(StorageLevel.MEMORY_AND_DISK)
         events.count()  # materialise before the raw rows are released
         checked.unpersist()
+        cached_raw.unpersist()
         items, report.items_added_from_events = _add_items_from_events(spark, items, events)
 
         stock = pd.DataFrame({C.STORE_ID: pd.Series([], dtype=str), C.ITEM_ID: pd.Series([], dtype=str),
