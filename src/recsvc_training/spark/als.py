@@ -7,8 +7,8 @@ Spark's ALS (``implicitPrefs``) reads a rating ``r`` as preference ``r > 0`` wit
 and scales each row's regularisation by its number of ratings (ALS-WR); implicit reads the stored value as the
 confidence and regularises every row alike. So the rating here is ``log1p(w)`` (the trainer's damping of heavy
 buyers) and alpha and the regularisation are Spark's own: :class:`SparkAlsParams`, whose defaults were tuned on
-Ta Feng's validation window (README, Trainer on Spark; ``benchmarks/spark_als_tafeng.py``). The factor count and iteration count
-are the trainer's settings.
+Ta Feng's validation window (README, Trainer on Spark; ``benchmarks/spark_als_tafeng.py``). The factor count
+and iteration count are the trainer's settings.
 """
 
 from __future__ import annotations
