@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from recsvc.cli.common import add_parser, settings_from
-from recsvc.config import TrainingSettings
+from recsvc.config import Settings, TrainingSettings
 
 
 def day_of_date(text: str) -> int:
@@ -59,10 +59,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     logging.getLogger("recsvc").info("training settings: %s", settings.describe())
+    if args.engine == "spark":
+        return train_on_spark(args, settings)
     live = import_configured(Path(args.data), settings)  # events recorded live since the last run
     print(live.summary() if live is not None else "live events: none (events off or no store yet)")
     result = train(Path(args.data), settings.server.artifact_root, settings.training, force=args.force,
                    echo=print)
+    print(result.summary())
+    return 0
+
+
+def train_on_spark(args: argparse.Namespace, settings: Settings) -> int:
+    """``recsvc train --engine spark``: the Spark trainer (recsvc_training.spark), the `spark` extra."""
+    from recsvc.cli.common import fail
+
+    try:
+        from recsvc_training.spark.session import SparkUnavailableError, require_pyspark
+        require_pyspark()
+        from recsvc_training.spark.train import train_spark
+    except SparkUnavailableError as exc:
+        return fail("train", str(exc))
+    try:
+        result = train_spark(Path(args.data), Path(settings.server.artifact_root), settings.training,
+                             master=args.master)
+    except SparkUnavailableError as exc:
+        return fail("train", str(exc))
     print(result.summary())
     return 0
 
@@ -114,6 +135,11 @@ def add_trainer_commands(sub: argparse._SubParsersAction) -> None:
                                         "(default: the setting server.artifact_root)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="publish even if the quality gate refuses (recorded)")
+    p.add_argument("--engine", choices=["single", "spark"], default="single",
+                   help="single: this process (numpy, implicit); spark: Spark jobs (the spark extra, Java 17+; "
+                        "no evaluation, ranker or LightFM, see README, Trainer on Spark)")
+    p.add_argument("--master", default="local[*]",
+                   help="Spark master URL with --engine spark (local[N], spark://host:7077, yarn, k8s://...)")
 
     p = add_parser(sub, "evaluate", cmd_evaluate, "evaluate the default ranking against baselines on a time split")
     p.add_argument("--data", required=True, help="data folder (events, items, ...; see README, Input contract)")
