@@ -301,7 +301,7 @@ def run(work: Path, seed: int, settings: TrainingSettings) -> dict[str, Any]:
         "ratio_to_bare_als": round(wall / bare, 1),
         "ranker": {k: v for k, v in extra.get("ranker", {}).items() if k != "feature_gain"},
         "evaluation_ranker": extra.get("evaluation_ranker", {}),
-        "models_built": extra.get("models_built"),
+        "models_before": extra.get("models_before"),
         "coldstart": extra.get("coldstart", {}),
         "ann": {k: extra.get(k, {}).get("kind") for k in ("ann", "ann_cosine")},
         "evaluation": {k: result.evaluation.get(k) for k in ("default", "ratios", "gate")},
