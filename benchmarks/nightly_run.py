@@ -36,7 +36,9 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import re
+import resource
 import tempfile
 import threading
 import time
@@ -274,6 +276,11 @@ def bare_als_seconds(data_dir: Path, settings: TrainingSettings) -> tuple[float,
     return seconds, shape
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(work: Path, seed: int, settings: TrainingSettings) -> dict[str, Any]:
     """Generate (or reuse) the log, time the training run per step with its memory, then the bare fit."""
     started = time.perf_counter()
@@ -282,22 +289,29 @@ def run(work: Path, seed: int, settings: TrainingSettings) -> dict[str, Any]:
     root = work / "artifacts"
     sampler = RssSampler()
     with sampler.running():
+        cpu_started = _cpu_seconds()
         wall_started = time.perf_counter()
         result = train(data_dir, root, settings, force=True)
         wall = time.perf_counter() - wall_started
+        cpu = _cpu_seconds() - cpu_started
     peak_train = peak_rss_mb()
+    cpu_started = _cpu_seconds()
     bare, shape = bare_als_seconds(data_dir, settings)
+    bare_cpu = _cpu_seconds() - cpu_started
     manifest = json.loads((result.path / "manifest.json").read_text())
     extra = manifest.get("extra", {})
     return {
         "command": f"python -m benchmarks.nightly_run --work {work} --seed {seed}",
         "data": {"folder": str(data_dir), "seed": seed, "generate_seconds": round(generate_seconds, 1),
                  **shape},
+        "load_average_1min_at_end": round(os.getloadavg()[0], 1),
         "train_seconds": round(wall, 1),
+        "train_cpu_seconds": round(cpu, 1),
         "train_peak_rss_mb": round(peak_train, 1),
         "timings": dict(result.timings),
         "peak_rss_mb_per_step": dict(sampler.per_step),
         "bare_als_seconds": round(bare, 2),
+        "bare_als_and_ingest_cpu_seconds": round(bare_cpu, 1),
         "ratio_to_bare_als": round(wall / bare, 1),
         "ranker": {k: v for k, v in extra.get("ranker", {}).items() if k != "feature_gain"},
         "evaluation_ranker": extra.get("evaluation_ranker", {}),

@@ -23,7 +23,12 @@ from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training.assemble import ModelRole
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
-from recsvc_training.ranker.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker, label_window_starts
+from recsvc_training.ranker.learned_blend import (
+    MIN_WINDOW_HISTORY_DAYS,
+    ExampleCache,
+    fit_learned_ranker,
+    label_window_starts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class ModelsBefore:
         self._build = build
         self._models: dict[int, LoadedModel] = {}
         self.built: list[dict[str, Any]] = []
+        #: Each label window's ranker examples, shared by the evaluation's and the published ranker.
+        self.examples: ExampleCache = {}
         self.first_day = int(data.events[C.DAY].min())
         self.end_day = int(data.events[C.DAY].max())
 
@@ -93,7 +100,7 @@ def fit_published_ranker(artifacts: ArtifactSet, models: ModelsBefore, settings:
     """
     windows = models.label_windows(models.end_day + 1)
     if windows:
-        attach_ranker(artifacts, *fit_learned_ranker(windows, models.data.events, settings))
+        attach_ranker(artifacts, *fit_learned_ranker(windows, models.data.events, settings, models.examples))
     else:
         logger.warning("no label window has %d days of log before it: publishing without a learned ranker",
                        MIN_WINDOW_HISTORY_DAYS)
