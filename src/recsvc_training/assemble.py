@@ -8,6 +8,7 @@ function in its own module; this module only orders them, times them and fills t
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import sys
 import time
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from recsvc.artifacts import ArtifactSet, fingerprint_files
 from recsvc.artifacts.parts.als import AlsFactors
-from recsvc.artifacts.parts.ann import ANN_EXTRA
+from recsvc.artifacts.parts.ann import ANN_EXTRA, KIND_EXACT
 from recsvc.artifacts.parts.ann_cosine import COSINE_EXTRA
 from recsvc.artifacts.parts.catalog import ITEM_PRICES
 from recsvc.artifacts.parts.coldstart import COLDSTART_EXTRA
@@ -48,6 +49,22 @@ from recsvc_training.models.repurchase import build_repurchase
 from recsvc_training.models.rfm import RFM_SEGMENTS, build_customer_summary
 
 logger = logging.getLogger(__name__)
+
+class ModelRole(enum.Enum):
+    """What a set is built for, which decides the parts worth building (everything else is the same maths).
+
+    ``PUBLISHED``: the set that ships; every part. ``EVALUATION``: the set the evaluation scores as served
+    (customers, cold start, ANN for ALS scoring), without the cosine index: SimilarItems is not scored from
+    it and bundle fill then ranks exactly, which the index only approximates. ``LABEL_WINDOW``: a set only the
+    ranker's training reads (its candidate pool and features, :func:`recsvc.ranking.learned.pool_sources`):
+    no LightFM (the pool has no cold-start source), no cosine index, and ALS scored exactly instead of
+    through an ANN index (the index only approximates the exact top-k it would be tuned against).
+    """
+
+    PUBLISHED = "published"
+    EVALUATION = "evaluation"
+    LABEL_WINDOW = "label_window"
+
 
 #: Build steps in run order (the keys of the per-step timings, after ``ingest``).
 BUILD_STEPS: tuple[str, ...] = ("id_maps", "catalog", "interactions", "als", "ann", "popularity", "repurchase",
@@ -106,8 +123,9 @@ def training_stock(data: TrainingData) -> TrainingStock | None:
     return TrainingStock(table, as_of=datetime.now(UTC).isoformat(timespec="microseconds"))
 
 
-def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactSet:
-    """Build every model array from cleaned training data.
+def build_artifacts(data: TrainingData, settings: TrainingSettings, *,
+                    role: ModelRole = ModelRole.PUBLISHED) -> ArtifactSet:
+    """Build every model array from cleaned training data (the parts ``role`` needs).
 
     Parameters
     ----------
@@ -116,6 +134,9 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         :class:`~recsvc_training.input.dataset.TrainingData`).
     settings
         Every knob the builders use; all of them are recorded in ``params``.
+    role
+        What the set is for (:class:`ModelRole`); a set built for the evaluation or for a ranker's label
+        window leaves out the parts nobody reads there, and its manifest metadata says so.
 
     Returns
     -------
@@ -148,10 +169,17 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
             als = AlsFactors(*fit_als(confidence, settings, show_progress=show_progress))
             arrays.update(als.to_arrays())
         with clock.step("ann"):  # large catalogs only (ann_min_items); ann_meta says what was decided
-            ann_arrays, ann_meta = build_ann_index(als.user_factors, als.item_factors, settings)
+            ann_arrays: dict[str, np.ndarray] = {}
+            if role is ModelRole.LABEL_WINDOW:
+                ann_meta = _not_built("ALS is scored exactly in a label-window set")
+            else:
+                ann_arrays, ann_meta = build_ann_index(als.user_factors, als.item_factors, settings)
             arrays.update(ann_arrays)
-            cosine_arrays, cosine_meta = build_cosine_index(als.item_factors, settings)
-            arrays.update(cosine_arrays)
+            if role is ModelRole.PUBLISHED:
+                cosine_arrays, cosine_meta = build_cosine_index(als.item_factors, settings)
+                arrays.update(cosine_arrays)
+            else:
+                cosine_meta = _not_built(f"not shipped from a {role.value} set")
         with clock.step("popularity"):
             arrays.update(build_popularity(events, maps, settings, end_day))
         with clock.step("repurchase"):
@@ -161,7 +189,9 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         with clock.step("customers"):  # RFM, net spend and channels, for the customer profile
             arrays.update(build_customer_summary(data, events, maps, arrays[ITEM_PRICES], end_day))
         with clock.step("coldstart"):  # LightFM on attributes, for customers with little or no history
-            coldstart_arrays, coldstart_meta = build_coldstart(data, events, maps, arrays, settings)
+            coldstart_arrays, coldstart_meta = (
+                build_coldstart(data, events, maps, arrays, settings) if role is not ModelRole.LABEL_WINDOW
+                else ({}, {"skipped": "a label-window set: the ranker's pool has no cold-start source"}))
             arrays.update(coldstart_arrays)
     finally:
         clock.close()
@@ -196,13 +226,19 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings) -> ArtifactS
         input_fingerprint=_fingerprint(report),
         row_counts={k: int(v) for k, v in row_counts.items()},
         params=settings_params(settings),
-        extra={"build_seconds": dict(clock.timings), "quantity_cap": QUANTITY_CAP, ANN_EXTRA: ann_meta,
+        extra={"build_seconds": dict(clock.timings), "built_for": role.value, "quantity_cap": QUANTITY_CAP,
+               ANN_EXTRA: ann_meta,
                COSINE_EXTRA: cosine_meta, SEGMENTS_EXTRA: list(RFM_SEGMENTS), COLDSTART_EXTRA: coldstart_meta,
                HALF_LIFE_EXTRA: settings.recency_half_life_days, **part_extra},
     )
     artifacts.validate()
     logger.info("built artifact set: %s", ", ".join(f"{k} {v}" for k, v in artifacts.row_counts.items()))
     return artifacts
+
+
+def _not_built(reason: str) -> dict[str, Any]:
+    """The index metadata of a set that builds no index on purpose (the server then scores exactly)."""
+    return {"kind": KIND_EXACT, "reason": reason}
 
 
 def _fingerprint(report: IngestReport) -> str:

@@ -73,6 +73,7 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     timings[name] = round(time.perf_counter() - started, 3)
+    logger.info("step %s done in %.2fs", name, timings[name])
 
 
 def train(data_dir: Path, artifact_root: StoreRoot, settings: TrainingSettings, *,

@@ -154,7 +154,8 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings) -> Holdou
     started = time.perf_counter()
     split = time_split(data.events, settings.eval_test_days, cutoff_day=cutoff,
                        catalog_item_ids=data.items[C.ITEM_ID].to_numpy())
-    eval_ranker, eval_stats = (fit_learned_ranker(models.label_windows(cutoff), data.events, settings)
+    eval_ranker, eval_stats = (fit_learned_ranker(models.label_windows(cutoff), data.events, settings,
+                                                  models.examples)
                                if settings.learn_ranker else (None, {}))
     test_artifacts = models.artifacts(cutoff)
     attach_ranker(test_artifacts, eval_ranker, eval_stats)

@@ -176,8 +176,9 @@ def build_coldstart(data: TrainingData, events: EventRows, maps: IdMaps, arrays:
     """The cold-start arrays (named as in :mod:`recsvc.artifacts`) and their manifest metadata.
 
     ``arrays`` must hold the purchase history (``hist_indptr``, ``hist_items``): the interactions LightFM
-    learns from. Returns empty results (and the engine never uses the cold-start source) when
-    ``coldstart_max_purchases`` is negative or the customers table has no attribute column.
+    learns from. Returns empty arrays (and the engine never uses the cold-start source) when
+    ``coldstart_max_purchases`` is negative, the customers table has no attribute column, or no customer
+    would be served (then the metadata says ``skipped`` and why).
     """
     columns = customer_attribute_columns(data.customers)
     if settings.coldstart_max_purchases < 0 or not columns:
@@ -186,13 +187,22 @@ def build_coldstart(data: TrainingData, events: EventRows, maps: IdMaps, arrays:
         return {}, {}
     users = attribute_features(data.customers, C.CUSTOMER_ID, maps.customer_ids, columns, identity=False,
                                shared_feature=ALL_CUSTOMERS_FEATURE)
+    serves = users.has_attributes & (purchase_baskets(events, maps.n_customers) <= settings.coldstart_max_purchases)
+    if not serves.any():
+        # A model that serves nobody is not fitted: on a log where every customer with attributes has more
+        # than coldstart_max_purchases baskets (a grocery chain's households) the fit was the run's costliest
+        # step. Without the arrays the engine serves nobody cold, which is what the mask would have said.
+        logger.info("cold-start model skipped: no customer with attributes has <= %d purchase baskets",
+                    settings.coldstart_max_purchases)
+        return {}, {"customer_attributes": columns, "customers_served": 0,
+                    "skipped": f"no customer with attributes has <= {settings.coldstart_max_purchases} "
+                               "purchase baskets"}
     item_columns = item_attribute_columns(data.items)
     items = attribute_features(data.items, C.ITEM_ID, maps.item_ids, item_columns, identity=True)
     indptr, hist_items = arrays[HIST_INDPTR], arrays[HIST_ITEMS]
     history = sp.csr_matrix((np.ones(hist_items.size, dtype=np.float32), hist_items, indptr),
                             shape=(maps.n_customers, maps.n_items))
     embeddings = fit_lightfm(history, users, items, settings)
-    serves = users.has_attributes & (purchase_baskets(events, maps.n_customers) <= settings.coldstart_max_purchases)
     arrays = {LFM_USER_EMBEDDINGS: embeddings.user_embeddings, LFM_USER_BIASES: embeddings.user_biases,
               LFM_ITEM_EMBEDDINGS: embeddings.item_embeddings, LFM_ITEM_BIASES: embeddings.item_biases,
               COLDSTART_CUSTOMER: serves}

@@ -35,10 +35,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "num_leaves": 31,
     "min_data_in_leaf": 50,
     "feature_fraction": 0.9,
-    # Bag whole queries: row bagging would split a request's candidates across bags.
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "bagging_by_query": True,
+    # No bagging. Bagging whole queries (bagging_by_query, LightGBM 4.7) stopped the fit after a few trees:
+    # on some iteration's bag no split was possible ("best gain: -inf"; with min_data_in_leaf 1 LightGBM fails
+    # its own check left_count > 0), LightGBM then adds no more trees, and the published ranker of a grocery
+    # chain's log kept 23 of 150. Row bagging would split a request's candidates across bags.
+    "bagging_fraction": 1.0,
+    "bagging_freq": 0,
     # deterministic needs force_row_wise/col_wise to be stable (LightGBM docs); row-wise suits few features.
     "deterministic": True,
     "force_row_wise": True,
@@ -113,6 +115,10 @@ def fit_ranker(
                 X_train.shape[0], groups.size, X_train.shape[1], " with early stopping" if valid is not None else "")
     booster = lightgbm.train(merged, train_set, valid_sets=valid_sets, valid_names=["valid"][:len(valid_sets)],
                              callbacks=callbacks)
+    if valid is None and booster.num_trees() < int(merged["num_iterations"]):
+        logger.warning("reranker kept %d of %d trees: LightGBM found no split that meets the split requirements "
+                       "(min_data_in_leaf, min_sum_hessian_in_leaf) and stopped", booster.num_trees(),
+                       int(merged["num_iterations"]))
     if valid is not None:
         score = booster.best_score.get("valid", {})
         logger.info("reranker stopped at iteration %d of %d; validation %s", booster.best_iteration,

@@ -132,13 +132,24 @@ def ranker_examples(model: LoadedModel, purchases: pd.DataFrame, pool_per_source
         pool_recall=truth_in_pool / truth_total if truth_total else 0.0)
 
 
+#: Ranker examples already drawn, by (label start day, label days, pool per source, customers drawn): see
+#: :func:`fit_learned_ranker`'s ``cache``.
+ExampleCache = dict[tuple[int, int, int, int], RankerExamples]
+
+
 def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.DataFrame,
-                       settings: TrainingSettings) -> tuple[TreeEnsemble | None, dict[str, Any]]:
+                       settings: TrainingSettings, cache: ExampleCache | None = None
+                       ) -> tuple[TreeEnsemble | None, dict[str, Any]]:
     """Fit the ranker on one or more label windows.
 
     Each window is ``(model, label_start_day)``: the model is built from the events before the window, the
     labels are the purchases of the ``settings.ranker_label_days`` days that start there. Several windows
     give the ranker more queries (the examples are pooled).
+
+    ``cache`` (one per run, with one set of models per day) keeps each window's examples: a window's
+    examples depend only on its models, its label days, the pool size and how many customers are drawn
+    (a seeded sample), so the published ranker reuses the windows it shares with the evaluation's ranker
+    (four of six by default) instead of rebuilding their candidate pools.
 
     Returns the ensemble (None when the windows hold too few usable queries; the server then blends by rank)
     and statistics for the manifest.
@@ -153,8 +164,15 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
         if model.data_end_day >= label_start_day:
             raise ValueError(f"model data ends on day {model.data_end_day}, inside the label window starting on "
                              f"day {label_start_day}: the ranker would learn from leaked labels")
-        purchases = window_purchases(events, label_start_day, settings.ranker_label_days)
-        parts.append(ranker_examples(model, purchases, settings.ranker_pool_per_source, per_window))
+        key = (int(label_start_day), int(settings.ranker_label_days), int(settings.ranker_pool_per_source),
+               int(per_window))
+        examples = cache.get(key) if cache is not None else None
+        if examples is None:
+            purchases = window_purchases(events, label_start_day, settings.ranker_label_days)
+            examples = ranker_examples(model, purchases, settings.ranker_pool_per_source, per_window)
+            if cache is not None:
+                cache[key] = examples
+        parts.append(examples)
     features = np.concatenate([p.features for p in parts])
     labels = np.concatenate([p.labels for p in parts])
     group_sizes = np.concatenate([p.group_sizes for p in parts])
@@ -174,7 +192,8 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
                          params={"num_iterations": settings.ranker_trees})
     ensemble = tree_ensemble_from_lightgbm(booster)
     gains = booster.feature_importance(importance_type="gain")
-    stats.update(trees=ensemble.n_trees, seconds=round(time.perf_counter() - started, 2),
+    stats.update(trees=ensemble.n_trees, trees_requested=settings.ranker_trees,
+                 seconds=round(time.perf_counter() - started, 2),
                  feature_gain={name: round(float(g), 2) for name, g in zip(FEATURE_NAMES, gains, strict=True)})
     logger.info("learned ranker: %d queries (%d rows) from %d window(s), pool recall %.3f, %d trees, %.1fs",
                 n_queries, labels.size, len(parts), parts[-1].pool_recall, ensemble.n_trees, stats["seconds"])
