@@ -26,6 +26,7 @@ from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training.input import columns as C
 from recsvc_training.ranker.fit import fit_ranker, tree_ensemble_from_lightgbm
+from recsvc_training.ranker.selection import select_model, split_validation
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ def ranker_examples(model: LoadedModel, purchases: pd.DataFrame, pool_per_source
 
 
 def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.DataFrame,
-                       settings: TrainingSettings) -> tuple[TreeEnsemble | None, dict[str, Any]]:
+                       settings: TrainingSettings, select: bool = True
+                       ) -> tuple[TreeEnsemble | None, dict[str, Any]]:
     """Fit the ranker on one or more label windows.
 
     Each window is ``(model, label_start_day)``: the model is built from the events before the window, the
@@ -141,7 +143,9 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
     give the ranker more queries (the examples are pooled).
 
     Returns the ensemble (None when the windows hold too few usable queries; the server then blends by rank)
-    and statistics for the manifest.
+    and statistics for the manifest. With ``select``, a share of the newest window's customers is held out
+    of training and validates the model selection (:mod:`recsvc_training.ranker.selection`): its block,
+    ``stats["selection"]``, says per channel whether the ranker or a baseline serves, and why.
     """
     started = time.perf_counter()
     ordered = sorted(windows, key=lambda w: w[1])
@@ -149,11 +153,14 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
     # two published windows (14,528 queries, 925k rows) took 125 s to fit against 26 s for one window.
     per_window = -(-settings.ranker_max_customers // max(len(ordered), 1))
     parts = []
+    held_out: pd.DataFrame | None = None
     for model, label_start_day in ordered:
         if model.data_end_day >= label_start_day:
             raise ValueError(f"model data ends on day {model.data_end_day}, inside the label window starting on "
                              f"day {label_start_day}: the ranker would learn from leaked labels")
         purchases = window_purchases(events, label_start_day, settings.ranker_label_days)
+        if select and label_start_day == ordered[-1][1]:  # the newest window validates the model selection
+            purchases, held_out = split_validation(purchases)
         parts.append(ranker_examples(model, purchases, settings.ranker_pool_per_source, per_window))
     features = np.concatenate([p.features for p in parts])
     labels = np.concatenate([p.labels for p in parts])
@@ -174,6 +181,10 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
                          params={"num_iterations": settings.ranker_trees})
     ensemble = tree_ensemble_from_lightgbm(booster)
     gains = booster.feature_importance(importance_type="gain")
+    if held_out is not None and len(held_out):
+        newest_model, newest_start = ordered[-1]
+        stats["selection"] = select_model(newest_model, ensemble, settings.ranker_pool_per_source, held_out,
+                                          newest_start)
     stats.update(trees=ensemble.n_trees, seconds=round(time.perf_counter() - started, 2),
                  feature_gain={name: round(float(g), 2) for name, g in zip(FEATURE_NAMES, gains, strict=True)})
     logger.info("learned ranker: %d queries (%d rows) from %d window(s), pool recall %.3f, %d trees, %.1fs",
