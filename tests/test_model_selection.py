@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,8 @@ import pytest
 from recsvc.artifacts.parts.next_basket import NextBasket
 from recsvc.artifacts.parts.ranker import RANKER_EXTRA
 from recsvc.config import TrainingSettings
-from recsvc.ranking.features import FEATURE_NAMES
 from recsvc.ranking import RecommendationEngine, RecommendQuery
+from recsvc.ranking.features import FEATURE_NAMES
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.next_basket import NextBasketSource
 from recsvc.ranking.paths import ANY_CHANNEL
@@ -160,8 +161,9 @@ def test_choose_keeps_the_ranker_only_where_it_beats_the_best_baseline() -> None
 # ------------------------------------------------------------------------------------------ the gate
 
 def test_gate_compares_with_the_best_baseline_not_only_buy_it_again() -> None:
-    summary = {"default": {"ndcg@10": 0.13}, "baselines": {"buy_it_again": {"ndcg@10": 0.12},
-                                                           "tifu_knn": {"ndcg@10": 0.14}, "als": {"ndcg@10": None}}}
+    summary: dict[str, Any] = {"default": {"ndcg@10": 0.13},
+                               "baselines": {"buy_it_again": {"ndcg@10": 0.12}, "tifu_knn": {"ndcg@10": 0.14},
+                                             "als": {"ndcg@10": None}}}
     failures = gate_failures(summary, None, TrainingSettings())
     assert len(failures) == 1 and "best baseline 'tifu_knn' (0.1400)" in failures[0]
     assert gate_failures(summary, None, TrainingSettings(gate_min_ratio_to_best_baseline=0.9)) == []

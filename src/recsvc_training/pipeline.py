@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,7 @@ from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
 from recsvc_training.input.ingest import load_training_data
 from recsvc_training.models.next_basket import TunedNextBasket, tune_next_basket
-from recsvc_training.ranker.selection import selection_summary
+from recsvc_training.ranker.selection import selection_markdown, selection_summary
 from recsvc_training.ranker.step import ModelsBefore, fit_published_ranker
 from recsvc_training.run_summary import TrainResult, peak_rss_mb
 
@@ -73,7 +74,15 @@ def evaluate(data_dir: Path, out_dir: Path, settings: TrainingSettings, *, as_of
         holdout = evaluate_holdout(learning_models(data, settings, tuned), settings, tuned)
     if holdout is None:
         return None
-    return holdout.report, write_report(holdout.report, out_dir)
+    paths = write_report(holdout.report, out_dir)
+    selection = holdout.ranker_stats.get("selection")
+    if selection:  # what model selection chose for the evaluated set, and why (also appended to evaluation.md)
+        paths["model_selection"] = out_dir / "model_selection.json"
+        paths["model_selection"].write_text(json.dumps(selection, indent=2))
+        markdown = paths.get("markdown", out_dir / "evaluation.md")
+        if markdown.exists():
+            markdown.write_text(markdown.read_text() + selection_markdown(holdout.ranker_stats))
+    return holdout.report, paths
 
 
 @contextmanager

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsvc.artifacts.parts.ranker import RankerPart
+from recsvc.ranking.als import AlsSource
 from recsvc.ranking.blend import BlendWeights, fuse
 from recsvc.ranking.coldstart import ColdStartSource
 from recsvc.ranking.learned import LearnedRanker
-from recsvc.artifacts.parts.ranker import RankerPart
-from recsvc.ranking.als import AlsSource
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.next_basket import NextBasketSource
 from recsvc.ranking.own_history import BoughtMostSource, BoughtRecentlySource

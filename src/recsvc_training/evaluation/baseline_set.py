@@ -38,8 +38,8 @@ def fit_baselines(split: TimeSplit, settings: TrainingSettings | None = None,
 
     ``attribute_popularity`` needs ``customers`` (the customers table with at least one attribute column) and
     is left out of the default set without it. ``tifu`` fixes TIFU-KNN's hyperparameters (a training run
-    tunes them once, on the validation window TIFU-KNN would tune on itself). Each fitted model gets a ``fit_seconds`` attribute, which the
-    runner copies into the report.
+    tunes them once, on the validation window TIFU-KNN would tune on itself). Each fitted model gets a
+    ``fit_seconds`` attribute, which the runner copies into the report.
     """
     s = settings or TrainingSettings()
     factories: dict[str, Callable[[], BaselineRecommender]] = {

@@ -55,7 +55,7 @@ def split_validation(purchases: pd.DataFrame, seed: int = _SEED) -> tuple[pd.Dat
     split by customer: (for training, held out for validation); a seeded :data:`VALIDATION_SHARE`, at most
     :data:`MAX_VALIDATION_CUSTOMERS`, held out."""
     customers = np.unique(purchases[C.CUSTOMER_ID].to_numpy())
-    n = min(int(round(customers.size * VALIDATION_SHARE)), MAX_VALIDATION_CUSTOMERS)
+    n = min(round(customers.size * VALIDATION_SHARE), MAX_VALIDATION_CUSTOMERS)
     held = np.random.default_rng(seed).choice(customers, size=n, replace=False) if n else customers[:0]
     mask = purchases[C.CUSTOMER_ID].isin(held).to_numpy()
     return purchases[~mask], purchases[mask]
