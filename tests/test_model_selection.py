@@ -122,7 +122,7 @@ def test_selection_picks_the_baseline_where_the_ranker_is_worse_and_the_engine_s
     model = _toy_with_lists({0: [ROW["B03"], ROW["D02"], ROW["H03"]]})
     window = pd.DataFrame({C.CUSTOMER_ID: ["C001", "C001"], C.ITEM_ID: ["B03", "D02"], C.CHANNEL: ["web", "web"],
                            "net": [1.0, 1.0]})
-    block = select_model(model, _constant_ranker(), 100, window, DATA_END_DAY + 1)
+    block = select_model(model, _constant_ranker(), 100, window, DATA_END_DAY + 1, min_customers=1)
     scores = block["validation"][ANY_CHANNEL]
     assert scores["tifu_knn"] == pytest.approx(1.0)
     assert scores[POLICY_LEARNED] == pytest.approx((1 / np.log2(3) + 1 / np.log2(6)) / (1 + 1 / np.log2(3)), abs=1e-6)
@@ -156,6 +156,9 @@ def test_choose_keeps_the_ranker_only_where_it_beats_the_best_baseline() -> None
     chosen, reasons = choose(scores, counts)
     assert chosen == {ANY_CHANNEL: POLICY_LEARNED, "store": "tifu_knn", "web": "als", "app": POLICY_LEARNED}
     assert "49 validation customers" in reasons["app"]
+    # too few validation customers over all channels: the ranker keeps serving, whatever the numbers say
+    few, why = choose({ANY_CHANNEL: {POLICY_LEARNED: 0.1, "tifu_knn": 0.5}}, {ANY_CHANNEL: 14})
+    assert few == {ANY_CHANNEL: POLICY_LEARNED} and "too few" in why[ANY_CHANNEL]
 
 
 # ------------------------------------------------------------------------------------------ the gate

@@ -11,7 +11,9 @@ they bought.
 
 The rule (:func:`choose`): on each channel with at least :data:`MIN_CHANNEL_CUSTOMERS` held-out customers, and
 over all of them (the choice for the other channels), the learned ranker serves only where it beats the best
-baseline; otherwise that baseline does. The choice and its numbers travel with the ranker
+baseline; otherwise that baseline does. With fewer held-out customers than that over all channels (a small
+log: MovieLens 100k's newest 14-day window holds about 70 buyers) the ranker keeps serving: a choice on a
+dozen customers is noise. The choice and its numbers travel with the ranker
 (``extra["ranker"]["selection"]``); the server reads them (:func:`recsvc.ranking.paths.model_selection`).
 """
 
@@ -118,17 +120,23 @@ def validate_policies(model: LoadedModel, ensemble: TreeEnsemble, pool_per_sourc
     return scores, counts
 
 
-def choose(scores: Mapping[str, Mapping[str, float]], counts: Mapping[str, int]
-           ) -> tuple[dict[str, str], dict[str, str]]:
+def choose(scores: Mapping[str, Mapping[str, float]], counts: Mapping[str, int],
+           min_customers: int = MIN_CHANNEL_CUSTOMERS) -> tuple[dict[str, str], dict[str, str]]:
     """The policy per channel (and :data:`ANY_CHANNEL`) and why: the learned ranker where it beats the best
-    baseline, else that baseline; a channel with fewer than :data:`MIN_CHANNEL_CUSTOMERS` follows ``*``."""
+    baseline, else that baseline; a channel with fewer than ``min_customers`` follows ``*``, and with fewer
+    than that over all channels the ranker serves everywhere."""
     chosen: dict[str, str] = {}
     reasons: dict[str, str] = {}
     for group in sorted(scores, key=lambda g: g != ANY_CHANNEL):  # "*" first: the small channels follow it
         values = scores[group]
-        if group != ANY_CHANNEL and counts.get(group, 0) < MIN_CHANNEL_CUSTOMERS:
+        if group == ANY_CHANNEL and counts.get(group, 0) < min_customers:
+            chosen[group] = POLICY_LEARNED
+            reasons[group] = (f"{counts.get(group, 0)} validation customers (< {min_customers}): too few "
+                              "to overrule the learned ranker")
+            continue
+        if group != ANY_CHANNEL and counts.get(group, 0) < min_customers:
             chosen[group] = chosen.get(ANY_CHANNEL, POLICY_LEARNED)
-            reasons[group] = (f"{counts.get(group, 0)} validation customers (< {MIN_CHANNEL_CUSTOMERS}): "
+            reasons[group] = (f"{counts.get(group, 0)} validation customers (< {min_customers}): "
                               f"follows the choice over all channels")
             continue
         baselines = {name: v for name, v in values.items() if name != POLICY_LEARNED}
@@ -146,12 +154,12 @@ def choose(scores: Mapping[str, Mapping[str, float]], counts: Mapping[str, int]
 
 
 def select_model(model: LoadedModel, ensemble: TreeEnsemble, pool_per_source: int, purchases: pd.DataFrame,
-                 label_start_day: int) -> dict[str, Any]:
+                 label_start_day: int, min_customers: int = MIN_CHANNEL_CUSTOMERS) -> dict[str, Any]:
     """The selection block (``extra["ranker"]["selection"]``): chosen policy and reason per channel, the
     validation scores and customer counts. Empty choice (the ranker serves) without held-out customers."""
     started = time.perf_counter()
     scores, counts = validate_policies(model, ensemble, pool_per_source, purchases)
-    chosen, reasons = choose(scores, counts)
+    chosen, reasons = choose(scores, counts, min_customers)
     block = {"chosen": chosen, "reasons": reasons, "metric": SELECTION_METRIC, "validation": scores,
              "customers": counts, "label_start_day": int(label_start_day),
              "seconds": round(time.perf_counter() - started, 2)}
