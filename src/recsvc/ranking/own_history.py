@@ -8,6 +8,8 @@ history. The engine fills what they leave with popularity, as the baselines do.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from recsvc.ranking.reasons import ReasonKind
@@ -15,10 +17,14 @@ from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext, 
 
 
 class _OwnHistorySource(CandidateSource):
+    """The customer's history ordered by :meth:`_score` (highest first, ties to the more recent); reason
+    BOUGHT_BEFORE."""
+
     needs_customer = True
 
+    @abc.abstractmethod
     def _score(self, ctx: RankingContext) -> np.ndarray | None:
-        raise NotImplementedError
+        """One score per history item (aligned with ``ctx.history``), or None: nothing to say."""
 
     def candidates(self, ctx: RankingContext, k: int) -> Candidates:
         hist = ctx.history
@@ -44,15 +50,18 @@ class BoughtMostSource(_OwnHistorySource):
 
 
 class BoughtRecentlySource(_OwnHistorySource):
-    """Items by recency-weighted purchase count (the stored ``hist_decayed``), ties to the more recent."""
+    """Items by recency-weighted purchase count (the stored ``hist_decayed``), ties to the more recent; where
+    the set stores none, or the history no longer lines up with the stored row (live events changed it), the
+    count decayed from the last purchase with the same half-life."""
 
     name = "buy_it_again"
 
     def _score(self, ctx: RankingContext) -> np.ndarray | None:
-        decayed = self.model.hist_decayed
-        if decayed is None or ctx.customer_row < 0:
-            return None
-        lo, hi = int(self.model.hist_indptr[ctx.customer_row]), int(self.model.hist_indptr[ctx.customer_row + 1])
-        if hi - lo != len(ctx.history):  # a history changed since training (live events): the stored row no
-            return None                  # longer lines up with it
-        return np.asarray(decayed[lo:hi], dtype=np.float64)
+        m, hist = self.model, ctx.history
+        decayed = m.hist_decayed
+        if decayed is not None and ctx.customer_row >= 0:
+            lo, hi = int(m.hist_indptr[ctx.customer_row]), int(m.hist_indptr[ctx.customer_row + 1])
+            if hi - lo == len(hist):
+                return np.asarray(decayed[lo:hi], dtype=np.float64)
+        days = np.maximum(ctx.today - hist.last_day.astype(np.int64), 0)
+        return np.asarray(hist.count, dtype=np.float64) * 0.5 ** (days / m.hist_decayed_half_life_days)
