@@ -190,3 +190,25 @@ def test_two_runs_with_one_seed_give_the_same_evaluation(tmp_path: Path) -> None
     assert first is not None and second is not None
     assert first[0].overall == second[0].overall
     assert first[0].new_customers == second[0].new_customers
+
+
+def test_ranker_features_read_the_tifu_list_and_are_missing_without_it() -> None:
+    """The features the trainer learns on are the ones the server computes (one build_pool): tifu_score is
+    the stored score for listed items, 0 for other pool items, NaN for a set without lists."""
+    from recsvc.ranking.features import build_pool
+    from recsvc.ranking.learned import pool_sources
+
+    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    model = _toy_with_lists({0: [ROW["D03"], ROW["H04"]]})  # scores 1.0 and 0.5
+    ctx = RankingContext(customer_row=0, channel_row=WEB, today=DATA_END_DAY, history=model.history(0))
+    pool = build_pool(model, ctx, pool_sources(model), 10)
+    at = {int(item): i for i, item in enumerate(pool.items)}
+    assert pool.features[at[ROW["D03"]], column["tifu_score"]] == pytest.approx(1.0)
+    assert pool.features[at[ROW["H04"]], column["rank_tifu"]] == 1
+    others = [i for item, i in at.items() if item not in (ROW["D03"], ROW["H04"])]
+    assert others and all(pool.features[i, column["tifu_score"]] == 0 for i in others)
+    assert all(np.isnan(pool.features[i, column["rank_tifu"]]) for i in others)
+
+    plain = LoadedModel(build_toy_artifacts())
+    bare = build_pool(plain, dataclasses.replace(ctx, history=plain.history(0)), pool_sources(plain), 10)
+    assert np.isnan(bare.features[:, column["tifu_score"]]).all()
