@@ -57,6 +57,8 @@ def _full_set() -> ArtifactSet:
              lfm_item_embeddings=np.ones((n_items, 2), np.float32), lfm_item_biases=np.zeros(n_items, np.float32),
              coldstart_customer=np.zeros(n_customers, dtype=bool),
              hist_decayed=np.ones(a["hist_items"].shape, np.float32), item_trend=np.zeros(n_items, np.float32))
+    a.update(next_basket_indptr=np.arange(n_customers + 1, dtype=np.int64),
+             next_basket_items=np.zeros(n_customers, np.int32), next_basket_scores=np.ones(n_customers, np.float32))
     artifacts.extra.update(ann={"kind": "faiss-ivf"}, ann_cosine={"kind": "faiss-ivf", "space": "cosine"})
     return artifacts
 

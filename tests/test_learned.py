@@ -187,7 +187,10 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 FAST = TrainingSettings(progress=False, als_factors=16, als_iterations=5, ranker_trees=40,
-                        ranker_max_customers=400)
+                        ranker_max_customers=400,
+                        # the bundled sample leaves the ratio target (issue 14): its evaluation ranks every
+                        # baseline without the channel's assortment, which the server must respect
+                        gate_min_ratio_to_best_baseline=0.0)
 
 
 def test_training_run_evaluates_learns_the_blend_and_stores_the_report(sample_dir: Path, tmp_path: Path) -> None:
@@ -209,7 +212,12 @@ def test_training_run_evaluates_learns_the_blend_and_stores_the_report(sample_di
     assert len(manifest["extra"]["evaluation_ranker"]["label_start_days"]) == 2
     served = RecommendationEngine(LoadedModel(load_current(tmp_path)))
     customer = str(served.model.customers.ids[int(np.argmax(np.diff(served.model.hist_indptr)))])
-    assert served.recommend(RecommendQuery(customer_id=customer, channel="web")).policy == POLICY_LEARNED
+    # model selection chose per channel (the ranker, or a baseline that beat it on held-out customers), the
+    # manifest says so and the server serves that choice
+    chosen = manifest["extra"]["ranker"]["selection"]["chosen"]
+    assert set(chosen) >= {"*", "web"}
+    assert manifest["evaluation"]["model_selection"]["served"]["web"][f"chosen.{chosen['web']}"] == 1.0
+    assert served.recommend(RecommendQuery(customer_id=customer, channel="web")).policy == chosen["web"]
 
 
 def test_gate_blocks_publish_and_force_records_it(sample_dir: Path, tmp_path: Path) -> None:
@@ -238,25 +246,25 @@ def test_tafeng_slice_learned_blend_beats_buy_it_again(tmp_path: Path) -> None:
     from recsvc_training.evaluation.holdout import evaluate_holdout
     from recsvc_training.input.importers import import_tafeng
     from recsvc_training.input.ingest import load_training_data
+    from recsvc_training.models.next_basket import tune_next_basket
     from recsvc_training.pipeline import learning_models
     from recsvc_training.ranker.step import fit_published_ranker
 
     import_tafeng(TAFENG, tmp_path / "data", limit_rows=400_000)
     settings = TrainingSettings(progress=False, eval_test_days=14, ranker_label_days=14)
     data = load_training_data(tmp_path / "data", settings, tmp_path / "quarantine")
-    artifacts = build_artifacts(data, settings)
-    models = learning_models(data, settings)
-    holdout = evaluate_holdout(models, settings)
+    tuned = tune_next_basket(data, settings)
+    artifacts = build_artifacts(data, settings, tuned)
+    models = learning_models(data, settings, tuned)
+    holdout = evaluate_holdout(models, settings, tuned)
     fit_published_ranker(artifacts, models, settings)
     assert holdout is not None
     report = holdout.report
     ours = report.overall["recsvc"]
-    best_ndcg = report.best_baseline("ndcg@10")
-    assert best_ndcg is not None
-    assert ours["ndcg@10"] > best_ndcg[1], (ours, best_ndcg)
-    # Recall against issue 3's baselines: issue 14's TIFU-KNN ties it here (Recall@10 0.1004 against recsvc's
-    # 0.1000 when it joined), the next target rather than this claim.
-    best_recall = max(report.overall[name]["recall@10"]
-                      for name in ("popularity", "channel_popularity", "buy_it_again", "als", "item_knn"))
-    assert ours["recall@10"] > best_recall, (ours, best_recall)
+    print({name: (round(v["ndcg@10"], 4), round(v["recall@10"], 4)) for name, v in report.overall.items()})
+    print(holdout.summary.get("model_selection"))
+    for metric in ("ndcg@10", "recall@10"):  # every baseline of the run, TIFU-KNN and buy it again by count too
+        best = report.best_baseline(metric)
+        assert best is not None
+        assert ours[metric] > best[1], (metric, ours[metric], best)
     assert "ranker_feature_names" in artifacts.arrays

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import recsvc.ranking as ranking_package
 from recsvc.artifacts import load_current
+from recsvc.artifacts.parts.next_basket import NextBasket
 from recsvc.config import ChannelPolicy, ConfigError, ServerSettings
 from recsvc.errors import InvalidRequest, NotFound, StatusCode
 from recsvc.ranking import (
@@ -143,6 +144,11 @@ def contract_model() -> LoadedModel:
         lfm_item_embeddings=rng.normal(size=(n_items, 3)).astype(np.float32),
         lfm_item_biases=rng.normal(size=n_items).astype(np.float32),
         coldstart_customer=np.zeros(n_customers, dtype=bool))
+    # TIFU-KNN lists: three items for every customer (the next-basket source reads them)
+    artifacts.arrays.update(NextBasket(np.arange(0, 3 * n_customers + 1, 3, dtype=np.int64),
+                                       np.tile(np.array([0, 4, 11], dtype=np.int32), n_customers),
+                                       np.tile(np.array([0.9, 0.5, 0.1], dtype=np.float32), n_customers)
+                                       ).to_arrays())
     return LoadedModel(artifacts)
 
 

@@ -109,15 +109,19 @@ class TrainingSettings:
     gate_min_ratio_to_buy_it_again: float = 1.0
     #: ... or more than this fraction below the NDCG@10 of the version it replaces (0.05 = 5 % worse).
     gate_max_drop: float = 0.05
+    #: ... or below the best baseline of its own split times this ratio (issue 14: the default must never be
+    #: worse than a baseline the evaluation computed).
+    gate_min_ratio_to_best_baseline: float = 1.0
     #: Customers with attributes and at most this many purchase baskets are served by the LightFM cold-start
     #: model (policy ``coldstart``); -1 turns the cold-start model off. 0: on Ta Feng, serving customers with
     #: 1-2 baskets this way lowered the returning customers' NDCG@10 (README, Quality).
     coldstart_max_purchases: int = 0
-    #: LightFM (WARP, hybrid: customer and item attributes) size, epochs, step and threads.
+    #: LightFM (WARP, hybrid: customer and item attributes) size, epochs, step and threads. One thread by
+    #: default: with more, LightFM updates without locks (Hogwild) and two runs with one seed differ.
     lfm_components: int = 32
     lfm_epochs: int = 10
     lfm_learning_rate: float = 0.05
-    lfm_threads: int = 2
+    lfm_threads: int = 1
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from recsvc.artifacts.parts.copurchase import COPURCHASE_ITEMS
 from recsvc.artifacts.parts.customer_summary import SEGMENTS_EXTRA
 from recsvc.artifacts.parts.foldin import FoldInParams
 from recsvc.artifacts.parts.history import HALF_LIFE_EXTRA, HIST_INDPTR, HIST_ITEMS
+from recsvc.artifacts.parts.popularity import POP_GLOBAL
 from recsvc.artifacts.parts.stock import TrainingStock
 from recsvc.artifacts.schema import parts_to_arrays
 from recsvc.artifacts.stock_table import StockTable
@@ -44,6 +45,7 @@ from recsvc_training.models.ann import build_ann_index, build_cosine_index
 from recsvc_training.models.coldstart import build_coldstart
 from recsvc_training.models.copurchase import build_copurchase, count_baskets
 from recsvc_training.models.interactions import QUANTITY_CAP, build_confidence
+from recsvc_training.models.next_basket import TunedNextBasket, build_next_basket
 from recsvc_training.models.popularity import build_popularity
 from recsvc_training.models.repurchase import build_repurchase
 from recsvc_training.models.rfm import RFM_SEGMENTS, build_customer_summary
@@ -68,7 +70,7 @@ class ModelRole(enum.Enum):
 
 #: Build steps in run order (the keys of the per-step timings, after ``ingest``).
 BUILD_STEPS: tuple[str, ...] = ("id_maps", "catalog", "interactions", "als", "ann", "popularity", "repurchase",
-                                "copurchase", "customers", "coldstart")
+                                "copurchase", "next_basket", "customers", "coldstart")
 
 
 class _StepClock:
@@ -123,7 +125,8 @@ def training_stock(data: TrainingData) -> TrainingStock | None:
     return TrainingStock(table, as_of=datetime.now(UTC).isoformat(timespec="microseconds"))
 
 
-def build_artifacts(data: TrainingData, settings: TrainingSettings, *,
+def build_artifacts(data: TrainingData, settings: TrainingSettings,
+                    next_basket: TunedNextBasket | None = None, *,
                     role: ModelRole = ModelRole.PUBLISHED) -> ArtifactSet:
     """Build every model array from cleaned training data (the parts ``role`` needs).
 
@@ -134,6 +137,9 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings, *,
         :class:`~recsvc_training.input.dataset.TrainingData`).
     settings
         Every knob the builders use; all of them are recorded in ``params``.
+    next_basket
+        TIFU-KNN's hyperparameters, chosen once per run
+        (:func:`recsvc_training.models.next_basket.tune_next_basket`); None: the paper's setting.
     role
         What the set is for (:class:`ModelRole`); a set built for the evaluation or for a ranker's label
         window leaves out the parts nobody reads there, and its manifest metadata says so.
@@ -186,6 +192,10 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings, *,
             arrays.update(build_repurchase(events, maps, end_day, settings.recency_half_life_days))
         with clock.step("copurchase"):
             arrays.update(build_copurchase(events, maps, settings))
+        with clock.step("next_basket"):  # TIFU-KNN lists: a candidate source, a ranker feature, a baseline
+            next_basket_part = build_next_basket(events, maps, arrays[POP_GLOBAL], next_basket,
+                                                 max(settings.ranker_pool_per_source, 10))
+            arrays.update(next_basket_part.to_arrays())
         with clock.step("customers"):  # RFM, net spend and channels, for the customer profile
             arrays.update(build_customer_summary(data, events, maps, arrays[ITEM_PRICES], end_day))
         with clock.step("coldstart"):  # LightFM on attributes, for customers with little or no history
@@ -229,7 +239,7 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings, *,
         extra={"build_seconds": dict(clock.timings), "built_for": role.value, "quantity_cap": QUANTITY_CAP,
                ANN_EXTRA: ann_meta,
                COSINE_EXTRA: cosine_meta, SEGMENTS_EXTRA: list(RFM_SEGMENTS), COLDSTART_EXTRA: coldstart_meta,
-               HALF_LIFE_EXTRA: settings.recency_half_life_days, **part_extra},
+               HALF_LIFE_EXTRA: settings.recency_half_life_days, **part_extra, **next_basket_part.to_extra()},
     )
     artifacts.validate()
     logger.info("built artifact set: %s", ", ".join(f"{k} {v}" for k, v in artifacts.row_counts.items()))

@@ -12,6 +12,8 @@ model builder as a value (:class:`~recsvc_training.ranker.step.ModelsBefore`).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from recsvc.artifacts import ArtifactSet, new_version_name, publish_artifacts
+from recsvc.artifacts.parts.ranker import RANKER_EXTRA
 from recsvc.artifacts.stock import catalog_of, publish_stock
 from recsvc.artifacts.stock_table import StockTable
 from recsvc.artifacts.store import StoreRoot, open_store, run_folder
@@ -33,6 +36,8 @@ from recsvc_training.evaluation.runner import EvaluationReport
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
 from recsvc_training.input.ingest import load_training_data
+from recsvc_training.models.next_basket import TunedNextBasket, tune_next_basket
+from recsvc_training.ranker.selection import selection_markdown, selection_summary
 from recsvc_training.ranker.step import ModelsBefore, fit_published_ranker
 from recsvc_training.run_summary import TrainResult, peak_rss_mb
 
@@ -44,9 +49,13 @@ Loader = Callable[[Path, TrainingSettings, Path], TrainingData]
 BeforePublish = Callable[[TrainingData, ArtifactSet], None]
 
 
-def learning_models(data: TrainingData, settings: TrainingSettings) -> ModelsBefore:
-    """The models the evaluation and ranker steps build on (events before a day), built quietly, once each."""
-    return ModelsBefore(data, dataclasses.replace(settings, progress=False), build_artifacts)
+def learning_models(data: TrainingData, settings: TrainingSettings,
+                    next_basket: TunedNextBasket | None = None) -> ModelsBefore:
+    """The models the evaluation and ranker steps build on (events before a day), built quietly, once each,
+    all with the run's TIFU-KNN hyperparameters (``next_basket``; chosen here when not given)."""
+    tuned = next_basket if next_basket is not None else tune_next_basket(data, settings)
+    return ModelsBefore(data, dataclasses.replace(settings, progress=False),
+                        functools.partial(build_artifacts, next_basket=tuned))
 
 
 def evaluate(data_dir: Path, out_dir: Path, settings: TrainingSettings, *, as_of: int | None = None
@@ -62,10 +71,19 @@ def evaluate(data_dir: Path, out_dir: Path, settings: TrainingSettings, *, as_of
     if as_of is not None:
         data = data.before(as_of)
     with threadpool_limits(1, "blas"):  # see train
-        holdout = evaluate_holdout(learning_models(data, settings), settings)
+        tuned = tune_next_basket(data, settings)
+        holdout = evaluate_holdout(learning_models(data, settings, tuned), settings, tuned)
     if holdout is None:
         return None
-    return holdout.report, write_report(holdout.report, out_dir)
+    paths = write_report(holdout.report, out_dir)
+    selection = holdout.ranker_stats.get("selection")
+    if selection:  # what model selection chose for the evaluated set, and why (also appended to evaluation.md)
+        paths["model_selection"] = out_dir / "model_selection.json"
+        paths["model_selection"].write_text(json.dumps(selection, indent=2))
+        markdown = paths.get("markdown", out_dir / "evaluation.md")
+        if markdown.exists():
+            markdown.write_text(markdown.read_text() + selection_markdown(holdout.ranker_stats))
+    return holdout.report, paths
 
 
 @contextmanager
@@ -128,24 +146,31 @@ def train(data_dir: Path, artifact_root: StoreRoot, settings: TrainingSettings, 
     logger.info("ingest done in %.2fs: %d events, %d items", timings["ingest"], len(data.events),
                 len(data.items))
 
-    artifacts = build_artifacts(data, settings)
+    # TIFU-KNN's hyperparameters, once for the run (every build below reuses them)
+    with _timed(timings, "next_basket_tuning"), threadpool_limits(1, "blas"):
+        tuned = tune_next_basket(data, settings)
+    artifacts = build_artifacts(data, settings, tuned)
     timings.update(artifacts.extra.get("build_seconds", {}))
 
     # Everything below runs before anything becomes visible to a server: publishing is atomic, so a refused
     # or crashed run leaves the served version untouched.
-    models = learning_models(data, settings)
+    models = learning_models(data, settings, tuned)
     holdout = None
     # One BLAS thread: the per-customer scoring loops do small products, which OpenBLAS slows down when it
     # spreads them over threads on a busy machine (LightGBM keeps its own threads).
     with threadpool_limits(1, "blas"):
         if settings.evaluate:
             with _timed(timings, "evaluation"):
-                holdout = evaluate_holdout(models, settings)
+                holdout = evaluate_holdout(models, settings, tuned)
         if settings.learn_ranker:
             with _timed(timings, "ranker"):
                 fit_published_ranker(artifacts, models, settings)
     if holdout is not None:
         artifacts.evaluation = dict(holdout.summary)
+        # what model selection chose for the published set (the evaluated set's choice is in the summary)
+        served = selection_summary(artifacts.extra.get(RANKER_EXTRA, {}))
+        if served:
+            artifacts.evaluation.setdefault("model_selection", {})["served"] = served
         artifacts.extra["evaluation_ranker"] = holdout.ranker_stats
         artifacts.attachments.update(holdout.files())
         if echo is not None:

@@ -30,6 +30,7 @@ from recsvc.artifacts.parts.customer_summary import CustomerSummary
 from recsvc.artifacts.parts.customers import Customers
 from recsvc.artifacts.parts.foldin import FoldInParams
 from recsvc.artifacts.parts.history import PurchaseHistory
+from recsvc.artifacts.parts.next_basket import NextBasket
 from recsvc.artifacts.parts.popularity import Popularity
 from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.artifacts.parts.repurchase import Repurchase
@@ -42,6 +43,7 @@ P = TypeVar("P", bound=Part)
 PARTS: tuple[type[Part], ...] = (
     Catalog, Customers, Stores, AlsFactors, PurchaseHistory, Repurchase, Popularity, CoPurchase,
     AnnIndexPart, CosineAnnIndexPart, CustomerSummary, ColdStart, RankerPart, FoldInParams, TrainingStock,
+    NextBasket,
 )
 
 #: Arrays every artifact set must hold (those of the required parts, less their optional arrays).

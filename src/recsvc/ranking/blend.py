@@ -35,6 +35,11 @@ class BlendWeights:
     copurchase: float = 0.8
     als: float = 0.6
     popularity: float = 0.15
+    #: Sources model selection may serve alone (issue 14). The default blend's sources do not include them,
+    #: so these weigh only in a blend built with them (an experiment's own sources).
+    tifu_knn: float = 0.8
+    buy_it_again_by_count: float = 1.0
+    buy_it_again: float = 1.0
     rank_offset: float = 60.0
 
     def __post_init__(self) -> None:

@@ -3,7 +3,7 @@
 The trainer learns the ranker on exactly the features the server computes, because both call
 :func:`build_pool` on a :class:`~recsvc.ranking.model.LoadedModel`; a feature can never mean one thing at
 training time and another at serving time. The pool is the union of every candidate source's list (the
-customer's whole recent history, co-purchase neighbours, ALS, popularity), and each item
+customer's whole recent history, the TIFU-KNN next-basket list, co-purchase neighbours, ALS, popularity), and each item
 keeps the reason of the first source, in priority order, that proposed it.
 
 Features are numbers on the scales the sources produce; the tree ranker does not need them comparable. NaN
@@ -52,6 +52,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "rank_copurchase",
     "rank_collaborative",
     "rank_popularity",
+    "tifu_score",              # TIFU-KNN score in the customer's stored list, 0 below it (NaN: no lists stored)
+    "rank_tifu",               # position in that list (NaN: not in it)
 )
 
 _HISTORY_FOR_SIMILARITY = 50
@@ -149,6 +151,11 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
     if co >= 0:
         copurchase[pool_row[offsets[co]:offsets[co + 1]]] = lists[co].scores
     feats[:, col["copurchase_score"]] = copurchase
+    tifu = _index_of(sources, "tifu_knn")
+    if tifu >= 0 and getattr(sources[tifu], "part", None) is not None:
+        tifu_score = np.zeros(n, dtype=np.float32)
+        tifu_score[pool_row[offsets[tifu]:offsets[tifu + 1]]] = lists[tifu].scores
+        feats[:, col["tifu_score"]] = tifu_score
 
     pop = m.pop_channel[ctx.channel_row] if ctx.channel_row >= 0 else m.pop_global
     feats[:, col["pop_channel"]] = np.log1p(np.maximum(pop[items], 0))
@@ -164,7 +171,8 @@ def build_pool(model: LoadedModel, ctx: RankingContext, sources: Sequence[Candid
         feats[:, col["cust_log_items"]] = 0.0
         feats[:, col["cust_log_count"]] = 0.0
     for name, source_name in (("rank_history", "repurchase"), ("rank_copurchase", "copurchase"),
-                              ("rank_collaborative", "als"), ("rank_popularity", "popularity")):
+                              ("rank_collaborative", "als"), ("rank_popularity", "popularity"),
+                              ("rank_tifu", "tifu_knn")):
         i = _index_of(sources, source_name)
         if i >= 0:  # each list's items sit at known rows of the pool (np.unique's inverse): no search
             feats[pool_row[offsets[i]:offsets[i + 1]], col[name]] = np.arange(sizes[i], dtype=np.float32)

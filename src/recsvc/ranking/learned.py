@@ -22,6 +22,7 @@ from recsvc.ranking.als import AlsSource
 from recsvc.ranking.copurchase import CoPurchaseSource
 from recsvc.ranking.features import FEATURE_NAMES, CandidatePool, build_pool
 from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.next_basket import NextBasketSource
 from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.repurchase import RepurchaseSource
 from recsvc.ranking.sources import CandidateSource, RankingContext
@@ -49,7 +50,7 @@ class BasketNeighbourSource(CoPurchaseSource):
 
 def pool_sources(model: LoadedModel) -> tuple[CandidateSource, ...]:
     """The pool's sources, in reason-priority order."""
-    return (HistorySource(model), BasketNeighbourSource(model), AlsSource(model),
+    return (HistorySource(model), NextBasketSource(model), BasketNeighbourSource(model), AlsSource(model),
             PopularitySource(model))
 
 

@@ -6,6 +6,12 @@ LightFM source added to the fusion and never the trained ranker (``coldstart``);
 policy (keyed by channel row) renames the path and sets its weights and exclusions. Unknown customers get
 the sources that need no customer: ``context`` when the request carries known cart items, else
 ``popular``. :class:`RankingPaths` is built once per engine and is thread-safe (no per-request state).
+
+Model selection: the trainer compares the learned ranker with the servable baselines on a validation window,
+per channel (:mod:`recsvc_training.ranker.selection`), and records the choice with the ranker
+(``extra["ranker"]["selection"]``). A known customer on a channel where a baseline won is served that
+baseline's list alone (policy named after it, e.g. ``tifu_knn``), filled with popularity by the engine; a
+configured channel policy still overrides the choice (the operator's word), and cold customers keep theirs.
 """
 
 from __future__ import annotations
@@ -16,16 +22,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsvc.artifacts.parts.ranker import RankerPart
+from recsvc.ranking.als import AlsSource
 from recsvc.ranking.blend import BlendWeights, fuse
 from recsvc.ranking.coldstart import ColdStartSource
 from recsvc.ranking.learned import LearnedRanker
 from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.next_basket import NextBasketSource
+from recsvc.ranking.own_history import BoughtMostSource, BoughtRecentlySource
 from recsvc.ranking.policies import AppliedPolicy, ChannelPolicies
+from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.reasons import Reason
 from recsvc.ranking.results import POLICY_BLEND, POLICY_CONTEXT, POLICY_LEARNED, POLICY_POPULAR
 from recsvc.ranking.sources import Candidates, CandidateSource, RankingContext
 
 logger = logging.getLogger(__name__)
+
+#: Baselines the server can serve as a whole policy, by the evaluation's baseline name: model selection
+#: chooses among these and ``learned``.
+SERVABLE_BASELINES: dict[str, type[CandidateSource]] = {
+    "tifu_knn": NextBasketSource,
+    "buy_it_again_by_count": BoughtMostSource,
+    "buy_it_again": BoughtRecentlySource,
+    "als": AlsSource,
+    "popularity": PopularitySource,
+}
+#: Key of the selection for channels without their own (and unknown channels).
+ANY_CHANNEL = "*"
+
+
+def model_selection(model: LoadedModel) -> dict[str, str]:
+    """The trainer's choice per channel name (and :data:`ANY_CHANNEL`): ``learned`` or a baseline name; empty
+    for a set without a learned ranker or without a selection (older sets: the ranker serves)."""
+    part = model.parts.get(RankerPart)
+    chosen = ((part.stats.get("selection") or {}).get("chosen") or {}) if part is not None else {}
+    return {str(k): str(v) for k, v in chosen.items() if v == POLICY_LEARNED or v in SERVABLE_BASELINES}
 
 
 @dataclass(frozen=True)
@@ -68,6 +99,25 @@ class RankingPaths:
         self._policies = policies
         self._learned = learned
         self._coldstart = ColdStartSource(model)
+        self._baselines = {name: kind(model) for name, kind in SERVABLE_BASELINES.items()}
+        chosen = model_selection(model) if learned is not None else {}
+        fallback = chosen.get(ANY_CHANNEL, POLICY_LEARNED)
+        #: The chosen policy per channel row (index ``-1``, the last, is an unknown channel).
+        self._chosen = tuple(chosen.get(name, fallback) for name in (*model.channels, ANY_CHANNEL))
+        if any(c != POLICY_LEARNED for c in self._chosen):
+            logger.info("model selection: %s", ", ".join(f"{name} -> {c}" for name, c in
+                                                          zip((*model.channels, ANY_CHANNEL), self._chosen,
+                                                              strict=True)))
+
+    def chosen(self, channel_row: int) -> str:
+        """The policy model selection chose for known customers on ``channel_row`` (``-1``: unknown channel)."""
+        return self._chosen[channel_row] if channel_row < len(self._chosen) - 1 else self._chosen[-1]
+
+    def rank_baseline(self, ctx: RankingContext, name: str, k: int) -> Ranked:
+        """The servable baseline ``name``'s list for ``ctx`` alone, best first (the engine fills the rest)."""
+        found = self._baselines[name].candidates(ctx, k)
+        return Ranked(found.items, found.scores.astype(np.float64), (found,), np.zeros(len(found), dtype=np.int64),
+                      np.arange(len(found), dtype=np.int64), name)
 
     def policy(self, customer_row: int, channel_row: int) -> AppliedPolicy | None:
         """The policy of a known customer: cold start when the trainer marked them cold, else the channel's
@@ -87,6 +137,9 @@ class RankingPaths:
             sources: Sequence[CandidateSource] = self._anonymous_sources
             name = POLICY_CONTEXT if ctx.context_items.size else POLICY_POPULAR
         elif self._learned is not None and not (applied is not None and applied.coldstart):
+            chosen = self.chosen(ctx.channel_row)
+            if applied is None and chosen != POLICY_LEARNED:
+                return self.rank_baseline(ctx, chosen, min(self._model.n_items, max(3 * n, 50) + blocked))
             result = self._learned.rank(ctx)
             pool = result.pool
             return Ranked(pool.items[result.order], result.scores, pool.lists, pool.reason_list[result.order],

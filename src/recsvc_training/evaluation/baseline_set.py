@@ -24,7 +24,7 @@ from recsvc_training.evaluation.baselines import (
     ItemKNN,
 )
 from recsvc_training.evaluation.cold_baselines import AttributePopularity, BuyerPopularity
-from recsvc_training.evaluation.nextbasket import TifuKNN
+from recsvc_training.evaluation.nextbasket import TifuKNN, TifuParams
 from recsvc_training.evaluation.split import TimeSplit
 from recsvc_training.input import columns as C
 
@@ -32,13 +32,14 @@ logger = logging.getLogger(__name__)
 
 
 def fit_baselines(split: TimeSplit, settings: TrainingSettings | None = None,
-                  include: Sequence[str] | None = None, customers: pd.DataFrame | None = None
-                  ) -> dict[str, BaselineRecommender]:
+                  include: Sequence[str] | None = None, customers: pd.DataFrame | None = None,
+                  tifu: TifuParams | None = None) -> dict[str, BaselineRecommender]:
     """Fit every baseline (or those named in ``include``) on ``split.train``, keyed by name.
 
     ``attribute_popularity`` needs ``customers`` (the customers table with at least one attribute column) and
-    is left out of the default set without it. Each fitted model gets a ``fit_seconds`` attribute, which the
-    runner copies into the report.
+    is left out of the default set without it. ``tifu`` fixes TIFU-KNN's hyperparameters (a training run
+    tunes them once, on the validation window TIFU-KNN would tune on itself). Each fitted model gets a
+    ``fit_seconds`` attribute, which the runner copies into the report.
     """
     s = settings or TrainingSettings()
     factories: dict[str, Callable[[], BaselineRecommender]] = {
@@ -47,7 +48,7 @@ def fit_baselines(split: TimeSplit, settings: TrainingSettings | None = None,
         "channel_popularity": lambda: ChannelPopularity(s.popularity_window_days),
         "buy_it_again": lambda: BuyItAgain(s.recency_half_life_days, s.popularity_window_days),
         "buy_it_again_by_count": lambda: BuyItAgainByCount(s.popularity_window_days),
-        "tifu_knn": lambda: TifuKNN(popularity_window_days=s.popularity_window_days,
+        "tifu_knn": lambda: TifuKNN(params=tifu, popularity_window_days=s.popularity_window_days,
                                     validation_days=s.eval_test_days),
         "als": lambda: ALSRecommender(s.als_factors, s.als_iterations, s.als_regularization, s.als_alpha,
                                       s.als_random_state, s.event_weights, s.recency_half_life_days),

@@ -54,9 +54,10 @@ def gate_failures(summary: Mapping[str, Any], previous: Mapping[str, Any] | None
                   settings: TrainingSettings) -> list[str]:
     """Why the gate refuses this set (empty: it passes).
 
-    Refuses when the default ranking's NDCG@10 is below ``gate_min_ratio_to_buy_it_again`` x buy-it-again on
-    the set's own split, or more than ``gate_max_drop`` (relative) below the NDCG@10 recorded by the version it
-    replaces.
+    Refuses when the default ranking's NDCG@10 is below ``gate_min_ratio_to_best_baseline`` x the best
+    baseline of the set's own split (every baseline the evaluation computed), below
+    ``gate_min_ratio_to_buy_it_again`` x buy-it-again there, or more than ``gate_max_drop`` (relative) below
+    the NDCG@10 recorded by the version it replaces.
     """
     failures = []
     value = summary.get("default", {}).get(GATE_METRIC)
@@ -66,6 +67,15 @@ def gate_failures(summary: Mapping[str, Any], previous: Mapping[str, Any] | None
     if baseline is not None and value < settings.gate_min_ratio_to_buy_it_again * baseline:
         failures.append(f"{GATE_METRIC} {value:.4f} is below {settings.gate_min_ratio_to_buy_it_again:g} x the "
                         f"'{GATE_BASELINE}' baseline ({baseline:.4f}) on this run's own split")
+    scored = {name: values.get(GATE_METRIC) for name, values in summary.get("baselines", {}).items()}
+    scored = {name: v for name, v in scored.items() if isinstance(v, int | float)}
+    if scored:
+        best = max(scored, key=lambda name: scored[name])
+        ratio = settings.gate_min_ratio_to_best_baseline
+        already = best == GATE_BASELINE and failures  # the same baseline refused above: one message is enough
+        if value < ratio * scored[best] and not already:
+            failures.append(f"{GATE_METRIC} {value:.4f} is below {ratio:g} x the best baseline '{best}' "
+                            f"({scored[best]:.4f}) on this run's own split")
     before = ((previous or {}).get("default") or {}).get(GATE_METRIC)
     if before is not None and value < before * (1.0 - settings.gate_max_drop):
         failures.append(f"{GATE_METRIC} {value:.4f} is more than {settings.gate_max_drop:.0%} below the "

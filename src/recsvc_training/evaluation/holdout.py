@@ -36,7 +36,9 @@ from recsvc_training.evaluation.report import render_markdown, write_report
 from recsvc_training.evaluation.runner import EvaluationReport, evaluate
 from recsvc_training.evaluation.split import EvalIndex, time_split
 from recsvc_training.input import columns as C
+from recsvc_training.models.next_basket import TunedNextBasket
 from recsvc_training.ranker.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker
+from recsvc_training.ranker.selection import selection_markdown, selection_summary
 from recsvc_training.ranker.step import ModelsBefore, attach_ranker
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class HoldoutEvaluation:
             paths = write_report(self.report, tmp)
             files = {Path(p).name: Path(p).read_bytes() for p in paths.values()}
         files.setdefault("evaluation.md", render_markdown(self.report).encode())
+        files["evaluation.md"] += selection_markdown(self.ranker_stats).encode()
         return files
 
 
@@ -137,11 +140,15 @@ def evaluation_summary(report: EvaluationReport) -> dict[str, Any]:
     }
 
 
-def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings) -> HoldoutEvaluation | None:
+def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings,
+                     next_basket: TunedNextBasket | None = None) -> HoldoutEvaluation | None:
     """Evaluate the server's ranking on the last ``eval_test_days`` of the log, against the baselines.
 
     None when the log is too short for a test window after a label window (logged). Models built here are
-    left in ``models`` for the ranker step.
+    left in ``models`` for the ranker step. ``next_basket``: the run's TIFU-KNN hyperparameters (tuned on
+    the same validation window the TIFU-KNN baseline would tune on; it reuses them); None: it tunes its own.
+    What the server ranks is the model selection's choice per channel (the ranker's ``selection`` block),
+    reported in ``summary["model_selection"]["evaluated"]``.
     """
     data = models.data
     label_days = settings.ranker_label_days
@@ -155,19 +162,23 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings) -> Holdou
     split = time_split(data.events, settings.eval_test_days, cutoff_day=cutoff,
                        catalog_item_ids=data.items[C.ITEM_ID].to_numpy())
     eval_ranker, eval_stats = (fit_learned_ranker(models.label_windows(cutoff), data.events, settings,
-                                                  models.examples)
+                                                  cache=models.examples)
                                if settings.learn_ranker else (None, {}))
     test_artifacts = models.artifacts(cutoff)
     attach_ranker(test_artifacts, eval_ranker, eval_stats)
     test_model = LoadedModel(test_artifacts)
     models.remember(cutoff, test_model)
     engine = RecommendationEngine(test_model)
-    recommenders: dict[str, Recommender] = {**fit_baselines(split, settings, customers=data.customers),
+    recommenders: dict[str, Recommender] = {**fit_baselines(split, settings, customers=data.customers,
+                                                          tifu=next_basket.params if next_basket else None),
                                             DEFAULT_MODEL: EngineRecommender(engine, split.index)}
     completers: dict[str, Completer] = {**fit_completers(split), DEFAULT_MODEL: EngineCompleter(engine, split.index)}
     report = evaluate(split, recommenders, completers, k=settings.eval_k, catalog_size=len(data.items),
                       default_model=DEFAULT_MODEL)
     summary = evaluation_summary(report)
+    evaluated = selection_summary(eval_stats)
+    if evaluated:
+        summary["model_selection"] = {"evaluated": evaluated}
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return HoldoutEvaluation(report=report, summary=summary,
                              ranker_stats={k: v for k, v in eval_stats.items() if k != "feature_gain"})

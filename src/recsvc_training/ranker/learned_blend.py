@@ -26,6 +26,7 @@ from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training.input import columns as C
 from recsvc_training.ranker.fit import fit_ranker, tree_ensemble_from_lightgbm
+from recsvc_training.ranker.selection import select_model, split_validation
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ ExampleCache = dict[tuple[int, int, int, int], RankerExamples]
 
 
 def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.DataFrame,
-                       settings: TrainingSettings, cache: ExampleCache | None = None
+                       settings: TrainingSettings, select: bool = True, cache: ExampleCache | None = None
                        ) -> tuple[TreeEnsemble | None, dict[str, Any]]:
     """Fit the ranker on one or more label windows.
 
@@ -152,7 +153,9 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
     (four of six by default) instead of rebuilding their candidate pools.
 
     Returns the ensemble (None when the windows hold too few usable queries; the server then blends by rank)
-    and statistics for the manifest.
+    and statistics for the manifest. With ``select``, a share of the newest window's customers is held out
+    of training and validates the model selection (:mod:`recsvc_training.ranker.selection`): its block,
+    ``stats["selection"]``, says per channel whether the ranker or a baseline serves, and why.
     """
     started = time.perf_counter()
     ordered = sorted(windows, key=lambda w: w[1])
@@ -160,15 +163,20 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
     # two published windows (14,528 queries, 925k rows) took 125 s to fit against 26 s for one window.
     per_window = -(-settings.ranker_max_customers // max(len(ordered), 1))
     parts = []
+    held_out: pd.DataFrame | None = None
     for model, label_start_day in ordered:
         if model.data_end_day >= label_start_day:
             raise ValueError(f"model data ends on day {model.data_end_day}, inside the label window starting on "
                              f"day {label_start_day}: the ranker would learn from leaked labels")
+        validates = select and label_start_day == ordered[-1][1]  # the newest window validates the selection
+        purchases = window_purchases(events, label_start_day, settings.ranker_label_days)
+        if validates:
+            purchases, held_out = split_validation(purchases)
+        # a window that validates trains on fewer purchases, so its examples are cached apart
         key = (int(label_start_day), int(settings.ranker_label_days), int(settings.ranker_pool_per_source),
-               int(per_window))
+               int(per_window) * (-1 if validates else 1))
         examples = cache.get(key) if cache is not None else None
         if examples is None:
-            purchases = window_purchases(events, label_start_day, settings.ranker_label_days)
             examples = ranker_examples(model, purchases, settings.ranker_pool_per_source, per_window)
             if cache is not None:
                 cache[key] = examples
@@ -192,6 +200,10 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
                          params={"num_iterations": settings.ranker_trees})
     ensemble = tree_ensemble_from_lightgbm(booster)
     gains = booster.feature_importance(importance_type="gain")
+    if held_out is not None and len(held_out):
+        newest_model, newest_start = ordered[-1]
+        stats["selection"] = select_model(newest_model, ensemble, settings.ranker_pool_per_source, held_out,
+                                          newest_start)
     stats.update(trees=ensemble.n_trees, trees_requested=settings.ranker_trees,
                  seconds=round(time.perf_counter() - started, 2),
                  feature_gain={name: round(float(g), 2) for name, g in zip(FEATURE_NAMES, gains, strict=True)})

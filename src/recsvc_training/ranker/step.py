@@ -100,7 +100,8 @@ def fit_published_ranker(artifacts: ArtifactSet, models: ModelsBefore, settings:
     """
     windows = models.label_windows(models.end_day + 1)
     if windows:
-        attach_ranker(artifacts, *fit_learned_ranker(windows, models.data.events, settings, models.examples))
+        attach_ranker(artifacts, *fit_learned_ranker(windows, models.data.events, settings,
+                                                        cache=models.examples))
     else:
         logger.warning("no label window has %d days of log before it: publishing without a learned ranker",
                        MIN_WINDOW_HISTORY_DAYS)
