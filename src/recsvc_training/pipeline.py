@@ -32,6 +32,7 @@ from recsvc_training.evaluation.runner import EvaluationReport
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
 from recsvc_training.input.ingest import load_training_data
+from recsvc_training.models.newcomers import attach_newcomer_answers, newcomer_answers_for
 from recsvc_training.ranker.step import ModelsBefore, fit_published_ranker
 from recsvc_training.run_summary import TrainResult, peak_rss_mb
 
@@ -142,6 +143,10 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
         if settings.learn_ranker:
             with _timed(timings, "ranker"):
                 fit_published_ranker(artifacts, models, settings)
+    with _timed(timings, "newcomer_answers"):  # unknown and cold customers' answers, chosen on validation
+        answers = newcomer_answers_for(models.end_day + 1, data, models, settings.eval_test_days, models.first_day)
+        if answers is not None:
+            attach_newcomer_answers(artifacts, data, answers)
     if holdout is not None:
         artifacts.evaluation = dict(holdout.summary)
         artifacts.extra["evaluation_ranker"] = holdout.ranker_stats
