@@ -29,6 +29,7 @@ from recsvc_training.evaluation.gate import decide, previous_evaluation
 from recsvc_training.evaluation.holdout import evaluate_holdout
 from recsvc_training.evaluation.report import format_table, write_report
 from recsvc_training.evaluation.runner import EvaluationReport
+from recsvc_training.evaluation.similar_items import attach_similar_items, similar_choice_for
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
 from recsvc_training.input.ingest import load_training_data
@@ -147,6 +148,10 @@ def train(data_dir: Path, artifact_root: Path, settings: TrainingSettings, *,
         answers = newcomer_answers_for(models.end_day + 1, data, models, settings.eval_test_days, models.first_day)
         if answers is not None:
             attach_newcomer_answers(artifacts, data, answers)
+    with _timed(timings, "similar_items"):  # the SimilarItems method, chosen on the last eval_test_days
+        similar = similar_choice_for(models.end_day + 1, data, models, settings.eval_test_days, models.first_day)
+        if similar is not None:
+            attach_similar_items(artifacts, similar)
     if holdout is not None:
         artifacts.evaluation = dict(holdout.summary)
         artifacts.extra["evaluation_ranker"] = holdout.ranker_stats

@@ -35,6 +35,7 @@ from recsvc_training.evaluation.metrics import ranking_metrics
 from recsvc_training.evaluation.protocols import Completer, Recommender
 from recsvc_training.evaluation.report import render_markdown, write_report
 from recsvc_training.evaluation.runner import EvaluationReport, evaluate
+from recsvc_training.evaluation.similar_items import attach_similar_items, similar_choice_for, window_summary
 from recsvc_training.evaluation.split import EvalIndex, TimeSplit, time_split
 from recsvc_training.input import columns as C
 from recsvc_training.models.newcomers import attach_newcomer_answers, newcomer_answers_for
@@ -190,6 +191,9 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings) -> Holdou
     answers = newcomer_answers_for(cutoff, data, models, settings.eval_test_days, models.first_day)
     if answers is not None:
         attach_newcomer_answers(test_artifacts, data.before(cutoff), answers)
+    similar = similar_choice_for(cutoff, data, models, settings.eval_test_days, models.first_day)
+    if similar is not None:
+        attach_similar_items(test_artifacts, similar)
     test_model = LoadedModel(test_artifacts)
     models.remember(cutoff, test_model)
     engine = RecommendationEngine(test_model)
@@ -201,6 +205,7 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings) -> Holdou
     unknown = unknown_customer_metrics(engine, split, report)
     summary = evaluation_summary(report)
     summary["new_customers_unknown"] = unknown
+    summary["similar_items"] = window_summary(test_model, data.events, cutoff, models.end_day + 1, similar)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return HoldoutEvaluation(report=report, summary=summary,
                              ranker_stats={k: v for k, v in eval_stats.items() if k != "feature_gain"})

@@ -31,7 +31,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.artifacts import ArtifactSet
-from recsvc.artifacts.parts.coldstart import COLDSTART_EXTRA, COLDSTART_GROUP, COLDSTART_GROUP_ITEMS, ColdStart
+from recsvc.artifacts.parts.catalog import ITEM_IDS
+from recsvc.artifacts.parts.coldstart import (
+    COLDSTART_EXTRA,
+    COLDSTART_GROUP,
+    COLDSTART_GROUP_ITEMS,
+    LFM_USER_EMBEDDINGS,
+    ColdStart,
+)
+from recsvc.artifacts.parts.customers import CUSTOMER_IDS
 from recsvc.artifacts.parts.popularity import (
     NEWCOMER_EXTRA,
     POP_CHANNEL,
@@ -364,7 +372,7 @@ def attach_newcomer_answers(artifacts: ArtifactSet, data: TrainingData, answers:
     """Add the chosen newcomer lists (and the cold-start group lists) to a set built from ``data``'s events
     (all of them before the set's cut-off), and record the choice in its manifest ``extra``."""
     arrays = artifacts.arrays
-    item_ids, customer_ids, channels = arrays["item_ids"], arrays["customer_ids"], list(artifacts.channels)
+    item_ids, customer_ids, channels = arrays[ITEM_IDS], arrays[CUSTOMER_IDS], list(artifacts.channels)
     n_items = item_ids.size
     end_day = int(artifacts.data_end_day) + 1
     p = purchase_rows(data.events, item_ids, customer_ids, channels)
@@ -376,7 +384,7 @@ def attach_newcomer_answers(artifacts: ArtifactSet, data: TrainingData, answers:
     arrays[POP_NEWCOMER_GLOBAL] = newcomer_values(answers.global_definition, p, n_items, end_day, arrays[POP_GLOBAL])
     artifacts.extra[NEWCOMER_EXTRA] = answers.newcomer_meta()
     cold = answers.cold_meta()
-    if cold is not None and "lfm_user_embeddings" in arrays:
+    if cold is not None and LFM_USER_EMBEDDINGS in arrays:
         group, items = group_lists(data.customers, answers.attribute_columns, customer_ids, p, n_items)
         arrays[COLDSTART_GROUP], arrays[COLDSTART_GROUP_ITEMS] = group, items
         artifacts.extra[COLDSTART_EXTRA] = {**dict(artifacts.extra.get(COLDSTART_EXTRA) or {}), "choice": cold}
