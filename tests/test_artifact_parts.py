@@ -60,6 +60,7 @@ def _full_set() -> ArtifactSet:
              pop_newcomer_channel=np.ones((n_ch, n_items), np.float32),
              pop_newcomer_global=np.ones(n_items, np.float32),
              coldstart_group=np.zeros(n_customers, np.int32), coldstart_group_items=np.zeros((2, 3), np.int32),
+             coldstart_newcomer_items=np.zeros((n_ch + 1, 3), np.int32),
              knn_indptr=np.concatenate([[0, 1], np.full(n_items - 1, 1)]).astype(np.int64),
              knn_items=np.array([1], np.int32), knn_scores=np.array([0.5], np.float32))
     artifacts.extra.update(ann={"kind": "faiss-ivf"}, ann_cosine={"kind": "faiss-ivf", "space": "cosine"})

@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 
 from recsvc.artifacts.parts.coldstart import ColdStart
-from recsvc.artifacts.parts.popularity import NEWCOMER_EXTRA
+from recsvc.artifacts.parts.popularity import NEWCOMER_EXTRA, Popularity
 from recsvc.config import ServerSettings, TrainingSettings
 from recsvc.ranking import RecommendationEngine, RecommendQuery
 from recsvc.ranking.coldstart import ColdStartSource, fuse_cold_lists
 from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.reasons import ReasonKind
+from recsvc.ranking.sources import RankingContext
 from recsvc_training.assemble import build_artifacts
 from recsvc_training.input.ingest import load_training_data
 from recsvc_training.models.newcomers import (
@@ -92,7 +94,7 @@ def _shop(folder: Path) -> Path:
             for item in ("I1", "I2", "I3", "I4"):
                 buy(customer, item, 20 + n % 20)
         if n < 30:
-            buy(customer, "I9", 30 + n % 10)
+            buy(customer, "I9", 20 + n % 10)
     for n in range(12):
         for item in ("I7", "I9"):
             buy(f"N{n:02d}", item, VALIDATION_START + n)
@@ -145,13 +147,16 @@ def test_an_unknown_customer_gets_the_chosen_list(shop) -> None:
     assert result.items[0].item_id in ("I7", "I9")  # the newcomers' first baskets (I7: 40 + 12, I9: 12)
     assert result.items[0].item_id == "I7"
     assert result.items[0].reason.kind == ReasonKind.POPULAR_ON_CHANNEL
-    # a known regular still gets the recency-decayed list in its fill, not the newcomer list
-    plain = RecommendationEngine(LoadedModel(dataclasses.replace(artifacts, arrays={
-        k: v for k, v in artifacts.arrays.items() if not k.startswith("pop_newcomer")}, extra={
-        k: v for k, v in artifacts.extra.items() if k != NEWCOMER_EXTRA})),
-        ServerSettings(artifact_root="/nonexistent"))
-    before = plain.recommend(RecommendQuery(customer_id="nobody", channel=artifacts.channels[0], num_items=3))
-    assert before.items[0].item_id != "I7"  # what unknown customers got before: I7 is old news by quantity
+    # known customers read the recency-decayed lists (the learned ranker's feature), unknown ones the newcomer's
+    model = LoadedModel(artifacts)
+    source = PopularitySource(model)
+    known = source.candidates(RankingContext(customer_row=model.customers.row("R00"), channel_row=0), 12)
+    unknown = source.candidates(RankingContext(customer_row=-1, channel_row=0), 12)
+    assert known.items.tolist() == model.pop_order_channel[0][:12].tolist()
+    newcomer = model.parts[Popularity].newcomer_channel
+    assert newcomer is not None
+    assert unknown.items.tolist() == np.argsort(-newcomer[0], kind="stable")[:12].tolist()
+    assert known.items.tolist() != unknown.items.tolist()
 
 
 def test_a_cold_customer_gets_the_validated_blend_alone(shop) -> None:
@@ -168,14 +173,9 @@ def test_a_cold_customer_gets_the_validated_blend_alone(shop) -> None:
     source = ColdStartSource(model)
     lightfm = source.lightfm_top(row, 100)[0]
     group = part.group_items[part.group[row]]
-    newcomer = np.argsort(-part_newcomer(model), kind="stable")[:100]
+    assert part.newcomer_items is not None
+    newcomer = part.newcomer_items[0]
+    assert (answers.cold_meta() is not None and answers.cold_meta()["newcomer_definition"] in answers.validation[
+        "cold"]["chosen"]) or answers.cold_weights[2] == 0
     expected = fuse_cold_lists((lightfm, group, newcomer), answers.cold_weights)[0]
     assert [s.item_id for s in result.items] == model.items.ids[expected[:5]].tolist()
-
-
-def part_newcomer(model: LoadedModel) -> np.ndarray:
-    from recsvc.artifacts.parts.popularity import Popularity
-
-    channel = model.parts[Popularity].newcomer_channel
-    assert channel is not None
-    return np.asarray(channel[0])

@@ -97,9 +97,13 @@ class ColdStartSource(CandidateSource):
             self._choice = choice_weights(part.choice)
             self._group = part.group
             self._group_items = part.group_items
-            orders = newcomer_orders(model)
-            self._newcomer = (None if orders is None else
-                              (orders[0][:, :COLD_LIST_DEPTH].copy(), orders[2][:COLD_LIST_DEPTH].copy()))
+            # the blend's own popular list when the trainer chose one for it, else the unknown customer's
+            self._newcomer: tuple[np.ndarray, np.ndarray] | None = None
+            if part.newcomer_items is not None:
+                lists = np.asarray(part.newcomer_items, dtype=np.int64)
+                self._newcomer = (lists[:-1], lists[-1])
+            elif (orders := newcomer_orders(model)) is not None:
+                self._newcomer = (orders[0][:, :COLD_LIST_DEPTH].copy(), orders[2][:COLD_LIST_DEPTH].copy())
 
     @property
     def chosen(self) -> bool:

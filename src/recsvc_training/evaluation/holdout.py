@@ -31,7 +31,7 @@ from recsvc.ranking import BundleQuery, RecommendationEngine
 from recsvc.ranking.model import LoadedModel
 from recsvc_training.evaluation.baseline_set import fit_baselines
 from recsvc_training.evaluation.cart_completion import fit_completers
-from recsvc_training.evaluation.metrics import ranking_metrics
+from recsvc_training.evaluation.metrics import coverage, ranking_metrics
 from recsvc_training.evaluation.protocols import Completer, Recommender
 from recsvc_training.evaluation.report import render_markdown, write_report
 from recsvc_training.evaluation.runner import EvaluationReport, evaluate
@@ -93,6 +93,7 @@ def unknown_customer_metrics(engine: RecommendationEngine, split: TimeSplit, rep
     metrics: dict[str, float] = {}
     for k in report.ks:
         metrics.update(ranking_metrics(recs, truth.items, k))
+        metrics[f"coverage@{k}"] = coverage(recs, report.catalog_size, k)
     report.new_customers[UnknownCustomerRecommender.name] = metrics
     return {m: round(metrics[m], 6) for m in ("ndcg@10", "recall@10", "hit_rate@10")}
 

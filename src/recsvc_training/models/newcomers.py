@@ -36,6 +36,7 @@ from recsvc.artifacts.parts.coldstart import (
     COLDSTART_EXTRA,
     COLDSTART_GROUP,
     COLDSTART_GROUP_ITEMS,
+    COLDSTART_NEWCOMER_ITEMS,
     LFM_USER_EMBEDDINGS,
     ColdStart,
 )
@@ -64,8 +65,8 @@ RECENCY_WEIGHTED = "recency_weighted"
 BUYERS = "buyers"
 #: Cold-start blends tried, as weights of (LightFM, attribute group, newcomer popular list).
 COLD_WEIGHT_GRID: tuple[tuple[float, float, float], ...] = (
-    (0, 1, 0), (1, 0, 0), (0, 0, 1), (1, 1, 0), (2, 1, 0), (1, 2, 0), (1, 1, 1), (2, 2, 1), (2, 1, 1),
-    (1, 2, 1), (1, 1, 2))
+    (0, 1, 0), (1, 0, 0), (1, 1, 0), (2, 1, 0), (1, 2, 0), (4, 4, 1), (2, 2, 1), (1, 1, 1), (2, 1, 1),
+    (1, 2, 1), (1, 1, 2), (0, 0, 1))
 
 
 def _pair_last_day(p: pd.DataFrame) -> pd.DataFrame:
@@ -103,6 +104,7 @@ DEFINITIONS: Mapping[str, Callable[[pd.DataFrame, int, int], np.ndarray]] = {
     "buyers_half_life_14d": _decayed_buyers(14.0),
     "buyers_half_life_56d": _decayed_buyers(56.0),
     "buyers_last_7d": _recent_buyers(7),
+    "buyers_last_14d": _recent_buyers(14),
     "buyers_last_28d": _recent_buyers(28),
     "first_baskets": _first_baskets,
 }
@@ -223,6 +225,8 @@ class NewcomerAnswers:
     cold_weights: tuple[float, float, float] | None = None
     attribute_columns: tuple[str, ...] = ()
     validation: dict[str, Any] = field(default_factory=dict)
+    #: The popularity definition of the blend's popular list (may differ from the unknown customer's).
+    cold_definition: str = BUYERS
 
     def newcomer_meta(self) -> dict[str, Any]:
         return {"definitions": dict(self.channel_definitions), "global_definition": self.global_definition,
@@ -232,7 +236,8 @@ class NewcomerAnswers:
         if self.cold_weights is None:
             return None
         return {"weights": dict(zip(COLD_LISTS, self.cold_weights, strict=True)),
-                "attribute_columns": list(self.attribute_columns), "validation": self.validation.get("cold", {})}
+                "attribute_columns": list(self.attribute_columns), "newcomer_definition": self.cold_definition,
+                "validation": self.validation.get("cold", {})}
 
 
 def group_lists(customers: pd.DataFrame, columns: Sequence[str], customer_ids: np.ndarray, p: pd.DataFrame,
@@ -315,36 +320,41 @@ def choose_newcomer_answers(val_model: LoadedModel, data: TrainingData, start_da
     if part is None or not attributes or not cold.any():
         return NewcomerAnswers(definitions, global_definition, validation=validation)
     sub, cold_rows = window.subset(cold), rows[cold]
-    newcomer_orders = np.stack([lists[definitions[ch]][0][c] for c, ch in enumerate(channels)])
-    newcomer = _tiled_full(newcomer_orders, sub.channel_rows, lists[global_definition][1])
     attribute_scores: dict[str, dict[str, float]] = {}
     attribute_lists: dict[str, np.ndarray] = {}
     for columns in _column_choices(attributes):
         group, items = group_lists(data.customers, columns, val_model.customers.ids, p, n_items)
         attribute_lists["+".join(columns)] = items[group[cold_rows]].astype(np.int64)
         attribute_scores["+".join(columns)] = _score(attribute_lists["+".join(columns)][:, :CHOICE_K], sub.truth)
-    attribute_key = max(attribute_scores, key=lambda n: sum(attribute_scores[n].values()))
+    # the groups are chosen as the attribute-popularity baseline chooses them: by NDCG alone
+    attribute_key = max(attribute_scores, key=lambda n: attribute_scores[n][f"ndcg@{CHOICE_K}"])
     group_top = attribute_lists[attribute_key]
     users = np.asarray(part.user_embeddings, dtype=np.float32)[cold_rows]
     lightfm = np.vstack([_top(users[i:i + 1024] @ np.asarray(part.item_embeddings, dtype=np.float32).T
                               + np.asarray(part.item_biases, dtype=np.float32)[None, :], COLD_LIST_DEPTH)
                          for i in range(0, len(users), 1024)])
     scored_blends: dict[str, dict[str, float]] = {}
+    candidates: dict[str, tuple[tuple[float, float, float], str]] = {}
     for weights in COLD_WEIGHT_GRID:
-        recs = np.full((len(sub), CHOICE_K), -1, dtype=np.int64)
-        for i in range(len(sub)):
-            fused = fuse_cold_lists((lightfm[i], group_top[i], newcomer[i]), weights)[0][:CHOICE_K]
-            recs[i, : fused.size] = fused
-        scored_blends[_weights_key(weights)] = _score(recs, sub.truth)
-    reference = scored_blends[_weights_key(COLD_WEIGHT_GRID[0])]  # attribute popularity alone
-    best_weights = max(COLD_WEIGHT_GRID, key=lambda w: (_objective(scored_blends[_weights_key(w)], reference),
-                                                        w == COLD_WEIGHT_GRID[0]))
-    logger.info("cold start chosen on %d cold new customers: weights %s of %s, attributes %s", len(sub),
-                best_weights, COLD_LISTS, attribute_key)
-    validation["cold"] = {"customers": len(sub), "attribute_columns": attribute_scores,
-                          "chosen": _weights_key(best_weights), "blends": scored_blends}
+        # a blend with a popular list tries each definition for it; the others do not read one
+        for name in (lists if weights[2] > 0 else [global_definition]):
+            newcomer = _tiled_full(lists[name][0], sub.channel_rows, lists[name][1])
+            recs = np.full((len(sub), CHOICE_K), -1, dtype=np.int64)
+            for i in range(len(sub)):
+                fused = fuse_cold_lists((lightfm[i], group_top[i], newcomer[i]), weights)[0][:CHOICE_K]
+                recs[i, : fused.size] = fused
+            key = _weights_key(weights) + (f",newcomer_definition={name}" if weights[2] > 0 else "")
+            scored_blends[key] = _score(recs, sub.truth)
+            candidates[key] = (weights, name)
+    reference_key = _weights_key(COLD_WEIGHT_GRID[0])  # attribute popularity alone
+    best_key = max(candidates, key=lambda key: (_objective(scored_blends[key], scored_blends[reference_key]),
+                                                key == reference_key))
+    best_weights, cold_definition = candidates[best_key]
+    logger.info("cold start chosen on %d cold new customers: %s (attributes %s)", len(sub), best_key, attribute_key)
+    validation["cold"] = {"customers": len(sub), "attribute_columns": attribute_scores, "chosen": best_key,
+                          "blends": scored_blends}
     return NewcomerAnswers(definitions, global_definition, best_weights, tuple(attribute_key.split("+")),
-                           validation)
+                           validation, cold_definition)
 
 
 def _tiled_full(orders: np.ndarray, channel_rows: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -387,4 +397,9 @@ def attach_newcomer_answers(artifacts: ArtifactSet, data: TrainingData, answers:
     if cold is not None and LFM_USER_EMBEDDINGS in arrays:
         group, items = group_lists(data.customers, answers.attribute_columns, customer_ids, p, n_items)
         arrays[COLDSTART_GROUP], arrays[COLDSTART_GROUP_ITEMS] = group, items
+        definition = answers.cold_definition
+        per_channel = [newcomer_values(definition, p[p["ch"].to_numpy() == c], n_items, end_day, arrays[POP_CHANNEL][c])
+                       for c in range(len(channels))]
+        overall = newcomer_values(definition, p, n_items, end_day, arrays[POP_GLOBAL])
+        arrays[COLDSTART_NEWCOMER_ITEMS] = _top(np.stack([*per_channel, overall]), COLD_LIST_DEPTH).astype(np.int32)
         artifacts.extra[COLDSTART_EXTRA] = {**dict(artifacts.extra.get(COLDSTART_EXTRA) or {}), "choice": cold}

@@ -15,6 +15,8 @@ coldstart_group       int32, [n_customers]        optional: each customer's attr
                                                   is everyone: no group, or a small one)
 coldstart_group_      int32, [n_groups + 1, d]    optional: items by distinct buyers within the
 items                                             group, best first (-1 pads)
+coldstart_newcomer_   int32, [n_ch + 1, d]        optional: the popular list the blend uses, per
+items                                             channel (last row: unknown channel; -1 pads)
 ====================  ==========================  =============================================
 
 What the trainer decided (fitted or why not) is ``extra.coldstart``; with the group arrays,
@@ -42,6 +44,7 @@ LFM_ITEM_BIASES = "lfm_item_biases"
 COLDSTART_CUSTOMER = "coldstart_customer"
 COLDSTART_GROUP = "coldstart_group"
 COLDSTART_GROUP_ITEMS = "coldstart_group_items"
+COLDSTART_NEWCOMER_ITEMS = "coldstart_newcomer_items"
 COLDSTART_EXTRA = "coldstart"
 
 
@@ -50,8 +53,8 @@ class ColdStart(Part):
     NAME = "coldstart"
     REQUIRED = False
     ARRAYS = (LFM_USER_EMBEDDINGS, LFM_USER_BIASES, LFM_ITEM_EMBEDDINGS, LFM_ITEM_BIASES, COLDSTART_CUSTOMER,
-              COLDSTART_GROUP, COLDSTART_GROUP_ITEMS)
-    OPTIONAL_ARRAYS = (COLDSTART_GROUP, COLDSTART_GROUP_ITEMS)
+              COLDSTART_GROUP, COLDSTART_GROUP_ITEMS, COLDSTART_NEWCOMER_ITEMS)
+    OPTIONAL_ARRAYS = (COLDSTART_GROUP, COLDSTART_GROUP_ITEMS, COLDSTART_NEWCOMER_ITEMS)
     EXTRA_KEYS = (COLDSTART_EXTRA,)
 
     user_embeddings: np.ndarray
@@ -62,6 +65,7 @@ class ColdStart(Part):
     meta: Mapping[str, Any] = field(default_factory=dict)
     group: np.ndarray | None = None
     group_items: np.ndarray | None = None
+    newcomer_items: np.ndarray | None = None
 
     @property
     def choice(self) -> Mapping[str, Any] | None:
@@ -76,6 +80,8 @@ class ColdStart(Part):
         if self.group is not None and self.group_items is not None:
             arrays[COLDSTART_GROUP] = self.group
             arrays[COLDSTART_GROUP_ITEMS] = self.group_items
+        if self.newcomer_items is not None:
+            arrays[COLDSTART_NEWCOMER_ITEMS] = self.newcomer_items
         return arrays
 
     def to_extra(self) -> dict[str, Any]:
@@ -91,7 +97,10 @@ class ColdStart(Part):
                    array(arrays, COLDSTART_CUSTOMER, "b", (n_customers,)),
                    dict(ctx.extra.get(COLDSTART_EXTRA) or {}),
                    optional_array(arrays, COLDSTART_GROUP, "iu", (n_customers,)),
-                   optional_array(arrays, COLDSTART_GROUP_ITEMS, "iu", (None, None)))
+                   optional_array(arrays, COLDSTART_GROUP_ITEMS, "iu", (None, None)),
+                   optional_array(arrays, COLDSTART_NEWCOMER_ITEMS, "iu", (ctx.n_channels + 1, None)))
+        if part.newcomer_items is not None:
+            rows_within(COLDSTART_NEWCOMER_ITEMS, part.newcomer_items, n_items, allow_missing=True)
         if (part.group is None) != (part.group_items is None):
             raise ArtifactError(f"{COLDSTART_GROUP} and {COLDSTART_GROUP_ITEMS} come together or not at all")
         if part.group is not None and part.group_items is not None:
