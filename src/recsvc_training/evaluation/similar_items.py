@@ -26,6 +26,7 @@ Reproduce the README table (choice on the window before the test window, numbers
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -46,10 +47,13 @@ from recsvc.artifacts.parts.catalog import ITEM_IDS
 from recsvc.artifacts.parts.history import HIST_INDPTR, HIST_ITEMS
 from recsvc.artifacts.parts.item_neighbours import ItemNeighbours
 from recsvc.artifacts.parts.similar_items import DEFAULT_METHOD, NEEDS_KNN, SIMILAR_EXTRA, SIMILAR_METHODS
+from recsvc.config import load_settings
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.similar import similar_rows
+from recsvc_training.assemble import build_artifacts
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
+from recsvc_training.input.ingest import load_training_data
 from recsvc_training.models.item_knn import build_item_neighbours
 
 logger = logging.getLogger(__name__)
@@ -220,12 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML settings; RECSVC_TRAINING__<KEY> overrides too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    import dataclasses
-
-    from recsvc.config import load_settings
-    from recsvc_training.assemble import build_artifacts
-    from recsvc_training.input.ingest import load_training_data
 
     settings = dataclasses.replace(load_settings(args.config).training, progress=False)
     days = args.test_days or settings.eval_test_days
