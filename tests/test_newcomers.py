@@ -117,7 +117,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
     data = load_training_data(folder, settings, tmp_path_factory.mktemp("quarantine"))
     start = int(data.events["day"].min()) + VALIDATION_START
     val_model = LoadedModel(build_artifacts(data.before(start), settings))
-    answers = choose_newcomer_answers(val_model, data, start)
+    answers = choose_newcomer_answers([(val_model, data, start)])
     artifacts = build_artifacts(data, settings)
     assert answers is not None
     attach_newcomer_answers(artifacts, data, answers)
@@ -134,7 +134,7 @@ def test_the_validation_window_holds_the_newcomers_and_what_they_bought(shop) ->
 def test_first_baskets_are_chosen_where_newcomers_buy_what_regulars_bought_first(shop) -> None:
     _, _, answers, artifacts = shop
     assert answers.channel_definitions == {artifacts.channels[0]: "first_baskets"}
-    chosen = answers.validation["newcomer"][artifacts.channels[0]]["metrics"]
+    chosen = answers.validation["newcomer"][artifacts.channels[0]]["windows"][0]
     assert chosen["first_baskets"]["ndcg@10"] > chosen["buyers"]["ndcg@10"]
     assert artifacts.extra[NEWCOMER_EXTRA]["definitions"] == answers.channel_definitions
 
@@ -179,3 +179,16 @@ def test_a_cold_customer_gets_the_validated_blend_alone(shop) -> None:
         "cold"]["chosen"]) or answers.cold_weights[2] == 0
     expected = fuse_cold_lists((lightfm, group, newcomer), answers.cold_weights)[0]
     assert [s.item_id for s in result.items] == model.items.ids[expected[:5]].tolist()
+
+
+def test_a_candidate_must_hold_in_every_window_to_replace_the_reference() -> None:
+    from recsvc_training.models.newcomers import _select
+
+    ref = {"ndcg@10": 0.10, "recall@10": 0.10}
+    holiday = {"ndcg@10": 0.30, "recall@10": 0.30}  # far better in one window ...
+    steady = {"ndcg@10": 0.11, "recall@10": 0.10}
+    windows = [{"buyers": ref, "holiday": holiday, "steady": steady},
+               {"buyers": ref, "holiday": {"ndcg@10": 0.12, "recall@10": 0.09}, "steady": steady}]  # ... worse here
+    assert _select(windows, "buyers") == "steady"
+    assert _select(windows[:1], "buyers") == "holiday"
+    assert _select([{"buyers": ref, "worse": {"ndcg@10": 0.2, "recall@10": 0.05}}], "buyers") == "buyers"

@@ -207,6 +207,11 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings) -> Holdou
     summary = evaluation_summary(report)
     summary["new_customers_unknown"] = unknown
     summary["similar_items"] = window_summary(test_model, data.events, cutoff, models.end_day + 1, similar)
+    report.choices["similar_items"] = {**summary["similar_items"],
+                                       "validation": similar.meta() if similar is not None else None}
+    if answers is not None:
+        report.choices["newcomer_popularity"] = answers.newcomer_meta()
+        report.choices["coldstart"] = answers.cold_meta()
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return HoldoutEvaluation(report=report, summary=summary,
                              ranker_stats={k: v for k, v in eval_stats.items() if k != "feature_gain"})
