@@ -76,7 +76,7 @@ def _shop(folder: Path) -> Path:
 
     Regulars: 40 of them buy ``I7`` on their first day (day 0) and never again; from day 10 every regular
     buys ``I0``, and ``I1``..``I4``, 50 each, so by distinct buyers ``I7`` ranks sixth. Segment A also buys
-    ``I9`` (30 buyers, only A). Newcomers buy ``I7`` and ``I9`` on their first day, which falls from day 50
+    ``I9`` (30 buyers, only A), and 45 regulars buy ten fillers ``I10``..``I19``. Newcomers buy ``I7`` and ``I9`` on their first day, which falls from day 50
     (the validation window is days 50..63 with a 14-day window). Two more segment-A customers are in the
     customers table only: the cold customers of the published set.
     """
@@ -95,14 +95,17 @@ def _shop(folder: Path) -> Path:
                 buy(customer, item, 20 + n % 20)
         if n < 30:
             buy(customer, "I9", 20 + n % 10)
+        if n < 45:  # ten fillers with more buyers than I7, so buyer counts leave it out of a top 10
+            for f in range(10, 20):
+                buy(customer, f"I{f}", 20 + n % 20)
     for n in range(12):
         for item in ("I7", "I9"):
             buy(f"N{n:02d}", item, VALIDATION_START + n)
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=["timestamp", "customer_id", "item_id", "event"]).to_csv(folder / "events.csv",
                                                                                      index=False)
-    pd.DataFrame({"item_id": [f"I{i}" for i in range(12)], "title": [f"Item {i}" for i in range(12)],
-                  "category": ["x"] * 12}).to_csv(folder / "items.csv", index=False)
+    pd.DataFrame({"item_id": [f"I{i}" for i in range(20)], "title": [f"Item {i}" for i in range(20)],
+                  "category": ["x"] * 20}).to_csv(folder / "items.csv", index=False)
     customers = [(f"R{n:02d}", "A" if n < 30 else "B") for n in range(60)]
     customers += [(f"N{n:02d}", "A") for n in range(12)] + [("COLD1", "A"), ("COLD2", "A")]
     pd.DataFrame(customers, columns=["customer_id", "segment"]).to_csv(folder / "customers.csv", index=False)
@@ -186,9 +189,23 @@ def test_a_candidate_must_hold_in_every_window_to_replace_the_reference() -> Non
 
     ref = {"ndcg@10": 0.10, "recall@10": 0.10}
     holiday = {"ndcg@10": 0.30, "recall@10": 0.30}  # far better in one window ...
-    steady = {"ndcg@10": 0.11, "recall@10": 0.10}
-    windows = [{"buyers": ref, "holiday": holiday, "steady": steady},
-               {"buyers": ref, "holiday": {"ndcg@10": 0.12, "recall@10": 0.09}, "steady": steady}]  # ... worse here
-    assert _select(windows, "buyers") == "steady"
+    steady = {"ndcg@10": 0.11, "recall@10": 0.11}
+    tied = {"ndcg@10": 0.20, "recall@10": 0.10}  # a tie on one metric is no evidence
+    windows = [{"buyers": ref, "holiday": holiday, "steady": steady, "tied": tied},
+               {"buyers": ref, "holiday": {"ndcg@10": 0.12, "recall@10": 0.09}, "steady": steady, "tied": tied}]
+    assert _select(windows, "buyers") == "steady"  # holiday is worse in the second window
     assert _select(windows[:1], "buyers") == "holiday"
     assert _select([{"buyers": ref, "worse": {"ndcg@10": 0.2, "recall@10": 0.05}}], "buyers") == "buyers"
+
+
+def test_the_batch_fusion_is_the_servers_fusion() -> None:
+    from recsvc_training.models.newcomers import fuse_cold_batch
+
+    rng = np.random.default_rng(3)
+    lists = [np.stack([rng.permutation(40)[:15] for _ in range(6)]) for _ in range(3)]
+    lists[1][2, 10:] = -1  # a short list
+    for weights in ((1.0, 2.0, 1.0), (0.0, 1.0, 0.0), (4.0, 4.0, 1.0)):
+        batch = fuse_cold_batch(lists, weights, 10)
+        for i in range(6):
+            one = fuse_cold_lists((lists[0][i], lists[1][i], lists[2][i]), weights)[0][:10]
+            assert batch[i, : one.size].tolist() == one.tolist()
