@@ -76,7 +76,8 @@ def _shop(folder: Path) -> Path:
 
     Regulars: 40 of them buy ``I7`` on their first day (day 0) and never again; from day 10 every regular
     buys ``I0``, and ``I1``..``I4``, 50 each, so by distinct buyers ``I7`` ranks sixth. Segment A also buys
-    ``I9`` (30 buyers, only A), and 45 regulars buy ten fillers ``I10``..``I19``. Newcomers buy ``I7`` and ``I9`` on their first day, which falls from day 50
+    ``I9`` (30 buyers, only A), and 45 regulars buy ten fillers ``I10``..``I19``.
+    Newcomers buy ``I7`` and ``I9`` on their first day, which falls from day 50
     (the validation window is days 50..63 with a 14-day window). Two more segment-A customers are in the
     customers table only: the cold customers of the published set.
     """
