@@ -56,7 +56,13 @@ def _full_set() -> ArtifactSet:
              lfm_user_biases=np.zeros(n_customers, np.float32),
              lfm_item_embeddings=np.ones((n_items, 2), np.float32), lfm_item_biases=np.zeros(n_items, np.float32),
              coldstart_customer=np.zeros(n_customers, dtype=bool),
-             hist_decayed=np.ones(a["hist_items"].shape, np.float32), item_trend=np.zeros(n_items, np.float32))
+             hist_decayed=np.ones(a["hist_items"].shape, np.float32), item_trend=np.zeros(n_items, np.float32),
+             pop_newcomer_channel=np.ones((n_ch, n_items), np.float32),
+             pop_newcomer_global=np.ones(n_items, np.float32),
+             coldstart_group=np.zeros(n_customers, np.int32), coldstart_group_items=np.zeros((2, 3), np.int32),
+             coldstart_newcomer_items=np.zeros((n_ch + 1, 3), np.int32),
+             knn_indptr=np.concatenate([[0, 1], np.full(n_items - 1, 1)]).astype(np.int64),
+             knn_items=np.array([1], np.int32), knn_scores=np.array([0.5], np.float32))
     a.update(next_basket_indptr=np.arange(n_customers + 1, dtype=np.int64),
              next_basket_items=np.zeros(n_customers, np.int32), next_basket_scores=np.ones(n_customers, np.float32))
     artifacts.extra.update(ann={"kind": "faiss-ivf"}, ann_cosine={"kind": "faiss-ivf", "space": "cosine"})

@@ -33,11 +33,13 @@ from recsvc_training.evaluation.gate import decide, previous_evaluation
 from recsvc_training.evaluation.holdout import evaluate_holdout
 from recsvc_training.evaluation.report import format_table, write_report
 from recsvc_training.evaluation.runner import EvaluationReport
+from recsvc_training.evaluation.similar_items import attach_similar_items, similar_choice_for
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
 from recsvc_training.input.ingest import load_training_data
 from recsvc_training.models.next_basket import TunedNextBasket, tune_next_basket
 from recsvc_training.ranker.selection import selection_markdown, selection_summary
+from recsvc_training.models.newcomers import attach_newcomer_answers, newcomer_answers_for
 from recsvc_training.ranker.step import ModelsBefore, fit_published_ranker
 from recsvc_training.run_summary import TrainResult, peak_rss_mb
 
@@ -165,6 +167,14 @@ def train(data_dir: Path, artifact_root: StoreRoot, settings: TrainingSettings, 
         if settings.learn_ranker:
             with _timed(timings, "ranker"):
                 fit_published_ranker(artifacts, models, settings)
+    with _timed(timings, "newcomer_answers"):  # unknown and cold customers' answers, chosen on validation
+        answers = newcomer_answers_for(models.end_day + 1, data, models, settings.eval_test_days, models.first_day)
+        if answers is not None:
+            attach_newcomer_answers(artifacts, data, answers)
+    with _timed(timings, "similar_items"):  # the SimilarItems method, chosen on the last eval_test_days
+        similar = similar_choice_for(models.end_day + 1, data, models, settings.eval_test_days, models.first_day)
+        if similar is not None:
+            attach_similar_items(artifacts, similar)
     if holdout is not None:
         artifacts.evaluation = dict(holdout.summary)
         # what model selection chose for the published set (the evaluated set's choice is in the summary)

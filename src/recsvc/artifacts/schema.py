@@ -31,9 +31,11 @@ from recsvc.artifacts.parts.customers import Customers
 from recsvc.artifacts.parts.foldin import FoldInParams
 from recsvc.artifacts.parts.history import PurchaseHistory
 from recsvc.artifacts.parts.next_basket import NextBasket
+from recsvc.artifacts.parts.item_neighbours import ItemNeighbours
 from recsvc.artifacts.parts.popularity import Popularity
 from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.artifacts.parts.repurchase import Repurchase
+from recsvc.artifacts.parts.similar_items import SimilarItemsChoice
 from recsvc.artifacts.parts.stock import TrainingStock
 from recsvc.artifacts.parts.stores import Stores
 
@@ -43,7 +45,7 @@ P = TypeVar("P", bound=Part)
 PARTS: tuple[type[Part], ...] = (
     Catalog, Customers, Stores, AlsFactors, PurchaseHistory, Repurchase, Popularity, CoPurchase,
     AnnIndexPart, CosineAnnIndexPart, CustomerSummary, ColdStart, RankerPart, FoldInParams, TrainingStock,
-    NextBasket,
+    NextBasket, ItemNeighbours, SimilarItemsChoice,
 )
 
 #: Arrays every artifact set must hold (those of the required parts, less their optional arrays).

@@ -16,6 +16,7 @@ configured channel policy still overrides the choice (the operator's word), and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,7 +148,12 @@ class RankingPaths:
         else:
             sources = self._sources
         weights: BlendWeights = self._weights
-        if applied is not None:
+        if applied is not None and applied.coldstart and self._coldstart.chosen:
+            # the trainer validated the cold-start answer as it is: fusing other sources into it would serve
+            # something nobody measured (a cold customer has no history for them anyway)
+            sources = (self._coldstart,)
+            weights = dataclasses.replace(applied.weights, coldstart=1.0)  # one list: its own order
+        elif applied is not None:
             sources = applied.sources((*sources, self._coldstart) if applied.coldstart else sources)
             weights = applied.weights
         k = min(self._model.n_items, max(3 * n, 50) + blocked)  # enough that filters rarely force a fill

@@ -118,3 +118,18 @@ def explain(model: LoadedModel, kind: ReasonKind, source_rows: list[int], *, day
     if kind == ReasonKind.POPULAR_ON_CHANNEL and request_channel >= 0:
         return Reason(kind, f"Popular on {model.channel_name(request_channel)}")
     return Reason(ReasonKind.POPULAR, "Popular")
+
+
+#: SimilarItems' reason text per method (:mod:`recsvc.ranking.similar`): the kind, and the text around the
+#: source item's title.
+_SIMILAR_TEXT = {
+    "als": (ReasonKind.SIMILAR_ITEM, "Similar to {}"),
+    "item_knn": (ReasonKind.SIMILAR_ITEM, "Customers who bought {} also bought this"),
+    "copurchase": (ReasonKind.BOUGHT_TOGETHER, "Often bought together with {}"),
+}
+
+
+def similar_reason(model: LoadedModel, method: str, row: int) -> Reason:
+    """The reason of a SimilarItems suggestion found by ``method`` for the item at ``row``."""
+    kind, text = _SIMILAR_TEXT.get(method, _SIMILAR_TEXT["als"])
+    return Reason(kind, text.format(model.item_title(row)), (model.item_id(row),))

@@ -51,7 +51,7 @@ from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.paths import Ranked, RankingPaths
 from recsvc.ranking.policies import ChannelPolicies
 from recsvc.ranking.popularity import PopularitySource
-from recsvc.ranking.reasons import ReasonKind, explain
+from recsvc.ranking.reasons import similar_reason
 from recsvc.ranking.repurchase import RepurchaseSource
 from recsvc.ranking.results import (
     BundleQuery,
@@ -62,7 +62,7 @@ from recsvc.ranking.results import (
     Suggestion,
     suggestions,
 )
-from recsvc.ranking.scoring import nearest_items
+from recsvc.ranking.similar import similar_rows
 from recsvc.ranking.sources import CandidateSource, RankingContext
 
 logger = logging.getLogger(__name__)
@@ -217,10 +217,12 @@ class RecommendationEngine:
         return self._bundle(query, n, size)
 
     def similar_items(self, item_id: str, n: int = 0, channel: str = "") -> SimilarResult:
-        """Items most similar to ``item_id`` by cosine of ALS item factors, best first (reason SIMILAR_ITEM).
+        """Items most similar to ``item_id``, best first, by the method the trainer chose on a validation
+        window (:mod:`recsvc.ranking.similar`: ALS cosine, co-purchase, item-kNN or their blend), each with
+        the reason of the list it came from; a list the filter leaves short continues with ALS cosine.
 
         Only positively similar items are returned, so the list may be shorter than ``n`` (empty for an
-        item without factors). ``channel``, when set, keeps only items sold on it (on an unknown channel,
+        item without factors or neighbours). ``channel``, when set, keeps only items sold on it (on an unknown channel,
         items sold on every channel). Ids and channel names are cleaned as in :mod:`recsvc.ids`.
 
         Raises
@@ -386,12 +388,8 @@ class RecommendationEngine:
 
     def _similar_items(self, row: int, n: int, channel_filter: ItemFilter) -> list[Suggestion]:
         m = self._model
-        query = m.normed_vectors(np.array([row]))[0]
-        if not np.any(query):
-            return []
-        reason = explain(m, ReasonKind.SIMILAR_ITEM, [row])
         item_filter = ItemFilter(m, channel_filter.channel_row, blocked=np.array([row], dtype=np.int64),
                                  sold_everywhere=channel_filter.sold_everywhere)
-        best, sims = nearest_items(m, query, n, cosine=True, allowed=item_filter.allows, positive=True,
-                                   overfetch=33)
-        return suggestions(m, best, sims, [reason] * best.size)
+        best, scores, methods = similar_rows(m, row, n, item_filter.allows)  # the trainer's chosen method
+        reasons = {method: similar_reason(m, method, row) for method in set(methods)}
+        return suggestions(m, best, scores, [reasons[method] for method in methods])

@@ -31,12 +31,15 @@ from recsvc.ranking import BundleQuery, RecommendationEngine
 from recsvc.ranking.model import LoadedModel
 from recsvc_training.evaluation.baseline_set import fit_baselines
 from recsvc_training.evaluation.cart_completion import fit_completers
+from recsvc_training.evaluation.metrics import coverage, ranking_metrics
 from recsvc_training.evaluation.protocols import Completer, Recommender
 from recsvc_training.evaluation.report import render_markdown, write_report
 from recsvc_training.evaluation.runner import EvaluationReport, evaluate
-from recsvc_training.evaluation.split import EvalIndex, time_split
+from recsvc_training.evaluation.similar_items import attach_similar_items, similar_choice_for, window_summary
+from recsvc_training.evaluation.split import EvalIndex, TimeSplit, time_split
 from recsvc_training.input import columns as C
 from recsvc_training.models.next_basket import TunedNextBasket
+from recsvc_training.models.newcomers import attach_newcomer_answers, newcomer_answers_for
 from recsvc_training.ranker.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker
 from recsvc_training.ranker.selection import selection_markdown, selection_summary
 from recsvc_training.ranker.step import ModelsBefore, attach_ranker
@@ -68,6 +71,33 @@ class EngineRecommender:
             mapped = mapped[mapped >= 0][:k]
             out[i, : mapped.size] = mapped
         return out
+
+
+class UnknownCustomerRecommender(EngineRecommender):
+    """The answer Recommend gives a customer id the model does not know (policy ``popular``), for any row."""
+
+    name = f"{DEFAULT_MODEL} (unknown customer)"
+
+    def __init__(self, engine: RecommendationEngine, index: EvalIndex) -> None:
+        super().__init__(engine, index)
+        self._customer_rows = np.full(len(index.customer_ids), -1, dtype=np.int64)
+
+
+def unknown_customer_metrics(engine: RecommendationEngine, split: TimeSplit, report: EvaluationReport
+                             ) -> dict[str, float]:
+    """Metrics at 10 (and ``report.k``) of the unknown-customer answer on the new customers of ``split``; also
+    put in ``report.new_customers`` under :class:`UnknownCustomerRecommender`'s name (empty: no new customer)."""
+    truth = split.new_customer_truth
+    if not len(truth):
+        return {}
+    recs = UnknownCustomerRecommender(engine, split.index).recommend(truth.customer_rows, list(truth.channels),
+                                                                     max(report.ks))
+    metrics: dict[str, float] = {}
+    for k in report.ks:
+        metrics.update(ranking_metrics(recs, truth.items, k))
+        metrics[f"coverage@{k}"] = coverage(recs, report.catalog_size, k)
+    report.new_customers[UnknownCustomerRecommender.name] = metrics
+    return {m: round(metrics[m], 6) for m in ("ndcg@10", "recall@10", "hit_rate@10")}
 
 
 class EngineCompleter:
@@ -166,6 +196,13 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings,
                                if settings.learn_ranker else (None, {}))
     test_artifacts = models.artifacts(cutoff)
     attach_ranker(test_artifacts, eval_ranker, eval_stats)
+    # the unknown customer's list and the cold-start blend, chosen on the window before the test window
+    answers = newcomer_answers_for(cutoff, data, models, settings.eval_test_days, models.first_day)
+    if answers is not None:
+        attach_newcomer_answers(test_artifacts, data.before(cutoff), answers)
+    similar = similar_choice_for(cutoff, data, models, settings.eval_test_days, models.first_day)
+    if similar is not None:
+        attach_similar_items(test_artifacts, similar)
     test_model = LoadedModel(test_artifacts)
     models.remember(cutoff, test_model)
     engine = RecommendationEngine(test_model)
@@ -175,10 +212,18 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings,
     completers: dict[str, Completer] = {**fit_completers(split), DEFAULT_MODEL: EngineCompleter(engine, split.index)}
     report = evaluate(split, recommenders, completers, k=settings.eval_k, catalog_size=len(data.items),
                       default_model=DEFAULT_MODEL)
+    unknown = unknown_customer_metrics(engine, split, report)
     summary = evaluation_summary(report)
     evaluated = selection_summary(eval_stats)
     if evaluated:
         summary["model_selection"] = {"evaluated": evaluated}
+    summary["new_customers_unknown"] = unknown
+    summary["similar_items"] = window_summary(test_model, data.events, cutoff, models.end_day + 1, similar)
+    report.choices["similar_items"] = {**summary["similar_items"],
+                                       "validation": similar.meta() if similar is not None else None}
+    if answers is not None:
+        report.choices["newcomer_popularity"] = answers.newcomer_meta()
+        report.choices["coldstart"] = answers.cold_meta()
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return HoldoutEvaluation(report=report, summary=summary,
                              ranker_stats={k: v for k, v in eval_stats.items() if k != "feature_gain"})

@@ -108,6 +108,10 @@ def render_markdown(report: EvaluationReport, chart_files: dict[str, str] | None
                       *_table(report.per_channel[ch], at_k, report.default_model), ""]
         if "chart_channels" in charts:
             lines += [f"![per channel]({charts['chart_channels']})", ""]
+    similar = report.choices.get("similar_items") or {}
+    if similar.get("methods"):
+        lines += [f"## SimilarItems ({similar.get('pairs', 0):,} next-basket pairs; served: {similar.get('served')})",
+                  "", *_table(similar["methods"], ["hit_rate@10", "category_match@10", "answered"], None), ""]
     if report.new_customers:
         lines += [f"## New customers @{k} ({report.n_new_customers:,})", "",
                   "Customers with no event before the cut-off; only models that serve them.", "",

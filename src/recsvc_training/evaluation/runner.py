@@ -73,6 +73,9 @@ class EvaluationReport:
     #: model -> {"fit": seconds (when the model reports it), "recommend": seconds for the returning customers}
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)
     total_seconds: float = 0.0
+    #: What the run chose on validation windows and how it scored on the test window, by topic
+    #: (``similar_items``, ``newcomer_popularity``, ``coldstart``); filled by the evaluation step.
+    choices: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cutoff_date(self) -> str:
