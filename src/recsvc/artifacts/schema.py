@@ -34,6 +34,7 @@ from recsvc.artifacts.parts.popularity import Popularity
 from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.artifacts.parts.repurchase import Repurchase
 from recsvc.artifacts.parts.stock import TrainingStock
+from recsvc.artifacts.parts.stored_lists import StoredLists
 from recsvc.artifacts.parts.stores import Stores
 
 P = TypeVar("P", bound=Part)
@@ -42,6 +43,7 @@ P = TypeVar("P", bound=Part)
 PARTS: tuple[type[Part], ...] = (
     Catalog, Customers, Stores, AlsFactors, PurchaseHistory, Repurchase, Popularity, CoPurchase,
     AnnIndexPart, CosineAnnIndexPart, CustomerSummary, ColdStart, RankerPart, FoldInParams, TrainingStock,
+    StoredLists,
 )
 
 #: Arrays every artifact set must hold (those of the required parts, less their optional arrays).
