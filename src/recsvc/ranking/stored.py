@@ -90,7 +90,7 @@ class StoredRanking:
                         dtype=np.int64)
         reason_items = np.full((n, 2), -1, dtype=np.int64)
         days_since = np.full(n, -1, dtype=np.int64)
-        interval = np.full(n, np.nan)
+        interval = np.full(n, np.nan, dtype=np.float32)  # float32, as a candidate list keeps it
         source_day = np.full(n, -1, dtype=np.int64)
         source_channel = np.full(n, -1, dtype=np.int64)
         source_store = np.full(n, -1, dtype=np.int64)
