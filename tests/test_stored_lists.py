@@ -21,6 +21,7 @@ from recsvc.artifacts.parts.stored_lists import StoredLists
 from recsvc.config import TrainingSettings
 from recsvc.events.overlay import CustomerActivity, LiveEvent
 from recsvc.ranking import LoadedModel, RecommendationEngine, RecommendQuery
+from recsvc.ranking.batch import rank_rows
 from recsvc.ranking.features import FEATURE_NAMES
 from recsvc.ranking.results import POLICY_LEARNED, RecommendResult
 from recsvc_training.ranker.stored_lists import rank_stored_lists
@@ -238,3 +239,20 @@ def _without_lists(artifacts: ArtifactSet) -> ArtifactSet:
     arrays = {k: v for k, v in artifacts.arrays.items() if k not in StoredLists.ARRAYS}
     return dataclasses.replace(artifacts, arrays=arrays)
 
+
+
+def test_rank_rows_with_a_learned_ranker_equals_recommend(sets: Sets) -> None:
+    """The batched path (trees evaluated once per batch of customers) answers what Recommend answers on the
+    set the campaigns use, for every customer with history and one without."""
+    live_set, _, _ = sets
+    engine = _engine(live_set)
+    model = engine.model
+    rows = np.arange(model.n_customers)
+    for channel in CHANNELS:
+        ranked = rank_rows(engine, rows, channel, 12)
+        for i, row in enumerate(rows.tolist()):
+            alone = engine.recommend(RecommendQuery(customer_id=model.customer_id(row), channel=channel,
+                                                    num_items=12))
+            assert [model.item_id(int(r)) for r in ranked.items[i] if r >= 0] == [s.item_id for s in alone.items]
+            np.testing.assert_allclose(ranked.scores[i, :len(alone.items)], [s.score for s in alone.items],
+                                       rtol=1e-6)
