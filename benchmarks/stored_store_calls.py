@@ -10,7 +10,9 @@ can differ. The command::
 writes the sample, trains on everything before the last ``--test-days`` days (stored lists included), and for
 every customer who bought in a store in the test window asks Recommend for the store they bought in most,
 twice: ranked live (store popularity in the pool, the model without stored lists) and from the stored list of
-the ``store`` channel filtered by that store's stock. Truth: the items they bought in the test window.
+the ``store`` channel filtered by that store's stock. Truth: the items they bought in the test window. It
+also reports how deep into the stored list the stock filter had to read for 10 items (what
+``stored_list_length`` must cover) and how many calls ran short and were ranked live.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         lists = model.parts[StoredLists]
         scores: dict[str, list[float]] = {"live_store": [], "stored_filtered": []}
         from_stored = 0
+        depths: list[int | None] = []
         for customer, rows in test.groupby("customer_id"):
             row = model.resolve_customer(str(customer))
             in_store = rows[rows["store_id"] != ""]
@@ -99,10 +102,20 @@ def main(argv: list[str] | None = None) -> int:
             truth = {int(r) for r in model.items.lookup(list(rows["item_id"])) if r >= 0}
             query = RecommendQuery(customer_id=model.customer_id(row), channel="store", store_id=store, num_items=10)
             a, b = live.recommend(query), fast.recommend(query)
+            # how deep into the stored list the stock filter read for the 10 items (None: it ran short)
+            stored_items = lists.items[model.channel_row("store"), lists.slot(row)].tolist()
+            at = [stored_items.index(r) if r in stored_items else -1
+                  for r in (model.items.row(s.item_id) for s in b.items)]
+            depths.append(max(at) + 1 if at and min(at) >= 0 else None)
             from_stored += a != b
             for key, result in (("live_store", a), ("stored_filtered", b)):
                 scores[key].append(ndcg_at_10([model.items.row(s.item_id) for s in result.items], truth))
         report: dict[str, Any] = {key: round(float(np.mean(v)), 4) for key, v in scores.items()}
+        read = np.array([d for d in depths if d is not None])
+        report.update(depth_read_p50=float(np.percentile(read, 50)) if read.size else None,
+                      depth_read_p99=float(np.percentile(read, 99)) if read.size else None,
+                      depth_read_max=int(read.max()) if read.size else None,
+                      stored_length=lists.length, fell_back_to_live=sum(d is None for d in depths))
         report.update(customers=len(scores["live_store"]), answers_that_differ=from_stored,
                       loss_share=round(1 - report["stored_filtered"] / report["live_store"], 4)
                       if report["live_store"] else None,
