@@ -69,7 +69,7 @@ logger = logging.getLogger("benchmarks.load")
 
 SERVICE = "recsvc.v1.Recommender"
 RPCS = ("Recommend", "RecommendBundle", "SimilarItems")
-SCENARIOS = ("echo", "100k", "100k-blend", "1m", "swap")
+SCENARIOS = ("echo", "100k", "100k-blend", "1m", "swap", "100k-stored")
 #: Result columns each caller writes: send time (s since the run's start), latency (s), status code, version.
 COLUMNS = 4
 MAX_REQUESTS_PER_CALLER = 2_000_000
@@ -80,16 +80,22 @@ STATUS_OK = 0
 TARGETS = {
     "recommend_100k_p50_ms": 2.0, "recommend_100k_p99_ms": 10.0, "recommend_100k_echo_ratio": 0.5,
     "recommend_1m_p99_ms": 20.0, "bundle_p99_ms": 5.0, "swap_failed": 0, "swap_peak_memory_ratio": 2.2,
+    # issue 16: ratios to the echo server in the same report
+    "stored_echo_ratio": 0.5, "stored_paced_p99_vs_echo": 2.0, "context_cpu_vs_echo": 3.0,
+    "context_paced_p99_vs_echo": 3.0, "nightly_1m_x3_minutes": 15.0,
 }
+#: Requests per caller of the ``100k-stored`` scenario: their customers are the ones it ranks ahead.
+STORED_REQUESTS_PER_CALLER = 300
 
 
 # ------------------------------------------------------------------------------------------ requests
 
-def build_requests(rpc: str, spec: dict[str, Any], seed: int, n: int = 2_000) -> list[bytes]:
+def build_requests(rpc: str, spec: dict[str, Any], seed: int, n: int = 2_000, variant: str = "") -> list[bytes]:
     """``n`` serialised requests for ``rpc`` against a synthetic set (ids follow :class:`SyntheticSpec`).
 
     Recommend: 90 % known customers, 5 % by loyalty-card alias, 5 % unknown; a random channel, a store for
-    the store channel, 10 items. RecommendBundle: baskets of 1-4 random items. SimilarItems: a random item.
+    the store channel, 10 items; ``variant`` ``"context"`` adds two random context item ids to every call
+    (the live path). RecommendBundle: baskets of 1-4 random items. SimilarItems: a random item.
     """
     from recsvc.v1 import recsvc_pb2
 
@@ -104,8 +110,10 @@ def build_requests(rpc: str, spec: dict[str, Any], seed: int, n: int = 2_000) ->
             customer = (s.customer_id(row) if roll < 0.9 else s.alias_id(row // 10 * 10) if roll < 0.95
                         else f"guest-{seed}-{i}")
             store = s.store_id(int(rng.integers(0, s.n_stores))) if channel == "store" else ""
+            context = ([s.item_id(int(r)) for r in rng.integers(0, s.n_items, 2)] if variant == "context"
+                       else [])
             message: Any = recsvc_pb2.RecommendRequest(customer_id=customer, channel=channel, store_id=store,
-                                                       num_items=10)
+                                                       num_items=10, context_item_ids=context)
         elif rpc == "RecommendBundle":
             basket = [s.item_id(int(r)) for r in rng.integers(0, s.n_items, int(rng.integers(1, 5)))]
             message = recsvc_pb2.RecommendBundleRequest(basket_item_ids=basket, channel=channel, num_items=10,
@@ -136,7 +144,8 @@ def caller_main(config_json: str) -> None:
     from recsvc.v1 import recsvc_pb2
 
     cfg = json.loads(config_json)
-    requests = build_requests(cfg["rpc"], cfg["spec"], cfg["seed"])
+    requests = build_requests(cfg["rpc"], cfg["spec"], cfg["seed"], cfg.get("n_requests", 2_000),
+                              cfg.get("variant", ""))
     channel = grpc.insecure_channel(cfg["target"])
     call = channel.unary_unary(f"/{SERVICE}/{cfg['rpc']}", request_serializer=_identity,
                                response_deserializer=_identity)
@@ -435,7 +444,8 @@ class RunResult:
 
 def run_load(name: str, handle: ServerHandle, rpc: str, spec: SyntheticSpec, callers: int, duration: float,
              warmup: float, work: Path, rate: float = 0.0, track_version: bool = False,
-             during: Any = None, startup: float | None = None) -> tuple[RunResult, np.ndarray, Sampler]:
+             during: Any = None, startup: float | None = None, variant: str = "",
+             n_requests: int = 2_000) -> tuple[RunResult, np.ndarray, Sampler]:
     """Drive ``handle`` with ``callers`` processes for ``warmup + duration`` seconds and summarise the
     ``duration`` window. ``rate`` > 0 paces the callers to that many requests per second in total.
     ``during(t0)`` runs in this process while the load runs (the swap). ``startup`` seconds (default
@@ -448,7 +458,7 @@ def run_load(name: str, handle: ServerHandle, rpc: str, spec: SyntheticSpec, cal
     for i in range(callers):
         cfg = {"target": handle.target, "rpc": rpc, "spec": asdict(spec), "seed": 1000 + i, "start_at": start_at,
                "warmup": warmup, "duration": duration, "interval": interval, "track_version": track_version,
-               "out": str(out_dir / f"caller-{i}")}
+               "out": str(out_dir / f"caller-{i}"), "variant": variant, "n_requests": n_requests}
         proc = ctx.Process(target=caller_main, args=(json.dumps(cfg),), daemon=True)
         proc.start()
         procs.append(proc)
@@ -619,6 +629,75 @@ def scenario_swap(opts: Options, report: dict[str, Any]) -> None:
     _record(report, result)
 
 
+def scenario_stored(opts: Options, report: dict[str, Any]) -> None:
+    """The serving fast path (issue 16) on the 100k set: its stored lists ranked ahead for the customers the
+    callers will ask for (every channel), then Recommend from them, closed loop and paced (and the paced load
+    on the echo server), and the live path (two context ids per call) the same way. The ranking's wall time
+    and peak memory are recorded with its rate, extrapolated to 1M customers x 3 channels."""
+    import dataclasses
+    import resource
+
+    from recsvc.artifacts import load_artifact_set, publish_artifacts
+    from recsvc.config import TrainingSettings
+    from recsvc.ranking.model import LoadedModel
+    from recsvc.v1 import recsvc_pb2
+    from recsvc_training.ranker.stored_lists import rank_stored_lists
+
+    spec = _spec(100_000)
+    root = opts.work / "artifacts-100k"
+    version, _ = ensure_published(root, spec, "bench-100k-a")
+    artifacts = load_artifact_set(root / "versions" / version)
+    model = LoadedModel(artifacts)
+    asked = {recsvc_pb2.RecommendRequest.FromString(body).customer_id
+             for i in range(opts.callers)
+             for body in build_requests("Recommend", asdict(spec), 1000 + i, STORED_REQUESTS_PER_CALLER)}
+    rows = np.unique([r for r in (model.resolve_customer(c) for c in asked) if r >= 0]).astype(np.int64)
+    del model
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    part = rank_stored_lists(artifacts, TrainingSettings(progress=False), customers=rows)
+    seconds = time.perf_counter() - started
+    assert part is not None
+    per_customer_channel = seconds / (rows.size * len(artifacts.channels))
+    nightly = {"customers": int(rows.size), "channels": len(artifacts.channels), "length": part.length,
+               "seconds": round(seconds, 1), "ms_per_customer_channel": round(1000 * per_customer_channel, 3),
+               "extrapolated_1m_x3_minutes": round(per_customer_channel * 3_000_000 / 60, 1),
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               "peak_rss_mb_before": round(rss_before, 1),
+               "stored_mb_per_1m_customers": round(
+                   sum(a.nbytes for a in part.to_arrays().values()) / rows.size, 1)}
+    report.setdefault("nightly", {})["100k"] = nightly
+    logger.info("nightly ranking: %s", nightly)
+    stored = dataclasses.replace(artifacts, arrays={**artifacts.arrays, **part.to_arrays()},
+                                 extra={**artifacts.extra, **part.to_extra()}, version="bench-100k-stored")
+    publish_artifacts(stored, root, keep=10)
+    del artifacts, stored
+    try:
+        with running(start_server(root, opts.workers, opts.work)) as server:
+            for label, variant in (("100k-stored", ""), ("100k-context", "context")):
+                wait_for_quiet(opts.quiet_wait / 5)
+                result, _, _ = run_load(f"{label}-Recommend", server, "Recommend", spec, opts.callers, opts.duration,
+                                        opts.warmup, opts.work, variant=variant,
+                                        n_requests=STORED_REQUESTS_PER_CALLER)
+                _record(report, result)
+                if result.qps <= 0:
+                    continue
+                rate = opts.paced_share * result.qps
+                paced, _, _ = run_load(f"{label}-Recommend-paced", server, "Recommend", spec, opts.callers,
+                                       opts.duration, opts.warmup, opts.work, rate=rate, variant=variant,
+                                       n_requests=STORED_REQUESTS_PER_CALLER)
+                _record(report, paced)
+                with running(start_echo(opts.workers, opts.work)) as echo:
+                    floor, _, _ = run_load(f"{label}-Recommend-paced-echo", echo, "Recommend", spec, opts.callers,
+                                           opts.duration, opts.warmup, opts.work, rate=rate, variant=variant,
+                                           n_requests=STORED_REQUESTS_PER_CALLER)
+                _record(report, floor)
+    finally:
+        from recsvc.artifacts import set_current
+
+        set_current(root, version)  # the other scenarios serve the set without stored lists
+
+
 def _record(report: dict[str, Any], result: RunResult) -> None:
     report["runs"][result.name] = asdict(result)
     logger.info("%-26s %6s qps %8.1f  p50 %7.2f  p99 %7.2f  max %7.2f ms  failed %d  cores srv %.2f cli %.2f "
@@ -683,6 +762,7 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         ("Swap 1M: peak RSS / RSS before", "swap-1m", runs.get("swap-1m", {}).get("extra", {}).get("rss_ratio"),
          TARGETS["swap_peak_memory_ratio"], "<="),
     ]
+    checks += stored_checks(report)
     out = []
     for label, run, value, target, op in checks:
         met = None if value is None else (value <= target if op == "<=" else value >= target)
@@ -692,6 +772,45 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"target": label, "run": run, "value": value, "limit": f"{op} {target}", "met": met,
                     "echo_same_load": echo})
     return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def stored_checks(report: dict[str, Any]) -> list[tuple[str, str, float | None, float, str]]:
+    """Issue 16's targets, each a ratio of two columns of this report: the stored path's throughput to the
+    echo server's, paced p99s to the echo server's at the same rate, the live path's server CPU per call to
+    the echo server's, and the nightly ranking's extrapolated wall time."""
+    runs = report["runs"]
+
+    def get(name: str, key: str) -> float | None:
+        value = runs.get(name, {}).get(key)
+        return None if value is None else float(value)
+
+    def cpu_per_call(name: str) -> float | None:
+        cores, qps = get(name, "server_cpu_cores"), get(name, "qps")
+        return cores / qps if cores is not None and qps else None
+
+    nightly = report.get("nightly", {}).get("100k", {})
+    return [
+        ("Recommend 100k stored path throughput / echo", "100k-stored-Recommend",
+         _ratio(get("100k-stored-Recommend", "qps"), get("echo-Recommend", "qps")), TARGETS["stored_echo_ratio"],
+         ">="),
+        ("Recommend 100k stored path p99 (paced) / echo p99, same rate", "100k-stored-Recommend-paced",
+         _ratio(get("100k-stored-Recommend-paced", "p99_ms"), get("100k-stored-Recommend-paced-echo", "p99_ms")),
+         TARGETS["stored_paced_p99_vs_echo"], "<="),
+        ("Recommend live path (2 context ids) server CPU per call / echo", "100k-context-Recommend",
+         _ratio(cpu_per_call("100k-context-Recommend"), cpu_per_call("echo-Recommend")),
+         TARGETS["context_cpu_vs_echo"], "<="),
+        ("Recommend live path (2 context ids) p99 (paced) / echo p99, same rate", "100k-context-Recommend-paced",
+         _ratio(get("100k-context-Recommend-paced", "p99_ms"), get("100k-context-Recommend-paced-echo", "p99_ms")),
+         TARGETS["context_paced_p99_vs_echo"], "<="),
+        ("RecommendBundle server CPU per call / echo", "100k-RecommendBundle",
+         _ratio(cpu_per_call("100k-RecommendBundle"), cpu_per_call("echo-RecommendBundle")), 2.5, "<="),
+        ("Nightly ranking 1M customers x 3 channels, minutes (extrapolated)", "nightly",
+         nightly.get("extrapolated_1m_x3_minutes"), TARGETS["nightly_1m_x3_minutes"], "<="),
+    ]
 
 
 def _cpu_ms_per_call(run: dict[str, Any]) -> str:
@@ -750,6 +869,14 @@ def markdown(report: dict[str, Any]) -> str:
         ranker_text = f"{ranker['trees']} trees, depth {ranker['max_depth']}" if ranker else "none (rank blend)"
         lines.append(f"| {label} | {s['items']:,} | {s['customers']:,} | {s['disk_mb']} | "
                      f"{s.get('server_pss_mb', '')} | {ranker_text} | {ann_text} |")
+    nightly = report.get("nightly", {}).get("100k")
+    if nightly:
+        lines += ["", "## Nightly ranking", "",
+                  f"{nightly['customers']:,} customers x {nightly['channels']} channels x {nightly['length']} items "
+                  f"on the 100k set in {nightly['seconds']} s ({nightly['ms_per_customer_channel']} ms per customer "
+                  f"and channel, one process): 1M x 3 would take ~{nightly['extrapolated_1m_x3_minutes']} min; "
+                  f"peak RSS {nightly['peak_rss_mb']} MB ({nightly['peak_rss_mb_before']} MB before ranking); "
+                  f"stored lists {nightly['stored_mb_per_1m_customers']} MB per 1M customers."]
     swap = report["runs"].get("swap-1m")
     if swap:
         e = swap["extra"]
@@ -815,6 +942,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenario_catalog(opts, report, 100_000, "100k-blend", learned_ranker=False)
         elif name == "1m":
             scenario_catalog(opts, report, 1_000_000, "1m")
+        elif name == "100k-stored":
+            scenario_stored(opts, report)
         else:
             scenario_swap(opts, report)
         report["targets"] = evaluate_targets(report)

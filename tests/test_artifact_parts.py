@@ -66,6 +66,12 @@ def _full_set() -> ArtifactSet:
     a.update(next_basket_indptr=np.arange(n_customers + 1, dtype=np.int64),
              next_basket_items=np.zeros(n_customers, np.int32), next_basket_scores=np.ones(n_customers, np.float32))
     artifacts.extra.update(ann={"kind": "faiss-ivf"}, ann_cosine={"kind": "faiss-ivf", "space": "cosine"})
+    lists = np.full((n_ch, 2, 3), -1, dtype=np.int32)
+    lists[:, :, 0] = 0
+    a.update(stored_customers=np.array([0, 1], dtype=np.int32), stored_items=lists,
+             stored_scores=np.where(lists >= 0, np.float32(1.0), np.float32(np.nan)).astype(np.float32),
+             stored_source=np.where(lists >= 0, 0, -1).astype(np.int8), stored_anchor=lists.copy())
+    artifacts.extra.update(stored_lists={"day": 0, "length": 3, "channels": list(artifacts.channels)})
     return artifacts
 
 

@@ -39,3 +39,36 @@ def test_paced_latency_targets_carry_the_echo_servers_latency_under_the_same_loa
     # server CPU per answered call, ours beside the echo server's: 1.0 core at 1,000 and at 4,000 req/s
     assert "| 100k-Recommend | Recommend | closed | 1000 | 8.00 | 20.00 | 20.00 | 20.0 | 0 | 1.00 | 1.00 |" in text
     assert "| echo-Recommend | Recommend | closed | 4000 | 1.00 | 3.00 | 3.00 | 3.0 | 0 | 1.00 | 0.25 |" in text
+
+
+def test_the_fast_path_targets_are_ratios_of_the_reports_own_columns() -> None:
+    """Issue 16: stored-path throughput over the echo server's, paced p99 over the echo's at the same rate,
+    the live path's server CPU per call over the echo's, and the nightly ranking's extrapolation."""
+    runs = {r["name"]: r for r in (
+        _run("echo-Recommend", 4000, 1.0, 3.0),
+        _run("100k-stored-Recommend", 2000, 2.0, 6.0),
+        _run("100k-stored-Recommend-paced", 1000, 1.0, 5.0, "paced"),
+        _run("100k-stored-Recommend-paced-echo", 1000, 0.5, 2.0, "paced"),
+        _run("100k-context-Recommend", 500, 8.0, 20.0),
+        _run("100k-context-Recommend-paced", 250, 3.0, 9.0, "paced"),
+        _run("100k-context-Recommend-paced-echo", 250, 0.5, 4.0, "paced"),
+    )}
+    nightly = {"customers": 1000, "channels": 3, "length": 50, "seconds": 30.0, "ms_per_customer_channel": 10.0,
+               "extrapolated_1m_x3_minutes": 500.0, "peak_rss_mb": 900.0, "peak_rss_mb_before": 800.0,
+               "stored_mb_per_1m_customers": 1950.0}
+    report = {"runs": runs, "nightly": {"100k": nightly}}
+    targets = {t["target"]: t for t in evaluate_targets(report)}
+    stored = targets["Recommend 100k stored path throughput / echo"]
+    assert (stored["value"], stored["met"]) == (0.5, True)
+    assert targets["Recommend 100k stored path p99 (paced) / echo p99, same rate"]["value"] == 2.5
+    # 1 core at 500 req/s against 1 core at 4,000: 8x the echo server's CPU per call
+    context = targets["Recommend live path (2 context ids) server CPU per call / echo"]
+    assert (context["value"], context["met"]) == (8.0, False)
+    assert targets["Recommend live path (2 context ids) p99 (paced) / echo p99, same rate"]["value"] == 2.25
+    assert targets["RecommendBundle server CPU per call / echo"]["met"] is None  # not run
+    assert targets["Nightly ranking 1M customers x 3 channels, minutes (extrapolated)"]["met"] is False
+    text = markdown({**report, "targets": list(targets.values()), "sets": {}, "command": "c", "date": "d",
+                     "machine": {"cpus": 2, "cpu_model": "x", "memory_gb": 1, "python": "3", "numpy": "2",
+                                 "grpcio": "1", "faiss": "1"},
+                     "options": {"callers": 8, "workers": 2, "duration": 15.0, "warmup": 3.0, "paced_share": 0.5}})
+    assert "## Nightly ranking" in text and "1M x 3 would take ~500.0 min" in text

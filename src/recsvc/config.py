@@ -122,6 +122,15 @@ class TrainingSettings:
     lfm_epochs: int = 10
     lfm_learning_rate: float = 0.05
     lfm_threads: int = 1
+    #: Nightly ranking (issue 16): rank, with the served engine's code, every chosen customer's top list per
+    #: channel and store it in the set, so the server answers customers without fresh events from it.
+    stored_lists: bool = True
+    #: Items stored per customer and channel: requests asking more, or whose filters leave fewer, rank live
+    #: (README, Serving: how deep the benchmark's filters read).
+    stored_list_length: int = 50
+    #: Only customers with a purchase in the last this-many days of the log get a list (0: every customer
+    #: with history); the others are ranked live when they come.
+    stored_lists_active_days: int = 0
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from recsvc_training.models.next_basket import TunedNextBasket, tune_next_basket
 from recsvc_training.ranker.selection import selection_markdown, selection_summary
 from recsvc_training.models.newcomers import attach_newcomer_answers, newcomer_answers_for
 from recsvc_training.ranker.step import ModelsBefore, fit_published_ranker
+from recsvc_training.ranker.stored_lists import add_stored_lists
 from recsvc_training.run_summary import TrainResult, peak_rss_mb
 
 logger = logging.getLogger(__name__)
@@ -189,6 +190,9 @@ def train(data_dir: Path, artifact_root: StoreRoot, settings: TrainingSettings, 
         artifacts.evaluation["gate"] = decision.as_dict()
         decision.enforce()
         artifacts.forced = decision.forced
+    if settings.stored_lists:  # the nightly ranking, on the set as it will be published
+        with _timed(timings, "stored_lists"), threadpool_limits(1, "blas"):
+            add_stored_lists(artifacts, settings)
     artifacts.validate()
     if before_publish is not None:
         with _timed(timings, "before_publish"):

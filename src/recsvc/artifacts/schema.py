@@ -37,6 +37,7 @@ from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.artifacts.parts.repurchase import Repurchase
 from recsvc.artifacts.parts.similar_items import SimilarItemsChoice
 from recsvc.artifacts.parts.stock import TrainingStock
+from recsvc.artifacts.parts.stored_lists import StoredLists
 from recsvc.artifacts.parts.stores import Stores
 
 P = TypeVar("P", bound=Part)
@@ -45,7 +46,7 @@ P = TypeVar("P", bound=Part)
 PARTS: tuple[type[Part], ...] = (
     Catalog, Customers, Stores, AlsFactors, PurchaseHistory, Repurchase, Popularity, CoPurchase,
     AnnIndexPart, CosineAnnIndexPart, CustomerSummary, ColdStart, RankerPart, FoldInParams, TrainingStock,
-    NextBasket, ItemNeighbours, SimilarItemsChoice,
+    NextBasket, ItemNeighbours, SimilarItemsChoice, StoredLists,
 )
 
 #: Arrays every artifact set must hold (those of the required parts, less their optional arrays).

@@ -120,6 +120,11 @@ class RankingPaths:
         return Ranked(found.items, found.scores.astype(np.float64), (found,), np.zeros(len(found), dtype=np.int64),
                       np.arange(len(found), dtype=np.int64), name)
 
+    @property
+    def learned(self) -> LearnedRanker | None:
+        """The trained ranker of the ``learned`` path (None: rank fusion only)."""
+        return self._learned
+
     def policy(self, customer_row: int, channel_row: int) -> AppliedPolicy | None:
         """The policy of a known customer: cold start when the trainer marked them cold, else the channel's
         configured policy; None for unknown customers and channels without one (the default path)."""

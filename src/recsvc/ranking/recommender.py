@@ -54,6 +54,7 @@ from recsvc.ranking.popularity import PopularitySource
 from recsvc.ranking.reasons import similar_reason
 from recsvc.ranking.repurchase import RepurchaseSource
 from recsvc.ranking.results import (
+    POLICY_LEARNED,
     BundleQuery,
     BundleResult,
     RecommendQuery,
@@ -64,10 +65,16 @@ from recsvc.ranking.results import (
 )
 from recsvc.ranking.similar import similar_rows
 from recsvc.ranking.sources import CandidateSource, RankingContext
+from recsvc.ranking.stored import StoredAnswer, StoredRanking
 
 logger = logging.getLogger(__name__)
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
+
+#: Whether a call naming a store is answered from the channel's stored list filtered by the store's stock
+#: (True), or ranked live with the store's popular items in the pool (False); README, Serving, has the
+#: NDCG@10 of both on Ta Feng and the sample.
+STORED_STORE_CALLS = True
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,8 @@ class RecommendationEngine:
             self._weights, ChannelPolicies(self._settings.policies, self._weights, model.channels),
             LearnedRanker.from_model(model) if sources is None else None)
         self._bundles = BundleMaker(model, self._popularity)
+        #: The nightly ranking (None: an older set without one, or an engine without the learned ranker).
+        self._stored = StoredRanking.from_model(model) if self._paths.learned is not None else None
         self._stock = stock
         self._stock_log = StockEmptiedLog(model.version)
         everywhere = np.all(model.item_channels, axis=1)  # True for every item of a model without channels
@@ -243,6 +252,10 @@ class RecommendationEngine:
         return SimilarResult(tuple(self._similar_items(row, count, item_filter)), self._model.version,
                              unknown_channel=item_filter.sold_everywhere is not None, notices=notices)
 
+    def ranking_day(self) -> int:
+        """The reference day (days since 1970-01-01) this engine ranks as of: see ``clock``."""
+        return self._today()
+
     def top_item_rows(self, customer_row: int, channel_row: int, n: int) -> np.ndarray:
         """Item rows Recommend ranks first for a customer row on a channel row (no request exclusions, no
         store, no reasons; the customer's policy applies): the offline evaluation scores exactly this, so it
@@ -341,12 +354,36 @@ class RecommendationEngine:
                                                                query.exclude_categories)
         channel_filter, notices = self._channel_filter(query.channel)
         in_stock = self._in_stock(query.store_id)
+        store_row = m.stores.row(query.store_id) if query.store_id else -1
+        exclude_rows = exclude_all[exclude_all >= 0].astype(np.int64)
+        if unknown_categories:
+            notices += (f"categories {', '.join(map(repr, unknown_categories))}: no item of model {m.version} "
+                        "has them",)
+
+        def result(out: list[Suggestion], policy: str, fill: Fill | None) -> RecommendResult:
+            return RecommendResult(
+                items=tuple(out), model_version=m.version,
+                resolved_customer_id=m.customer_id(customer_row) if customer_row >= 0 else "",
+                known_customer=customer_row >= 0, policy=policy, unknown_item_ids=tuple(unknown),
+                unknown_categories=unknown_categories, unknown_channel=channel_filter.sold_everywhere is not None,
+                fallback=fill.fallback if fill is not None else "",
+                notices=notices if fill is None else
+                notices + self._fill_notices(fill, query.store_id, in_stock is not None, len(out), n))
+
+        # Nothing changed since the nightly ranking (no live events, no context): its stored list, filtered
+        # here, is what live ranking would answer (recsvc.ranking.stored); live ranking when it runs short.
+        if (self._stored is not None and customer_row >= 0 and not query.context_item_ids
+                and (live is None or not live.events) and (store_row < 0 or STORED_STORE_CALLS)):
+            stored = self._stored_answer(customer_row, channel_filter.channel_row, store_row, exclude_rows,
+                                         category_allowed, in_stock, n)
+            if stored is not None:
+                answer, policy = stored
+                return result(suggestions(m, answer.items, answer.scores, answer.reasons), policy, None)
+
         rows = (live_rows(m, live, m.history(customer_row), self._today(), self._settings.max_context_items)
                 if live is not None else None)
-        chosen = self._select(customer_row, channel_filter.channel_row,
-                              m.stores.row(query.store_id) if query.store_id else -1, ordered_unique(context_all),
-                              exclude_all[exclude_all >= 0].astype(np.int64), category_allowed, in_stock,
-                              channel_filter.sold_everywhere, n, rows)
+        chosen = self._select(customer_row, channel_filter.channel_row, store_row, ordered_unique(context_all),
+                              exclude_rows, category_allowed, in_stock, channel_filter.sold_everywhere, n, rows)
         ranked, fill, ctx = chosen.ranked, chosen.fill, chosen.ctx
         reasons = ranked.reasons(chosen.chosen, m, ctx)
         if rows is not None:
@@ -356,16 +393,53 @@ class RecommendationEngine:
             rrf = self._weights.popularity / (self._weights.rank_offset + 1.0 + np.arange(len(fill)))
             scores = continue_below(out[-1].score if out else None, rrf)
             out += suggestions(m, fill.items, scores, fill.reasons(m, ctx))
-        if unknown_categories:
-            notices += (f"categories {', '.join(map(repr, unknown_categories))}: no item of model {m.version} "
-                        "has them",)
-        return RecommendResult(
-            items=tuple(out), model_version=m.version,
-            resolved_customer_id=m.customer_id(customer_row) if customer_row >= 0 else "",
-            known_customer=customer_row >= 0, policy=chosen.policy, unknown_item_ids=tuple(unknown),
-            unknown_categories=unknown_categories, unknown_channel=channel_filter.sold_everywhere is not None,
-            fallback=fill.fallback,
-            notices=notices + self._fill_notices(fill, query.store_id, in_stock is not None, len(out), n))
+        return result(out, chosen.policy, fill)
+
+    def _stored_answer(self, customer_row: int, channel_row: int, store_row: int, exclude_rows: np.ndarray,
+                       category_allowed: np.ndarray | None, in_stock: np.ndarray | None, n: int
+                       ) -> tuple[StoredAnswer, str] | None:
+        """The stored list of a known customer with the request's filters applied, and the policy live
+        ranking would report; None when the customer is not on the learned path or the list runs short."""
+        assert self._stored is not None
+        applied = self._paths.policy(customer_row, channel_row)
+        if applied is not None and applied.coldstart:
+            return None
+        ctx = self._context(customer_row, channel_row, store_row, _NO_ROWS)
+        hidden = applied.hidden_items(ctx) if applied is not None else _NO_ROWS
+        blocked = np.unique(np.concatenate([exclude_rows, hidden])) if hidden.size else np.unique(exclude_rows)
+        item_filter = ItemFilter(self._model, channel_row, category_allowed, blocked, in_stock, None)
+        answer = self._stored.answer(ctx, item_filter, n)
+        if answer is None:
+            return None
+        return answer, (applied.name if applied is not None else "") or POLICY_LEARNED
+
+    def ranked_pools(self, customer_rows: Sequence[int], channel_row: int) -> list[Ranked | None]:
+        """For each known customer row, the learned ranker's order of their pool on a known channel, the
+        items not sellable there left out, before any request filter (no store, no context, no live events):
+        what the stored lists hold (:mod:`recsvc.ranking.batch`), the trees evaluated once for all of them.
+        None for a customer not ranked by the learned ranker (no ranker, custom sources, cold start) or one a
+        channel policy hides items from (the caller ranks those through :meth:`recommend`)."""
+        learned = self._paths.learned
+        out: list[Ranked | None] = [None] * len(customer_rows)
+        if learned is None or channel_row < 0:
+            return out
+        at: list[int] = []
+        names: list[str] = []
+        for i, row in enumerate(customer_rows):
+            applied = self._paths.policy(row, channel_row)
+            if row < 0 or (applied is not None and (applied.coldstart or not applied.repurchase
+                                                    or applied.exclude_bought_within_days > 0)):
+                continue
+            at.append(i)
+            names.append((applied.name if applied is not None else "") or POLICY_LEARNED)
+        ranked = learned.rank_many([self._context(int(customer_rows[i]), channel_row, -1, _NO_ROWS) for i in at])
+        for i, name, result in zip(at, names, ranked, strict=True):
+            pool = result.pool
+            items = pool.items[result.order]
+            keep = np.flatnonzero(self._model.channel_mask(channel_row, items))
+            out[i] = Ranked(items[keep], result.scores[keep], pool.lists, pool.reason_list[result.order][keep],
+                            pool.reason_position[result.order][keep], name)
+        return out
 
     def _bundle(self, query: BundleQuery, n: int, size: int) -> BundleResult:
         m = self._model
