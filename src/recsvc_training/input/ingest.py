@@ -59,6 +59,7 @@ from recsvc_training.input.columns import (
     EVENTS,
     IDENTITIES,
     IDENTITY_COLUMNS,
+    IGNORED_EVENT_TYPES,
     ITEM_ID,
     ITEMS,
     ORDER_ID,
@@ -328,7 +329,7 @@ def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTime
     q = quantity.to_numpy()
     checks = (
         (REASON_MISSING_ID, ((customer == "") | (item == "")).to_numpy()),
-        (REASON_UNKNOWN_EVENT, ~event.isin(EVENT_TYPES).to_numpy()),
+        (REASON_UNKNOWN_EVENT, ~event.isin([*EVENT_TYPES, *IGNORED_EVENT_TYPES]).to_numpy()),
         (REASON_BAD_TIMESTAMP, timestamp.isna().to_numpy()),
         (REASON_FUTURE_TIMESTAMP, window.future(timestamp)),
         (REASON_ANCIENT_TIMESTAMP, window.ancient(timestamp)),
@@ -359,6 +360,12 @@ def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTime
     valid &= ~duplicate
 
     bad_rows = np.flatnonzero(~valid)
+    # messages sent (campaigns) are valid events but no interest: neither trained on nor quarantined
+    ignored = valid & event.isin(IGNORED_EVENT_TYPES).to_numpy()
+    if ignored.any():
+        logger.info("events: %d rows of type %s ignored for training", int(ignored.sum()),
+                    ", ".join(IGNORED_EVENT_TYPES))
+        valid &= ~ignored
     quarantined = quarantine_frame(raw, bad_rows, reasons[bad_rows])
     n_as_returns = int((as_return & valid).sum())
     return cleaned[valid].reset_index(drop=True), quarantined, n_as_returns

@@ -1,0 +1,303 @@
+"""Campaigns (issue 17): due audiences on hand-set rhythms, each suppression counted, output = Recommend, files,
+and bad specs named by their line.
+
+The toy set (tests/toy_model.py) with a customer summary, contact aliases (``LINE:<n>`` for C001, C002, C003,
+C005; none for C004) and one customer who never bought (C006) added. Rhythms as of the toy's last day:
+
+* C001 laundry detergent H04 ×5 over 120 days (own rhythm 30 days), last 27 days ago: due in 3 days;
+* C002 milk D01 once 3 days ago, the item's interval 7 days: due in 4 days by the item's rhythm only;
+* C003 oat milk D04 ×2, 40 and 12 days ago (own 28 days): due in 16 days;
+* C005 croissants B02 ×3, 60 to 4 days ago (own 28 days): due in 24 days;
+* C004 dish soap H01 once 10 days ago, no item interval; as a household purchase the category's interval
+  (H04's 30 days) makes it due in 20 days.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from recsvc.artifacts import ArtifactSet, publish_artifacts, string_array
+from recsvc.cli import main
+from recsvc.days import ms_of_day
+from recsvc.events.sqlite_store import SqliteEventStore
+from recsvc.events.validation import EventRecord
+from recsvc.ranking import LoadedModel, RecommendationEngine, RecommendQuery
+from recsvc_training.campaigns import SpecError, parse_spec, run_campaign
+from tests.toy_model import CREATED_AT, DATA_END_DAY, build_synthetic_artifacts, build_toy_artifacts
+
+CONTACTS = {"LINE:1": "C001", "LINE:2": "C002", "LINE:3": "C003", "LINE:5": "C005", "LINE:6": "C006"}
+SEGMENTS = ("champion", "loyal", "potential loyalist", "new", "at risk", "hibernating", "lost")
+# customer -> segment index (C006 never bought: none)
+SEGMENT_OF = {"C001": 0, "C002": 3, "C003": 1, "C004": 3, "C005": 1, "C006": -1}
+
+
+def _campaign_set() -> ArtifactSet:
+    """The toy set plus C006 (no purchases), LINE aliases and a customer summary."""
+    toy = build_toy_artifacts()
+    a = dict(toy.arrays)
+    customers = [*a["customer_ids"].tolist(), "C006"]
+    a["customer_ids"] = string_array(customers)
+    a["als_user_factors"] = np.vstack([a["als_user_factors"], np.array([[0.5, 0.5, 0.0, 0.0]], dtype=np.float32)])
+    a["hist_indptr"] = np.append(a["hist_indptr"], a["hist_indptr"][-1]).astype(np.int64)
+    links = {str(k): str(v) for k, v in zip(a["alias_ids"].tolist(),
+                                            [customers[i] for i in a["alias_customer"]], strict=True)}
+    links.update(CONTACTS)
+    aliases = sorted(links)
+    a["alias_ids"] = string_array(aliases)
+    a["alias_customer"] = np.array([customers.index(links[x]) for x in aliases], dtype=np.int32)
+    n = len(customers)
+    a["rfm_segment"] = np.array([SEGMENT_OF[c] for c in customers], dtype=np.int8)
+    a["rfm_scores"] = np.where(a["rfm_segment"][:, None] >= 0, 3, 0).repeat(3, axis=1).astype(np.int8)
+    a["cust_monetary"] = np.full(n, 10.0, dtype=np.float32)
+    channels = np.zeros((n, 3), dtype=bool)
+    channels[:5, 1] = True   # everyone who bought used the store ...
+    channels[2, 2] = True    # ... C003 also the web
+    a["cust_channels"] = channels
+    extra = dict(toy.extra)
+    extra["rfm_segments"] = list(SEGMENTS)
+    built = dataclasses.replace(toy, arrays=a, extra=extra,
+                                row_counts={**toy.row_counts, "customers": n})
+    built.validate()
+    return built
+
+
+@pytest.fixture()
+def root(tmp_path: Path) -> Path:
+    publish_artifacts(_campaign_set(), tmp_path / "artifacts")
+    return tmp_path / "artifacts"
+
+
+def _clock() -> datetime:
+    return CREATED_AT
+
+
+def _spec(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _run(tmp_path: Path, root: Path, text: str, **kwargs: object) -> tuple[pd.DataFrame, dict]:
+    result = run_campaign(_spec(tmp_path, text), root, tmp_path / "out", clock=_clock, **kwargs)  # type: ignore[arg-type]
+    frame = pd.read_parquet(result.files["parquet"])
+    return frame, result.summary
+
+
+HEAD = '[campaign]\nname = "t"\nkind = "{kind}"\nchannel = "{channel}"\n\n[contact]\nalias_prefix = "LINE:"\n\n'
+
+
+def _head(kind: str = "rebuy", channel: str = "store") -> str:
+    return HEAD.format(kind=kind, channel=channel)
+
+
+# --------------------------------------------------------------------------------------------------- due audience
+
+@pytest.mark.parametrize(("due", "expected"), [
+    ('{ within_days = 14 }', {"C001", "C002"}),                       # own rhythm, and the item's for C002
+    ('{ within_days = 14, rhythm = "own" }', {"C001"}),               # C002 bought once: no own rhythm
+    ('{ within_days = 16, rhythm = "own" }', {"C001", "C003"}),       # C003 due in exactly 16 days
+    ('{ within_days = 2 }', set()),                                   # C001 is 3 days away
+    ('{ within_days = 30 }', {"C001", "C002", "C003", "C005"}),       # C004's H01 has no interval at all
+    ('{ category = "household", within_days = 14 }', {"C001"}),
+    ('{ category = "household", within_days = 21 }', {"C001", "C004"}),  # the category's interval for C004
+    ('{ item = "D01", within_days = 14 }', {"C002"}),
+])
+def test_due_audience_is_exactly_the_customers_whose_rhythm_says_so(tmp_path: Path, root: Path, due: str,
+                                                                     expected: set[str]) -> None:
+    text = _head() + f"[[audience.rule]]\ndue = {due}\n"
+    frame, summary = _run(tmp_path, root, text.replace('alias_prefix = "LINE:"', "use_customer_id = true"))
+    assert set(frame["customer_id"]) == expected
+    assert summary["audience"] == len(expected)
+
+
+def test_a_rebuy_reminder_is_the_due_item_with_its_addons_and_reasons(tmp_path: Path, root: Path) -> None:
+    frame, _ = _run(tmp_path, root, _head() + '[[audience.rule]]\ndue = { item = "D01", within_days = 14 }\n')
+    row = frame.set_index("customer_id").loc["C002"]
+    assert row["due_item_id"] == "D01" and row["due_in_days"] == 4
+    assert list(row["items"]) == ["D01", "B01", "D02"]          # milk, then what goes with it by co-purchase
+    assert row["reasons"][0].startswith("You buy this every ~7 days; last bought 3 days ago (due in 4 days)")
+    assert row["reasons"][1] == "Bought together with Milk 1 l (bought in store S02 on 4 May)"
+    assert row["contact_alias"] == "LINE:2"
+    assert "Milk 1 l due in 4 days by the item's usual interval" in row["why"]
+
+
+# --------------------------------------------------------------------------------------------------- suppression
+
+def test_each_suppression_removes_what_it_should_and_is_counted(tmp_path: Path, root: Path) -> None:
+    (tmp_path / "optout.csv").write_text("alias_id,channel\nLOY-1,store\nLINE:5,web\nnobody,\n")
+    (tmp_path / "sent.csv").write_text("customer_id,timestamp\nLINE:3,2026-05-05T10:00:00Z\nC005,2026-03-01\n")
+    store = SqliteEventStore(tmp_path / "events.sqlite")
+    day_ms = ms_of_day(DATA_END_DAY)
+    after_cutoff = int(CREATED_AT.timestamp() * 1000) - 3_600_000  # the night after the model's last day
+    store.append([
+        EventRecord("m1", "C005", "B02", "message_sent", "line", "", "t", 1.0, math.nan, day_ms - 86_400_000, day_ms),
+        EventRecord("p1", "C002", "D01", "purchase", "store", "S02", "", 1.0, 1.1, after_cutoff, after_cutoff),
+    ])
+    base = _head() + '[[audience.rule]]\ndue = { within_days = 30 }\n'  # C001, C002, C003, C005
+    # with no suppression asked for, only the defaults apply: bought since due, and no contact (all have one)
+    frame, summary = _run(tmp_path, root, base, event_store=store)
+    assert set(frame["customer_id"]) == {"C001", "C003", "C005"}       # C002 bought milk since the cut-off
+    assert summary["suppressed"] == {"bought_since_due": 1, "no_contact": 0}
+    text = base + ('[suppression]\nopt_out = "optout.csv"\nsent_log = "sent.csv"\nmessaged_within_days = 7\n')
+    frame, summary = _run(tmp_path, root, text, event_store=store)
+    # C001 opted out on the store channel (through its loyalty alias); C005's opt-out is for the web only, but
+    # C005 was messaged yesterday (event store); C003 two days ago (sent log, through the LINE alias); C002
+    # bought milk after the model's cut-off, so it is no longer due
+    assert set(frame["customer_id"]) == set()
+    assert summary["suppressed"] == {"opted_out": 1, "messaged_recently": 2, "bought_since_due": 1, "no_contact": 0}
+    assert summary["unmatched_ids"] == {"opt_out": 1, "sent_log": 0}
+    # a cap of 1 day keeps C003 (messaged 2 days ago) and still removes C005 (yesterday)
+    frame, summary = _run(tmp_path, root, text.replace("messaged_within_days = 7", "messaged_within_days = 1"),
+                          event_store=store)
+    assert set(frame["customer_id"]) == {"C003"}
+    assert summary["suppressed"]["messaged_recently"] == 1
+    store.close()
+
+
+def test_customers_without_a_contact_alias_are_suppressed_and_counted(tmp_path: Path, root: Path) -> None:
+    frame, summary = _run(tmp_path, root, _head() + '[[audience.rule]]\ndue = { category = "household", '
+                                                    'within_days = 21 }\n')
+    assert set(frame["customer_id"]) == {"C001"}        # C004 has no LINE alias
+    assert summary["suppressed"]["no_contact"] == 1 and summary["audience"] == 2
+
+
+def test_a_first_purchase_offer_never_reaches_a_buyer(tmp_path: Path, root: Path) -> None:
+    text = _head("suggest") + "[[audience.rule]]\nnot = { segment = [\"lost\"] }\n"
+    text = text.replace('channel = "store"', 'channel = "store"\nfirst_purchase_offer = true')
+    frame, summary = _run(tmp_path, root, text)
+    assert list(frame["customer_id"]) == ["C006"]       # the only customer who never bought
+    assert summary["suppressed"]["existing_buyer"] == 5
+    # a purchase since the model's cut-off makes C006 a buyer too
+    store = SqliteEventStore(tmp_path / "events.sqlite")
+    after_cutoff = int(CREATED_AT.timestamp() * 1000) - 3_600_000
+    store.append([EventRecord("p6", "LINE:6", "B01", "purchase", "web", "", "", 1.0, 2.5, after_cutoff,
+                              after_cutoff)])
+    frame, summary = _run(tmp_path, root, text, event_store=store)
+    assert frame.empty and summary["suppressed"]["existing_buyer"] == 6
+    store.close()
+
+
+# --------------------------------------------------------------------------------------------- same as Recommend
+
+@pytest.mark.parametrize("channel", ["app", "store", "web"])
+def test_the_campaign_list_equals_recommend_on_that_channel_for_every_customer(tmp_path: Path, root: Path,
+                                                                              channel: str) -> None:
+    text = _head("suggest", channel).replace('alias_prefix = "LINE:"', "use_customer_id = true")
+    frame, _ = _run(tmp_path, root, text)
+    engine = RecommendationEngine(LoadedModel(_campaign_set()), clock=_clock)
+    assert len(frame) == 6
+    for row in frame.itertuples():
+        alone = engine.recommend(RecommendQuery(customer_id=row.customer_id, channel=channel, num_items=10))
+        assert list(row.items) == [s.item_id for s in alone.items]
+        assert list(row.suggestion_reasons) == [s.reason.text for s in alone.items]
+        np.testing.assert_allclose(list(row.scores), [s.score for s in alone.items], rtol=1e-9)
+
+
+def test_the_campaign_list_equals_recommend_on_many_customers_of_a_larger_set(tmp_path: Path) -> None:
+    publish_artifacts(build_synthetic_artifacts(n_items=3000, n_customers=400, factors=16,
+                                                history_per_customer=12, copurchase_per_item=10), tmp_path / "a")
+    text = ('[campaign]\nname = "many"\nkind = "suggest"\nchannel = "web"\nnum_suggestions = 8\n'
+            '[contact]\nalias_prefix = "A"\n')
+    frame, summary = _run(tmp_path, tmp_path / "a", text)
+    assert summary["sent"] == 400
+    engine = RecommendationEngine(LoadedModel(build_synthetic_artifacts(
+        n_items=3000, n_customers=400, factors=16, history_per_customer=12, copurchase_per_item=10)), clock=_clock)
+    for row in frame.itertuples():
+        alone = engine.recommend(RecommendQuery(customer_id=row.customer_id, channel="web", num_items=8))
+        assert list(row.items) == [s.item_id for s in alone.items], row.customer_id
+        assert row.contact_alias == "A" + row.customer_id[1:]
+
+
+# ------------------------------------------------------------------------------------------------------ launch
+
+def test_who_should_hear_about_an_item_ranks_customers_by_affinity(tmp_path: Path, root: Path) -> None:
+    text = _head("launch") + ('[target]\nitem = "D03"\ntop = 2\nweights = { cf = 1.0, due = 0.0, category = 0.0 }\n'
+                              '[suppression]\nbought_within_days = 30\n')
+    frame, summary = _run(tmp_path, root, text)
+    # yoghurt sits with the dairy customers: C002 (0.94), C003 (0.87), then C006 and C005
+    assert list(frame["customer_id"]) == ["C002", "C003"]
+    assert list(frame["items"].iloc[0]) == ["D03"]
+    assert frame["score"].iloc[0] >= frame["score"].iloc[1]
+    assert summary["suppressed"]["bought_recently"] == 0
+    # a category launch sends the category's best items for the customer and skips recent buyers of it
+    text = _head("launch") + '[target]\ncategory = "dairy"\ntop = 10\n[suppression]\nbought_within_days = 30\n'
+    frame, summary = _run(tmp_path, root, text)
+    assert "C002" not in set(frame["customer_id"]) and "C003" not in set(frame["customer_id"])
+    assert summary["suppressed"]["bought_recently"] == 2
+    assert all(set(items) <= {"D01", "D02", "D03", "D04"} for items in frame["items"])
+
+
+# ------------------------------------------------------------------------------------------------------- files
+
+def test_files_open_with_pandas_and_pyarrow_and_the_summary_counts_per_rule(tmp_path: Path, root: Path) -> None:
+    text = _head() + ('[[audience.rule]]\nname = "due soon"\ndue = { within_days = 30 }\n'
+                      '[[audience.rule]]\nany = [ { segment = ["champion"] },\n        { last_store = ["S02"] } ]\n')
+    result = run_campaign(_spec(tmp_path, text), root, tmp_path / "out", clock=_clock)
+    table = pq.read_table(result.files["parquet"])
+    assert table.num_rows == 2 and table.schema.field("items").type.value_type.equals("string")
+    csv = pd.read_csv(result.files["csv"], dtype=str, keep_default_na=False)
+    assert sorted(csv["customer_id"]) == ["C001", "C002"]
+    assert csv.set_index("customer_id").loc["C002", "items"] == "D01|B01|D02"
+    rules = {r["label"]: (r["line"], r["customers"]) for r in result.summary["rules"]}
+    assert rules["due soon"] == (11, 4)
+    assert rules["segment in champion"] == (13, 1)
+    assert result.files["chart"].stat().st_size > 1000
+    assert "| due soon | 11 | 4 |" in result.files["summary_md"].read_text()
+
+
+def test_the_cli_runs_a_campaign_and_names_the_line_of_a_bad_spec(tmp_path: Path, root: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    good = _spec(tmp_path, _head("suggest") + "[[audience.rule]]\nsegment = [\"loyal\"]\n")
+    code = main(["campaign", "--spec", str(good), "--out", str(tmp_path / "cli"), "--artifacts", str(root),
+                 "--no-progress"])
+    assert code == 0 and "2 in the audience, 2 to send" in capsys.readouterr().out
+    bad = _spec(tmp_path, _head("suggest") + "[[audience.rule]]\nsegment = [\"vip\"]\n", "bad.toml")
+    code = main(["campaign", "--spec", str(bad), "--out", str(tmp_path / "cli"), "--artifacts", str(root)])
+    err = capsys.readouterr().err
+    assert code == 1 and "bad.toml:10: audience.rule[0].segment: unknown segment 'vip'" in err
+
+
+# --------------------------------------------------------------------------------------------------- bad specs
+
+@pytest.mark.parametrize(("body", "line", "says"), [
+    ('[[audience.rule]]\nsegmnt = ["loyal"]\n', 10, "unknown field 'segmnt'; did you mean 'segment'?"),
+    ('[[audience.rule]]\nsegment = ["vip"]\n', 10, "write one of: champion, loyal"),
+    ('[[audience.rule]]\ndays_since_last_purchase = { min = 90, max = 30 }\n', 10,
+     "impossible rule: min (90) is above max (30)"),
+    ('[[audience.rule]]\nall = [ { segment = ["loyal"] },\n  { segment = ["lost"] } ]\n', 11,
+     "these segment rules share no segment"),
+    ('[[audience.rule]]\ndue = { within_days = 14, rhythm = "weekly" }\n', 10,
+     "unknown rhythm 'weekly'; write one of: own, item, own_or_item"),
+    ('[[audience.rule]]\nsegment = ["loyal"]\n', 3, "a rebuy campaign needs a due rule"),
+    ('[suppression]\nmessaged_within = 7\n', 10, "did you mean 'messaged_within_days'?"),
+])
+def test_a_bad_spec_names_the_line_and_what_to_write_instead(body: str, line: int, says: str) -> None:
+    text = _head() + body
+    with pytest.raises(SpecError) as raised:
+        parse_spec(text, source="s.toml")
+    message = str(raised.value)
+    assert message.startswith(f"s.toml:{line}: "), message
+    assert says in message, message
+
+
+def test_an_unknown_category_fails_at_run_time_naming_its_line(tmp_path: Path, root: Path) -> None:
+    text = _head() + '[[audience.rule]]\ndue = { category = "dairy products", within_days = 14 }\n'
+    with pytest.raises(SpecError, match=r"spec.toml:10: audience.rule\[0\].due: unknown category 'dairy products'; "
+                                        r"the catalog's categories are: bakery, dairy, household"):
+        run_campaign(_spec(tmp_path, text), root, tmp_path / "out", clock=_clock)
+
+
+def test_the_model_says_when_today_is(tmp_path: Path, root: Path) -> None:
+    """Without ``today`` the reference day is the engine's (the data's last day, aged by time in service)."""
+    text = _head() + '[[audience.rule]]\ndue = { within_days = 0, max_overdue = 0.0 }\n'
+    later = datetime(2026, 5, 11, 3, 0, tzinfo=UTC)  # 3 days later: C001's detergent is due that day
+    result = run_campaign(_spec(tmp_path, text), root, tmp_path / "out", clock=lambda: later)
+    assert list(pd.read_parquet(result.files["parquet"])["customer_id"]) == ["C001"]
