@@ -95,7 +95,7 @@ def reminder(model: LoadedModel, table: CustomerTable, due: DueEntry, row: int, 
                            source_channel=source_channel, source_store=source_store)
         text = together.text
         if own[i] > 0:
-            times = int(round(float(own[i])))
+            times = round(float(own[i]))
             text += f"; you bought it {'once' if times == 1 else f'{times} times'} before"
         out.append(Item(model.item_id(int(neighbours[i])), model.item_title(int(neighbours[i])), float(scores[i]),
                         text, "bought_together"))

@@ -17,7 +17,7 @@ its items'. Everything is vectorised over the history's entries; nothing loops o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -193,28 +193,26 @@ class Evaluation:
 
 
 class RuleEvaluator:
-    """Evaluates rules over a :class:`CustomerTable`; item and category names are resolved by ``resolve``.
+    """Evaluates rules over a :class:`CustomerTable`.
 
-    ``resolve_item(id)`` and ``resolve_category(name)`` give a row / code or -1, ``resolve_channel`` a channel
-    index or -1; an unknown name raises through ``fail(rule, message)`` so the error names the spec line.
+    ``item_row(id)`` gives an item's row or -1 and ``category_codes`` maps category names to codes; an unknown
+    item, category or attribute raises ``fail(rule, message)``, so the error names the rule's spec line.
     """
 
-    def __init__(self, table: CustomerTable, item_rows: Mapping[str, int], category_codes: Mapping[str, int],
-                 fail: object) -> None:
+    def __init__(self, table: CustomerTable, item_row: Callable[[str], int], category_codes: Mapping[str, int],
+                 fail: Callable[[Rule, str], Exception]) -> None:
         self.t = table
-        self.item_rows = item_rows
+        self.item_row_of = item_row
         self.category_codes = category_codes
-        self.fail = fail  # Callable[[Rule, str], Exception]
+        self.fail = fail
         self.masks: dict[str, np.ndarray] = {}
         self.due: dict[str, DueEntry] = {}
 
     def _error(self, rule: Rule, message: str) -> Exception:
-        error = self.fail(rule, message)  # type: ignore[operator]
-        assert isinstance(error, Exception)
-        return error
+        return self.fail(rule, message)
 
     def item_row(self, rule: Rule, item: str) -> int:
-        row = self.item_rows.get(item, -1)
+        row = self.item_row_of(item)
         if row < 0:
             raise self._error(rule, f"unknown item {item!r}: the model's catalog has no such item id")
         return row
@@ -256,7 +254,7 @@ class RuleEvaluator:
     def _channels_used(self, rule: Rule) -> np.ndarray:
         found = self._channel_indexes(rule)
         used = self.t.channels_used
-        return used[:, found].any(axis=1) if found else np.zeros(self.t.n, dtype=bool)
+        return np.asarray(used[:, found].any(axis=1)) if found else np.zeros(self.t.n, dtype=bool)
 
     def _last_channel(self, rule: Rule) -> np.ndarray:
         return np.isin(self.t.last_channel, self._channel_indexes(rule)) & (self.t.last_channel >= 0)
@@ -279,8 +277,9 @@ class RuleEvaluator:
         keep = _entry_mask(p, item, category)
         times = np.bincount(p.owner[keep], weights=p.count[keep].astype(np.float64), minlength=self.t.n)
         live = self.t.live
-        bought_live = live.of("purchase") & (
-            (live.item == item) if item >= 0 else (live.item >= 0) & (p.item_category[np.maximum(live.item, 0)] == category))
+        about = ((live.item == item) if item >= 0
+                 else (live.item >= 0) & (p.item_category[np.maximum(live.item, 0)] == category))
+        bought_live = live.of("purchase") & about
         times += np.bincount(live.customer[bought_live], minlength=self.t.n)
         return np.asarray(times >= rule.args["min_times"] - 1e-9)
 

@@ -70,7 +70,8 @@ def purchase_table(model: LoadedModel) -> PurchaseTable:
                          count=np.asarray(model.hist_count), first_day=np.asarray(model.hist_first_day),
                          last_day=np.asarray(model.hist_last_day),
                          item_interval=np.asarray(model.item_repurchase_days, dtype=np.float64),
-                         item_category=np.asarray(model.category_codes), category_names=np.asarray(model.category_names))
+                         item_category=np.asarray(model.category_codes),
+                         category_names=np.asarray(model.category_names))
 
 
 def read_live(store: EventStore | None, model: LoadedModel, until_ms: int) -> tuple[LiveActivity, int]:
@@ -167,7 +168,8 @@ def _why(spec: CampaignSpec, evaluation: Evaluation, row: int, table: CustomerTa
     """The audience rules customer ``row`` matched, in words (the top-level rules; a due rule with its item)."""
     if spec.audience is None:
         return "everyone (no audience rules)"
-    top = spec.audience.children if spec.audience.kind in ("all", "any") and not spec.audience.name else (spec.audience,)
+    grouped = spec.audience.kind in ("all", "any") and not spec.audience.name
+    top = spec.audience.children if grouped else (spec.audience,)
     said = []
     for rule in top:
         if not evaluation.masks[rule.path][row]:
@@ -236,7 +238,7 @@ def run_campaign(spec: CampaignSpec | str | Path, artifacts_root: str | Path, ou
         live, unknown_live = read_live(store if spec.use_event_store else None, model, until_ms)
         attributes = read_attributes(spec.customers_file, model) if spec.customers_file else None
         table = customer_table(model, today, live, attributes)
-        evaluator = RuleEvaluator(table, _Rows(model.items.row), dict(zip(
+        evaluator = RuleEvaluator(table, model.items.row, dict(zip(
             np.asarray(model.category_names).tolist(), range(len(model.category_names)), strict=True)),
             _rule_fail(spec))
         evaluation = evaluator.evaluate(spec.audience)
@@ -252,18 +254,6 @@ def run_campaign(spec: CampaignSpec | str | Path, artifacts_root: str | Path, ou
     logger.info("campaign %s: %d customers to send (%s)", spec.name, result.summary["sent"],
                 ", ".join(f"{k} {v}" for k, v in result.summary["suppressed"].items()))
     return result
-
-
-class _Rows(dict[str, int]):
-    """Item id -> row through the model's index (no dict over the catalog)."""
-
-    def __init__(self, lookup: Callable[[str], int]) -> None:
-        super().__init__()
-        self._lookup = lookup
-
-    def get(self, key: str, default: Any = -1) -> Any:  # type: ignore[override]
-        row = self._lookup(key)
-        return row if row >= 0 else default
 
 
 def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine, table: CustomerTable,
@@ -360,7 +350,8 @@ def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine
     if bar is not None:
         bar.close()
     files = write_rows(out_rows, out, spec.name)
-    rule_sizes = ([{"label": r.label(), "path": r.path, "line": r.line, "customers": int(evaluation.masks[r.path].sum())}
+    rule_sizes = ([{"label": r.label(), "path": r.path, "line": r.line,
+                    "customers": int(evaluation.masks[r.path].sum())}
                    for r in spec.audience.walk()] if spec.audience is not None else [])
     summary: dict[str, Any] = {
         "campaign": spec.name, "kind": spec.kind, "channel": spec.channel,

@@ -197,7 +197,7 @@ def _nearest_line(lines: Mapping[str, int], path: str) -> int:
     probe = path
     while probe:
         squashed = re.sub(r"\[\d+\](?=\.)", "", probe.split(".", 2)[-1])
-        for candidate in (probe, ".".join(probe.split(".", 2)[:-1] + [squashed])):
+        for candidate in (probe, ".".join([*probe.split(".", 2)[:-1], squashed])):
             if candidate in lines:
                 return lines[candidate]
         cut = max(probe.rfind("."), probe.rfind("["))
@@ -305,7 +305,8 @@ class _Checker:
             clean = clean_channel if kind in ("channels_used", "last_channel") else clean_id
             return {"values": tuple(clean(v) for v in values)}
         if not isinstance(body, Mapping):
-            raise self.fail(path, f"{kind} takes a table, e.g. {kind} = {{ {', '.join(f'{f} = ...' for f in _LEAF_FIELDS[kind][:2])} }}")
+            example = ", ".join(f"{f} = ..." for f in _LEAF_FIELDS[kind][:2])
+            raise self.fail(path, f"{kind} takes a table, e.g. {kind} = {{ {example} }}")
         self.known(body, _LEAF_FIELDS[kind], path)
         if kind == "days_since_last_purchase":
             low = self.integer(body, "min", path, 0)
@@ -371,8 +372,8 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None) 
     kind = c.text(campaign, "kind", "campaign", "suggest")
     if kind not in KINDS:
         close = difflib.get_close_matches(kind, KINDS, n=1)
-        raise c.fail("campaign.kind", f"unknown kind {kind!r}; {'did you mean ' + repr(close[0]) + '? ' if close else ''}"
-                                      f"write one of: {', '.join(KINDS)}")
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise c.fail("campaign.kind", f"unknown kind {kind!r}; {hint}write one of: {', '.join(KINDS)}")
     channel = clean_channel(c.text(campaign, "channel", "campaign"))
     if not channel:
         raise c.fail("campaign.channel", "required: the channel the message goes out on and whose ranking it uses, "
