@@ -121,11 +121,23 @@ def _entry_mask(purchases: PurchaseTable, item: int, category: int) -> np.ndarra
     return np.ones(purchases.items.size, dtype=bool)
 
 
-def due_entries(purchases: PurchaseTable, today: int, *, item: int = -1, category: int = -1,
-                within_days: int = 14, rhythm: str = "own_or_item", max_overdue: float = 0.5) -> DueEntry:
-    """Who is due to rebuy ``item`` (a row), or anything in ``category`` (a code), or any item (both -1), within
-    ``within_days`` of ``today``; see the module docstring for the rule."""
-    n = purchases.n_customers
+@dataclass(frozen=True)
+class DuePairs:
+    """Every (customer, item) — or (customer, category) — a due rule flags, as parallel arrays."""
+
+    customer: np.ndarray   # int64 customer rows
+    item: np.ndarray       # int64 item rows (for a category: the item to remind of)
+    due_day: np.ndarray    # int64
+    interval: np.ndarray   # float64 days
+    last_day: np.ndarray   # int64
+    count: np.ndarray      # float64
+    own: np.ndarray        # bool: the customer's own rhythm
+
+
+def due_pairs(purchases: PurchaseTable, today: int, *, item: int = -1, category: int = -1,
+              within_days: int = 14, rhythm: str = "own_or_item", max_overdue: float = 0.5) -> DuePairs:
+    """Every entry due within ``within_days`` of ``today`` (see the module docstring), one per (customer, item)
+    or, for a ``category``, one per customer. :func:`due_entries` keeps one per customer."""
     keep = _entry_mask(purchases, item, category)
     owner = purchases.owner[keep]
     items = purchases.items[keep].astype(np.int64)
@@ -159,12 +171,24 @@ def due_entries(purchases: PurchaseTable, today: int, *, item: int = -1, categor
     known = np.isfinite(interval) & (interval > 0)
     due_day = np.where(known, last + np.round(np.where(known, interval, 0)), 0).astype(np.int64)
     flagged = known & (due_day <= today + within_days) & (due_day >= today - max_overdue * np.where(known, interval, 0))
+    return DuePairs(owner[flagged], items[flagged], due_day[flagged], interval[flagged], last[flagged],
+                    count[flagged], own[flagged])
 
+
+def due_entries(purchases: PurchaseTable, today: int, *, item: int = -1, category: int = -1,
+                within_days: int = 14, rhythm: str = "own_or_item", max_overdue: float = 0.5) -> DueEntry:
+    """Who is due to rebuy ``item`` (a row), or anything in ``category`` (a code), or any item (both -1), within
+    ``within_days`` of ``today``: per customer the flagged entry closest to its due day."""
+    n = purchases.n_customers
+    pairs = due_pairs(purchases, today, item=item, category=category, within_days=within_days, rhythm=rhythm,
+                      max_overdue=max_overdue)
+    owner, items, due_day, interval, last, count, own = (pairs.customer, pairs.item, pairs.due_day, pairs.interval,
+                                                         pairs.last_day, pairs.count, pairs.own)
     result_item = np.full(n, -1, dtype=np.int64)
     out = DueEntry(due=np.zeros(n, dtype=bool), item=result_item, due_day=np.zeros(n, dtype=np.int64),
                    interval=np.full(n, np.nan), last_day=np.full(n, -1, dtype=np.int64), count=np.zeros(n),
                    own=np.zeros(n, dtype=bool))
-    idx = np.flatnonzero(flagged)
+    idx = np.arange(owner.size)
     if idx.size == 0:
         return out
     # per customer, the flagged entry closest to its due day (then the earliest due, then the item row)
