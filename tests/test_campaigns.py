@@ -101,14 +101,17 @@ def _head(kind: str = "rebuy", channel: str = "store") -> str:
 # --------------------------------------------------------------------------------------------------- due audience
 
 @pytest.mark.parametrize(("due", "expected"), [
-    ('{ within_days = 14 }', {"C001", "C002"}),                       # own rhythm, and the item's for C002
-    ('{ within_days = 14, rhythm = "own" }', {"C001"}),               # C002 bought once: no own rhythm
-    ('{ within_days = 16, rhythm = "own" }', {"C001", "C003"}),       # C003 due in exactly 16 days
-    ('{ within_days = 2 }', set()),                                   # C001 is 3 days away
-    ('{ within_days = 30 }', {"C001", "C002", "C003", "C005"}),       # C004's H01 has no interval at all
+    ('{ within_days = 14 }', {"C001"}),                                   # the own rhythm is the default
+    ('{ within_days = 14, rhythm = "own_or_item" }', {"C001", "C002"}),   # C002 by the item's interval
+    ('{ within_days = 14, rhythm = "item" }', {"C001", "C002", "C003"}),  # H04's, D01's, D04's intervals
+    ('{ within_days = 16 }', {"C001", "C003"}),                           # C003 due in exactly 16 days
+    ('{ within_days = 2 }', set()),                                       # C001 is 3 days away
+    ('{ within_days = 30, rhythm = "own_or_item" }', {"C001", "C002", "C003", "C005"}),  # H01 has no interval
     ('{ category = "household", within_days = 14 }', {"C001"}),
-    ('{ category = "household", within_days = 21 }', {"C001", "C004"}),  # the category's interval for C004
-    ('{ item = "D01", within_days = 14 }', {"C002"}),
+    ('{ category = "household", within_days = 21 }', {"C001"}),           # C004 bought once: no own rhythm
+    ('{ category = "household", within_days = 21, rhythm = "own_or_item" }', {"C001", "C004"}),  # category's
+    ('{ item = "D01", within_days = 14 }', set()),
+    ('{ item = "D01", within_days = 14, rhythm = "own_or_item" }', {"C002"}),
 ])
 def test_due_audience_is_exactly_the_customers_whose_rhythm_says_so(tmp_path: Path, root: Path, due: str,
                                                                      expected: set[str]) -> None:
@@ -119,7 +122,8 @@ def test_due_audience_is_exactly_the_customers_whose_rhythm_says_so(tmp_path: Pa
 
 
 def test_a_rebuy_reminder_is_the_due_item_with_its_addons_and_reasons(tmp_path: Path, root: Path) -> None:
-    frame, _ = _run(tmp_path, root, _head() + '[[audience.rule]]\ndue = { item = "D01", within_days = 14 }\n')
+    frame, _ = _run(tmp_path, root, _head() + '[[audience.rule]]\ndue = { item = "D01", within_days = 14, '
+                                                  'rhythm = "own_or_item" }\n')
     row = frame.set_index("customer_id").loc["C002"]
     assert row["due_item_id"] == "D01" and row["due_in_days"] == 4
     assert list(row["items"]) == ["D01", "B01", "D02"]          # milk, then what goes with it by co-purchase
@@ -141,7 +145,7 @@ def test_each_suppression_removes_what_it_should_and_is_counted(tmp_path: Path, 
         EventRecord("m1", "C005", "B02", "message_sent", "line", "", "t", 1.0, math.nan, day_ms - 86_400_000, day_ms),
         EventRecord("p1", "C002", "D01", "purchase", "store", "S02", "", 1.0, 1.1, after_cutoff, after_cutoff),
     ])
-    base = _head() + '[[audience.rule]]\ndue = { within_days = 30 }\n'  # C001, C002, C003, C005
+    base = _head() + '[[audience.rule]]\ndue = { within_days = 30, rhythm = "own_or_item" }\n'  # C001-3, C005
     # with no suppression asked for, only the defaults apply: bought since due, and no contact (all have one)
     frame, summary = _run(tmp_path, root, base, event_store=store)
     assert set(frame["customer_id"]) == {"C001", "C003", "C005"}       # C002 bought milk since the cut-off
@@ -164,7 +168,7 @@ def test_each_suppression_removes_what_it_should_and_is_counted(tmp_path: Path, 
 
 def test_customers_without_a_contact_alias_are_suppressed_and_counted(tmp_path: Path, root: Path) -> None:
     frame, summary = _run(tmp_path, root, _head() + '[[audience.rule]]\ndue = { category = "household", '
-                                                    'within_days = 21 }\n')
+                                                    'within_days = 21, rhythm = "own_or_item" }\n')
     assert set(frame["customer_id"]) == {"C001"}        # C004 has no LINE alias
     assert summary["suppressed"]["no_contact"] == 1 and summary["audience"] == 2
 
@@ -238,7 +242,8 @@ def test_who_should_hear_about_an_item_ranks_customers_by_affinity(tmp_path: Pat
 # ------------------------------------------------------------------------------------------------------- files
 
 def test_files_open_with_pandas_and_pyarrow_and_the_summary_counts_per_rule(tmp_path: Path, root: Path) -> None:
-    text = _head() + ('[[audience.rule]]\nname = "due soon"\ndue = { within_days = 30 }\n'
+    text = _head() + ('[[audience.rule]]\nname = "due soon"\n'
+                      'due = { within_days = 30, rhythm = "own_or_item" }\n'
                       '[[audience.rule]]\nany = [ { segment = ["champion"] },\n        { last_store = ["S02"] } ]\n')
     result = run_campaign(_spec(tmp_path, text), root, tmp_path / "out", clock=_clock)
     table = pq.read_table(result.files["parquet"])
@@ -247,7 +252,7 @@ def test_files_open_with_pandas_and_pyarrow_and_the_summary_counts_per_rule(tmp_
     assert sorted(csv["customer_id"]) == ["C001", "C002"]
     assert csv.set_index("customer_id").loc["C002", "items"] == "D01|B01|D02"
     rules = {r["label"]: (r["line"], r["customers"]) for r in result.summary["rules"]}
-    assert rules["due soon"] == (11, 4)
+    assert rules["due soon"] == (11, 4)   # the due key's line
     assert rules["segment in champion"] == (13, 1)
     assert result.files["chart"].stat().st_size > 1000
     assert "| due soon | 11 | 4 |" in result.files["summary_md"].read_text()

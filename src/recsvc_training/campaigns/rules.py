@@ -134,29 +134,47 @@ class DuePairs:
     own: np.ndarray        # bool: the customer's own rhythm
 
 
+def category_intervals(purchases: PurchaseTable) -> np.ndarray:
+    """Each category's typical repurchase interval: the median of its items' (NaN when none has one)."""
+    n = int(purchases.category_names.size)
+    out = np.full(n, np.nan)
+    known = np.isfinite(purchases.item_interval)
+    codes, values = purchases.item_category[known], purchases.item_interval[known]
+    order = np.argsort(codes, kind="stable")
+    codes, values = codes[order], values[order]
+    bounds = np.searchsorted(codes, np.arange(n + 1))
+    for c in np.flatnonzero(np.diff(bounds)):
+        out[c] = float(np.median(values[bounds[c]:bounds[c + 1]]))
+    return out
+
+
 def due_pairs(purchases: PurchaseTable, today: int, *, item: int = -1, category: int = -1,
-              within_days: int = 14, rhythm: str = "own_or_item", max_overdue: float = 0.5) -> DuePairs:
-    """Every entry due within ``within_days`` of ``today`` (see the module docstring), one per (customer, item)
-    or, for a ``category``, one per customer. :func:`due_entries` keeps one per customer."""
+              by_category: bool = False, within_days: int = 14, rhythm: str = "own",
+              max_overdue: float = 0.5) -> DuePairs:
+    """Every entry due within ``within_days`` of ``today`` (see the module docstring): one per (customer,
+    item), or one per (customer, category) for a ``category`` (a code) or with ``by_category`` (every
+    category at once). :func:`due_entries` keeps one per customer."""
     keep = _entry_mask(purchases, item, category)
     owner = purchases.owner[keep]
     items = purchases.items[keep].astype(np.int64)
     count = purchases.count[keep].astype(np.float64)
     first = purchases.first_day[keep].astype(np.int64)
     last = purchases.last_day[keep].astype(np.int64)
-    if category >= 0:
-        # one rhythm per customer over the category: all their purchases in it; remind of the item they bought
-        # most in it (the latest on a tie), the first entry of each customer in this order
-        order = np.lexsort((items, -last, -count, owner))
-        owner, items, count, first, last = owner[order], items[order], count[order], first[order], last[order]
-        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if owner.size else np.zeros(0, np.int64)
+    if category >= 0 or by_category:
+        # one rhythm per (customer, category) over all their purchases in it; remind of the item they bought
+        # most in it (the latest on a tie), the first entry of each group in this order
+        cats = purchases.item_category[items].astype(np.int64)
+        group = owner * max(1, int(purchases.category_names.size)) + cats
+        order = np.lexsort((items, -last, -count, group))
+        group, owner, items, count, first, last, cats = (group[order], owner[order], items[order], count[order],
+                                                          first[order], last[order], cats[order])
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.size else np.zeros(0, np.int64)
         total = np.add.reduceat(count, starts) if starts.size else np.zeros(0)
         span_first = np.minimum.reduceat(first, starts) if starts.size else np.zeros(0, np.int64)
         span_last = np.maximum.reduceat(last, starts) if starts.size else np.zeros(0, np.int64)
-        typical = purchases.item_interval[purchases.item_category == category]
-        cat_interval = float(np.nanmedian(typical)) if np.isfinite(typical).any() else np.nan
-        owner, items, count, first, last = owner[starts], items[starts], total, span_first, span_last
-        item_interval = np.full(owner.size, cat_interval)
+        owner, items, count, first, last, cats = (owner[starts], items[starts], total, span_first, span_last,
+                                                  cats[starts])
+        item_interval = category_intervals(purchases)[cats]
     else:
         item_interval = purchases.item_interval[items].astype(np.float64)
     span = (last - first).astype(np.float64)
@@ -176,7 +194,7 @@ def due_pairs(purchases: PurchaseTable, today: int, *, item: int = -1, category:
 
 
 def due_entries(purchases: PurchaseTable, today: int, *, item: int = -1, category: int = -1,
-                within_days: int = 14, rhythm: str = "own_or_item", max_overdue: float = 0.5) -> DueEntry:
+                within_days: int = 14, rhythm: str = "own", max_overdue: float = 0.5) -> DueEntry:
     """Who is due to rebuy ``item`` (a row), or anything in ``category`` (a code), or any item (both -1), within
     ``within_days`` of ``today``: per customer the flagged entry closest to its due day."""
     n = purchases.n_customers

@@ -331,7 +331,7 @@ class _Checker:
                 raise self.fail(path, "bought needs item = \"...\" or category = \"...\"")
             return {"item": item, "category": category, "min_times": self.integer(body, "min_times", path, 1, low=1)}
         if kind == "due":
-            rhythm = self.text(body, "rhythm", path, "own_or_item")
+            rhythm = self.text(body, "rhythm", path, "own")
             if rhythm not in RHYTHMS:
                 raise self.fail(f"{path}.rhythm", f"unknown rhythm {rhythm!r}; write one of: {', '.join(RHYTHMS)}")
             within = self.integer(body, "within_days", path, 14, low=0, high=3650)
