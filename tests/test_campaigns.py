@@ -306,3 +306,46 @@ def test_the_model_says_when_today_is(tmp_path: Path, root: Path) -> None:
     later = datetime(2026, 5, 11, 3, 0, tzinfo=UTC)  # 3 days later: C001's detergent is due that day
     result = run_campaign(_spec(tmp_path, text), root, tmp_path / "out", clock=lambda: later)
     assert list(pd.read_parquet(result.files["parquet"])["customer_id"]) == ["C001"]
+
+
+# ------------------------------------------------------------------------------------- examples, message_sent
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples" / "campaigns").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_spec_is_valid(path: Path) -> None:
+    from recsvc_training.campaigns import load_spec
+
+    spec = load_spec(path)
+    assert spec.name == path.stem.replace("_", "-") and spec.audience is not None
+
+
+def test_message_sent_rows_are_neither_trained_on_nor_quarantined(tmp_path: Path) -> None:
+    from recsvc.config import TrainingSettings
+    from recsvc_training.input.ingest import load_training_data
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "events.csv").write_text(
+        "timestamp,customer_id,item_id,event\n2026-05-01T10:00:00Z,C1,A,purchase\n"
+        "2026-05-02T10:00:00Z,C1,A,message_sent\n2026-05-02T11:00:00Z,C1,A,wishlist\n")
+    (data / "items.csv").write_text("item_id\nA\n")
+    loaded = load_training_data(data, TrainingSettings(), tmp_path / "quarantine",
+                                now=pd.Timestamp("2026-05-03", tz="UTC"))
+    assert list(loaded.events["event"]) == ["purchase"]
+    quarantined = pd.read_csv(tmp_path / "quarantine" / "events.quarantine.csv", dtype=str)
+    assert list(quarantined["event"]) == ["wishlist"]       # only the unknown type, on its own source row
+    assert list(quarantined["source_row"]) == ["3"]
+
+
+def test_recorded_messages_feed_the_next_campaigns_frequency_cap(tmp_path: Path, root: Path) -> None:
+    store = SqliteEventStore(tmp_path / "events.sqlite")
+    text = _head("suggest") + '[[audience.rule]]\nsegment = ["loyal"]\n[suppression]\nmessaged_within_days = 3\n'
+    first = run_campaign(_spec(tmp_path, text), root, tmp_path / "one", clock=_clock, event_store=store,
+                         record_sent=True)
+    assert first.summary["sent"] == 2
+    assert {e.event for e in store.export(10**15)} == {"message_sent"}
+    again = run_campaign(_spec(tmp_path, text), root, tmp_path / "two", clock=_clock, event_store=store)
+    assert again.summary["sent"] == 0 and again.summary["suppressed"]["messaged_recently"] == 2
+    store.close()

@@ -203,11 +203,13 @@ def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleT
     raw_events = _read_table(files[EVENTS], EVENTS, REQUIRED_EVENT_COLUMNS)
     events, quarantine[EVENTS], report.negative_quantities_as_returns = _clean_events(
         raw_events, settings.default_channel, window)
+    report.events_not_interactions = len(raw_events) - len(events) - len(quarantine[EVENTS])
     raw_items = _read_table(files[ITEMS], ITEMS, REQUIRED_ITEM_COLUMNS)
     items, quarantine[ITEMS] = clean_items(raw_items)
-    for table, raw, kept in ((EVENTS, raw_events, events), (ITEMS, raw_items, items)):
-        _count(report, table, len(raw), len(kept), quarantine[table])
-        _require_valid(files[table], table, len(raw), len(kept), quarantine_dir, required=True)
+    for table, read, kept in ((EVENTS, len(raw_events) - report.events_not_interactions, events),
+                              (ITEMS, len(raw_items), items)):
+        _count(report, table, read, len(kept), quarantine[table])
+        _require_valid(files[table], table, read, len(kept), quarantine_dir, required=True)
 
     customers = pd.DataFrame({CUSTOMER_ID: pd.Series([], dtype=str)})
     if CUSTOMERS in files:
