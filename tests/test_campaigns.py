@@ -349,3 +349,30 @@ def test_recorded_messages_feed_the_next_campaigns_frequency_cap(tmp_path: Path,
     again = run_campaign(_spec(tmp_path, text), root, tmp_path / "two", clock=_clock, event_store=store)
     assert again.summary["sent"] == 0 and again.summary["suppressed"]["messaged_recently"] == 2
     store.close()
+
+
+def test_browsed_not_bought_and_attribute_rules(tmp_path: Path, root: Path) -> None:
+    store = SqliteEventStore(tmp_path / "events.sqlite")
+    now = int(CREATED_AT.timestamp() * 1000)
+    day = 86_400_000
+    store.append([
+        EventRecord("v1", "APP-4", "B04", "view", "app", "", "", 1.0, math.nan, now - 2 * day, now),   # C004
+        EventRecord("v2", "C005", "B04", "cart", "store", "", "", 1.0, math.nan, now - 2 * day, now),
+        EventRecord("p2", "C005", "B04", "purchase", "store", "S01", "", 1.0, 3.5, now - day, now),   # bought it
+        EventRecord("v3", "C003", "B04", "view", "web", "", "", 1.0, math.nan, now - 20 * day, now),  # too long ago
+        EventRecord("v4", "C002", "D03", "view", "web", "", "", 1.0, math.nan, now - day, now),       # not bakery
+    ])
+    text = (_head("suggest").replace('alias_prefix = "LINE:"', "use_customer_id = true")
+            + '[[audience.rule]]\nbrowsed_not_bought = { days = 7, category = "bakery" }\n')
+    frame, _ = _run(tmp_path, root, text, event_store=store)
+    assert list(frame["customer_id"]) == ["C004"]
+    (tmp_path / "customers.csv").write_text("customer_id,age_group\nC001,30-39\nLOY-4,30-39\nC005,50-59\n")
+    text = (_head("suggest").replace('alias_prefix = "LINE:"', "use_customer_id = true")
+            + '[inputs]\ncustomers = "customers.csv"\n[[audience.rule]]\nattribute = { name = "age_group", '
+              'values = ["30-39"] }\n')
+    frame, _ = _run(tmp_path, root, text, event_store=store)
+    assert sorted(frame["customer_id"]) == ["C001", "C004"]          # C004 through its loyalty alias
+    with pytest.raises(SpecError, match=r"spec.toml:12: .*unknown customer attribute 'age'; the customers file "
+                                        r"has: age_group"):
+        _run(tmp_path, root, text.replace('name = "age_group"', 'name = "age"'))
+    store.close()
