@@ -35,8 +35,8 @@ from recsvc.events.validation import EventRecord
 from recsvc.ids import clean_id
 from recsvc.ranking import LoadedModel, RecommendationEngine
 from recsvc.ranking.batch import recommend_many
-from recsvc.ranking.results import RecommendQuery
-from recsvc_training.campaigns.content import contact_aliases, launch_affinity, launch_why, reminder
+from recsvc.ranking.results import RecommendQuery, Suggestion
+from recsvc_training.campaigns.content import Item, contact_aliases, launch_affinity, launch_why, reminder
 from recsvc_training.campaigns.output import Rows, write_rows, write_summary
 from recsvc_training.campaigns.rules import (
     MESSAGE_SENT,
@@ -242,10 +242,9 @@ def run_campaign(spec: CampaignSpec | str | Path, artifacts_root: str | Path, ou
             np.asarray(model.category_names).tolist(), range(len(model.category_names)), strict=True)),
             _rule_fail(spec))
         evaluation = evaluator.evaluate(spec.audience)
-        result = _finish(spec, model, engine, table, evaluation, evaluator, out, progress, unknown_live)
+        result, sent = _finish(spec, model, engine, table, evaluation, evaluator, out, progress, unknown_live)
         if record_sent and store is not None:
-            _record_sent(store, spec, result.summary.get("_sent_rows", []), clock)
-        result.summary.pop("_sent_rows", None)
+            _record_sent(store, spec, sent, clock)
     finally:
         if own_store and store is not None:
             store.close()
@@ -258,7 +257,9 @@ def run_campaign(spec: CampaignSpec | str | Path, artifacts_root: str | Path, ou
 
 def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine, table: CustomerTable,
             evaluation: Evaluation, evaluator: RuleEvaluator, out: Path, progress: bool,
-            unknown_live: int) -> CampaignResult:
+            unknown_live: int) -> tuple[CampaignResult, list[tuple[str, str]]]:
+    """Suppress, decide what each customer gets, write the rows; returns the result and (customer id, first
+    item id or the campaign's name) per customer written."""
     n = table.n
     audience = evaluation.audience.copy()
     sup = Suppression(kept=audience.copy())
@@ -363,11 +364,12 @@ def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine
         "by_segment": dict(sorted(by_segment.items(), key=lambda kv: -kv[1])),
         "by_channel": dict(sorted(by_channel.items(), key=lambda kv: -kv[1])),
         "files": {k: str(v) for k, v in files.items()},
-        "_sent_rows": list(zip(ids, [r[0] if r else spec.name for r in out_rows.columns["items"]], strict=True)),
     }
+    sent = list(zip(out_rows.columns["customer_id"],
+                    [r[0] if r else spec.name for r in out_rows.columns["items"]], strict=True))
     files.update({"summary_json": out / f"{spec.name}.summary.json", "summary_md": out / f"{spec.name}.summary.md",
                   "chart": out / f"{spec.name}.audience.png"})
-    return CampaignResult(files, summary)
+    return CampaignResult(files, summary), sent
 
 
 def _reasons_used(spec: CampaignSpec) -> list[str]:
@@ -426,25 +428,16 @@ def _bought_target_within(table: CustomerTable, item: int, category: int, days: 
     return hit
 
 
-@dataclass(frozen=True)
-class _Sent:
-    item_id: str
-    title: str
-    score: float
-    reason: str
-    kind: str
-
-
-def _as_item(s: Any) -> _Sent:
-    return _Sent(s.item_id, s.title, float(s.score), s.reason.text, s.reason.kind.name.lower())
+def _as_item(s: Suggestion) -> Item:
+    return Item(s.item_id, s.title, float(s.score), s.reason.text, s.reason.kind.name.lower())
 
 
 def _launch_items(engine: RecommendationEngine, model: LoadedModel, spec: CampaignSpec, customer_id: str,
-                  item: int, category: str) -> list[_Sent]:
+                  item: int, category: str) -> list[Item]:
     """A launch's message: the item itself, or the category's best items for the customer by ``Recommend``
     with the category filter (the same ranking, restricted to the category)."""
     if item >= 0:
-        return [_Sent(model.item_id(item), model.item_title(item), 1.0,
+        return [Item(model.item_id(item), model.item_title(item), 1.0,
                       f"New for you: {model.item_title(item)}", "launch")]
     n = max(1, spec.num_addons)
     result = engine.recommend(RecommendQuery(customer_id=customer_id, channel=spec.channel, store_id=spec.store_id,
