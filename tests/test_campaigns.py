@@ -131,6 +131,11 @@ def test_a_rebuy_reminder_is_the_due_item_with_its_addons_and_reasons(tmp_path: 
     assert row["reasons"][1] == "Bought together with Milk 1 l (bought in store S02 on 4 May)"
     assert row["contact_alias"] == "LINE:2"
     assert "Milk 1 l due in 4 days by the item's usual interval" in row["why"]
+    # a category's rhythm is named as such (the last purchase in it may be another item)
+    frame, _ = _run(tmp_path, root, _head() + '[[audience.rule]]\ndue = { category = "household", within_days = 14 }\n')
+    row = frame.set_index("customer_id").loc["C001"]
+    assert row["reasons"][0] == "You buy household every ~30 days; last bought 27 days ago (due in 3 days)"
+    assert list(row["items"]) == ["H04"]      # no co-purchase neighbours of the detergent in the toy set
 
 
 # --------------------------------------------------------------------------------------------------- suppression

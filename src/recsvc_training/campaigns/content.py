@@ -69,10 +69,16 @@ def reminder(model: LoadedModel, table: CustomerTable, due: DueEntry, row: int, 
     days_since = table.today - int(due.last_day[row])
     interval = float(due.interval[row])
     reason = explain(model, ReasonKind.BOUGHT_BEFORE, [item], days_since=days_since, interval_days=interval)
+    text = reason.text
+    if due.category[row] >= 0:
+        # a category's rhythm: say so, since the last purchase in it may have been another item
+        name = str(table.purchases.category_names[int(due.category[row])])
+        ago = "today" if days_since <= 0 else ("1 day ago" if days_since == 1 else f"{days_since} days ago")
+        text = f"You buy {name} every ~{round(interval)} days; last bought {ago}"
     due_in = int(due.due_day[row]) - table.today
     when = "due today" if due_in == 0 else (f"due in {due_in} days" if due_in > 0 else f"{-due_in} days overdue")
     out = [Item(model.item_id(item), model.item_title(item), float(RepurchaseSource.dueness(
-        np.array([float(days_since)]), np.array([interval]))[0]), f"{reason.text} ({when})", "bought_before")]
+        np.array([float(days_since)]), np.array([interval]))[0]), f"{text} ({when})", "bought_before")]
     if n_addons <= 0:
         return out
     lo, hi = int(model.copurchase_indptr[item]), int(model.copurchase_indptr[item + 1])

@@ -111,6 +111,7 @@ class DueEntry:
     last_day: np.ndarray   # int [n]
     count: np.ndarray      # float [n]
     own: np.ndarray        # bool [n] the interval is the customer's own rhythm
+    category: np.ndarray   # int [n] the category code whose rhythm it is (-1: the item's own)
 
 
 def _entry_mask(purchases: PurchaseTable, item: int, category: int) -> np.ndarray:
@@ -205,7 +206,7 @@ def due_entries(purchases: PurchaseTable, today: int, *, item: int = -1, categor
     result_item = np.full(n, -1, dtype=np.int64)
     out = DueEntry(due=np.zeros(n, dtype=bool), item=result_item, due_day=np.zeros(n, dtype=np.int64),
                    interval=np.full(n, np.nan), last_day=np.full(n, -1, dtype=np.int64), count=np.zeros(n),
-                   own=np.zeros(n, dtype=bool))
+                   own=np.zeros(n, dtype=bool), category=np.full(n, -1, dtype=np.int64))
     idx = np.arange(owner.size)
     if idx.size == 0:
         return out
@@ -222,6 +223,8 @@ def due_entries(purchases: PurchaseTable, today: int, *, item: int = -1, categor
     out.last_day[rows] = last[idx]
     out.count[rows] = count[idx]
     out.own[rows] = own[idx]
+    if category >= 0:
+        out.category[rows] = category
     return out
 
 

@@ -177,7 +177,10 @@ def _why(spec: CampaignSpec, evaluation: Evaluation, row: int, table: CustomerTa
         if rule.kind == "due":
             due = evaluation.due[rule.path]
             days = int(due.due_day[row]) - table.today
-            rhythm = "their rhythm" if due.own[row] else "the item's usual interval"
+            kind = "the item's" if due.category[row] < 0 else "the category's"
+            rhythm = "their rhythm" if due.own[row] else f"{kind} usual interval"
+            if due.category[row] >= 0:
+                rhythm += f" in {table.purchases.category_names[int(due.category[row])]}"
             when = f"due in {days} days" if days > 0 else ("due today" if days == 0 else f"{-days} days overdue")
             said.append(f"{model.item_title(int(due.item[row]))} {when} by {rhythm} (every ~{due.interval[row]:.0f} "
                         f"days, last bought {table.today - int(due.last_day[row])} days ago)")
@@ -305,8 +308,7 @@ def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine
     channel_row = model.channel_row(spec.channel)
     ids = [model.customer_id(int(r)) for r in rows]
     bar = _progress_bar(len(ids), spec.name) if progress else None
-    suggestions = (recommend_many(engine, ids, spec.channel, spec.num_suggestions, spec.store_id,
-                                  progress=(lambda done: bar.update(done - bar.n)) if bar is not None else None)
+    suggestions = (recommend_many(engine, ids, spec.channel, spec.num_suggestions, spec.store_id)
                    if spec.num_suggestions > 0 else iter(()))
     out_rows = Rows()
     segment_names = table.segment_names
@@ -348,6 +350,8 @@ def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine
         if "score" not in values and items:
             values["score"] = float(items[0].score)
         out_rows.add(**values)
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.close()
     files = write_rows(out_rows, out, spec.name)
@@ -393,10 +397,11 @@ def _merged_due(rules: list[Rule], evaluation: Evaluation, n: int) -> DueEntry:
     entries = [evaluation.due[r.path] for r in rules if r.path in evaluation.due]
     merged = DueEntry(due=np.zeros(n, dtype=bool), item=np.full(n, -1, dtype=np.int64),
                       due_day=np.zeros(n, dtype=np.int64), interval=np.full(n, np.nan),
-                      last_day=np.full(n, -1, dtype=np.int64), count=np.zeros(n), own=np.zeros(n, dtype=bool))
+                      last_day=np.full(n, -1, dtype=np.int64), count=np.zeros(n), own=np.zeros(n, dtype=bool),
+                      category=np.full(n, -1, dtype=np.int64))
     for entry in entries:
         take = entry.due & ~merged.due
-        for name in ("due", "item", "due_day", "interval", "last_day", "count", "own"):
+        for name in ("due", "item", "due_day", "interval", "last_day", "count", "own", "category"):
             getattr(merged, name)[take] = getattr(entry, name)[take]
     return merged
 

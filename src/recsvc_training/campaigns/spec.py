@@ -401,7 +401,7 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None) 
         raise c.fail("audience.rule", "write each rule as a [[audience.rule]] table")
     rules = tuple(c.rule(r, f"audience.rule[{i}]") for i, r in enumerate(raw_rules))
     audience = (None if not rules else rules[0] if len(rules) == 1
-                else Rule(match, "audience", lines.get("audience", 1), children=rules))
+                else Rule(match, "audience", lines.get("audience", rules[0].line), children=rules))
 
     suppression = c.table(doc, "suppression", "suppression")
     c.known(suppression, _SUPPRESSION, "suppression")
