@@ -381,3 +381,20 @@ def test_browsed_not_bought_and_attribute_rules(tmp_path: Path, root: Path) -> N
                                         r"has: age_group"):
         _run(tmp_path, root, text.replace('name = "age_group"', 'name = "age"'))
     store.close()
+
+
+def test_the_overlay_ignores_messages_sent(tmp_path: Path) -> None:
+    """A message is no interest of the customer's: it must not show in their live activity (profile channels,
+    live ranking) nor push their real events out of the overlay's per-customer memory."""
+    from recsvc.events.overlay import EventOverlay
+
+    model = LoadedModel(_campaign_set())
+    store = SqliteEventStore(tmp_path / "events.sqlite")
+    after = int(CREATED_AT.timestamp() * 1000)
+    store.append([EventRecord("m", "C002", "D03", "message_sent", "line", "", "t", 1.0, math.nan, after, after),
+                  EventRecord("v", "C002", "D03", "view", "web", "", "", 1.0, math.nan, after, after)])
+    overlay = EventOverlay(store)
+    overlay.poll_once()
+    live = overlay.activity(model, "C002")
+    assert live is not None and [e.event for e in live.events] == ["view"]
+    store.close()
