@@ -398,3 +398,21 @@ def test_the_overlay_ignores_messages_sent(tmp_path: Path) -> None:
     live = overlay.activity(model, "C002")
     assert live is not None and [e.event for e in live.events] == ["view"]
     store.close()
+
+
+def test_rows_are_written_in_batches_that_add_up_to_whole_files(tmp_path: Path) -> None:
+    from recsvc_training.campaigns.output import RowWriter
+
+    writer = RowWriter(tmp_path, "b", batch=2)
+    for i in range(5):
+        writer.add(customer_id=f"C{i}", items=[f"I{i}", "X"], scores=[1.0, 0.5], reasons=["a", "b"], due_in_days=i)
+    writer.close()
+    table = pq.read_table(writer.paths["parquet"])
+    assert table.column("customer_id").to_pylist() == [f"C{i}" for i in range(5)]
+    assert table.column("items").to_pylist()[4] == ["I4", "X"]
+    csv = pd.read_csv(writer.paths["csv"], dtype=str, keep_default_na=False)
+    assert list(csv["customer_id"]) == [f"C{i}" for i in range(5)] and csv["reasons"].iloc[0] == "a | b"
+    empty = RowWriter(tmp_path, "e")
+    empty.close()
+    assert pq.read_table(empty.paths["parquet"]).num_rows == 0
+    assert list(pd.read_csv(empty.paths["csv"]).columns)[:2] == ["customer_id", "contact_alias"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,52 +27,75 @@ _FLOAT_LISTS = ("scores", "suggestion_scores")
 _REASON_LISTS = ("reasons", "suggestion_reasons")
 
 
-@dataclass
-class Rows:
-    """Column-wise rows of a campaign's output, appended one customer at a time."""
+_COLUMNS = ("customer_id", "contact_alias", "channel", "segment", "why", "score", "due_item_id", "due_in_days",
+            *LIST_COLUMNS)
 
-    columns: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in (
-        "customer_id", "contact_alias", "channel", "segment", "why", "score", "due_item_id", "due_in_days",
-        *LIST_COLUMNS)})
+
+def _schema() -> pa.Schema:
+    fields = []
+    for name in _COLUMNS:
+        if name in _FLOAT_LISTS:
+            kind = pa.list_(pa.float64())
+        elif name in LIST_COLUMNS:
+            kind = pa.list_(pa.string())
+        elif name == "score":
+            kind = pa.float64()
+        elif name == "due_in_days":
+            kind = pa.int32()
+        else:
+            kind = pa.string()
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+SCHEMA = _schema()
+
+
+class RowWriter:
+    """Writes a campaign's rows to ``<name>.parquet`` and ``<name>.csv`` as they come, ``batch`` rows at a time,
+    so a run over millions of customers holds one batch in memory, not the whole output.
+
+    :attr:`written` counts rows; :attr:`sent` keeps (customer id, first item id) per row for ``--record-sent``.
+    """
+
+    def __init__(self, out_dir: Path, name: str, batch: int = 50_000) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.paths = {"parquet": out_dir / f"{name}.parquet", "csv": out_dir / f"{name}.csv"}
+        self._batch = batch
+        self._columns: dict[str, list[Any]] = {n: [] for n in _COLUMNS}
+        self._parquet: pq.ParquetWriter | None = pq.ParquetWriter(self.paths["parquet"], SCHEMA)
+        self._csv_header = True
+        self.written = 0
+        self.sent: list[tuple[str, str]] = []
 
     def add(self, **values: Any) -> None:
-        for name, column in self.columns.items():
+        for name, column in self._columns.items():
             column.append(values.get(name, [] if name in LIST_COLUMNS else None))
+        self.written += 1
+        if len(self._columns["customer_id"]) >= self._batch:
+            self._flush()
 
-    def __len__(self) -> int:
-        return len(self.columns["customer_id"])
+    def _flush(self) -> None:
+        assert self._parquet is not None, "closed"
+        table = pa.table({n: pa.array(v, type=SCHEMA.field(n).type) for n, v in self._columns.items()},
+                         schema=SCHEMA)
+        self._parquet.write_table(table)
+        frame = table.to_pandas()
+        for column in LIST_COLUMNS:
+            sep = " | " if column in _REASON_LISTS else "|"
+            frame[column] = [sep.join(_text(v) for v in values) for values in frame[column]]
+        frame.to_csv(self.paths["csv"], index=False, header=self._csv_header, mode="w" if self._csv_header else "a")
+        self._csv_header = False
+        self._columns = {n: [] for n in _COLUMNS}
 
-    def table(self) -> pa.Table:
-        schema = []
-        for name in self.columns:
-            if name in _FLOAT_LISTS:
-                kind = pa.list_(pa.float64())
-            elif name in LIST_COLUMNS:
-                kind = pa.list_(pa.string())
-            elif name == "score":
-                kind = pa.float64()
-            elif name == "due_in_days":
-                kind = pa.int32()
-            else:
-                kind = pa.string()
-            schema.append(pa.field(name, kind))
-        return pa.table({n: pa.array(v, type=f.type) for (n, v), f in zip(self.columns.items(), schema, strict=True)},
-                        schema=pa.schema(schema))
-
-
-def write_rows(rows: Rows, out_dir: Path, name: str) -> dict[str, Path]:
-    """Write ``<name>.parquet`` and ``<name>.csv``; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = rows.table()
-    parquet = out_dir / f"{name}.parquet"
-    pq.write_table(table, parquet)
-    csv = out_dir / f"{name}.csv"
-    frame = table.to_pandas()
-    for column in LIST_COLUMNS:
-        sep = " | " if column in _REASON_LISTS else "|"
-        frame[column] = [sep.join(_text(v) for v in values) for values in frame[column]]
-    frame.to_csv(csv, index=False)
-    return {"parquet": parquet, "csv": csv}
+    def close(self) -> None:
+        """Write the last batch (an empty output still gets its header and schema) and close the files."""
+        if self._parquet is None:
+            return
+        if self._columns["customer_id"] or self._csv_header:
+            self._flush()
+        self._parquet.close()
+        self._parquet = None
 
 
 def _text(value: Any) -> str:

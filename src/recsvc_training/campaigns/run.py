@@ -37,7 +37,7 @@ from recsvc.ranking import LoadedModel, RecommendationEngine
 from recsvc.ranking.batch import recommend_many
 from recsvc.ranking.results import RecommendQuery, Suggestion
 from recsvc_training.campaigns.content import Item, contact_aliases, launch_affinity, launch_why, reminder
-from recsvc_training.campaigns.output import Rows, write_rows, write_summary
+from recsvc_training.campaigns.output import RowWriter, write_summary
 from recsvc_training.campaigns.rules import (
     MESSAGE_SENT,
     CustomerTable,
@@ -310,7 +310,7 @@ def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine
     bar = _progress_bar(len(ids), spec.name) if progress else None
     suggestions = (recommend_many(engine, ids, spec.channel, spec.num_suggestions, spec.store_id)
                    if spec.num_suggestions > 0 else iter(()))
-    out_rows = Rows()
+    writer = RowWriter(out, spec.name)
     segment_names = table.segment_names
     by_segment: dict[str, int] = {}
     by_channel: dict[str, int] = {}
@@ -349,12 +349,14 @@ def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine
         values["scores"] = [it.score for it in items]
         if "score" not in values and items:
             values["score"] = float(items[0].score)
-        out_rows.add(**values)
+        writer.add(**values)
+        writer.sent.append((ids[i], values["items"][0] if values["items"] else spec.name))
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    files = write_rows(out_rows, out, spec.name)
+    writer.close()
+    files = dict(writer.paths)
     rule_sizes = ([{"label": r.label(), "path": r.path, "line": r.line,
                     "customers": int(evaluation.masks[r.path].sum())}
                    for r in spec.audience.walk()] if spec.audience is not None else [])
@@ -364,13 +366,12 @@ def _finish(spec: CampaignSpec, model: LoadedModel, engine: RecommendationEngine
         "customers": n, "audience": int(audience.sum()), "rules": rule_sizes,
         "suppressed": {r: sup.removed.get(r, 0) for r in _reasons_used(spec)},
         "unmatched_ids": sup.unmatched, "live_events": int(table.live.kind.size),
-        "live_events_unknown_customer": unknown_live, "sent": len(out_rows),
+        "live_events_unknown_customer": unknown_live, "sent": writer.written,
         "by_segment": dict(sorted(by_segment.items(), key=lambda kv: -kv[1])),
         "by_channel": dict(sorted(by_channel.items(), key=lambda kv: -kv[1])),
         "files": {k: str(v) for k, v in files.items()},
     }
-    sent = list(zip(out_rows.columns["customer_id"],
-                    [r[0] if r else spec.name for r in out_rows.columns["items"]], strict=True))
+    sent = writer.sent
     files.update({"summary_json": out / f"{spec.name}.summary.json", "summary_md": out / f"{spec.name}.summary.md",
                   "chart": out / f"{spec.name}.audience.png"})
     return CampaignResult(files, summary), sent
