@@ -356,6 +356,22 @@ def test_recorded_messages_feed_the_next_campaigns_frequency_cap(tmp_path: Path,
     store.close()
 
 
+def test_bought_counts_live_purchases_after_the_cut_off_only(tmp_path: Path, root: Path) -> None:
+    """The store keeps 90 days of events, so purchases the model already counted are in it too."""
+    store = SqliteEventStore(tmp_path / "events.sqlite")
+    before = ms_of_day(DATA_END_DAY - 3) + 3_600_000   # C002's milk, already in the model's history
+    after = int(CREATED_AT.timestamp() * 1000) - 3_600_000
+    store.append([EventRecord("old", "C002", "D01", "purchase", "store", "S02", "", 1.0, 1.1, before, before)])
+    text = (_head("suggest").replace('alias_prefix = "LINE:"', "use_customer_id = true")
+            + '[[audience.rule]]\nbought = { item = "D01", min_times = 2 }\n')
+    frame, _ = _run(tmp_path, root, text, event_store=store)
+    assert frame.empty
+    store.append([EventRecord("new", "C002", "D01", "purchase", "web", "", "", 1.0, 1.1, after, after)])
+    frame, _ = _run(tmp_path, root, text, event_store=store)
+    assert list(frame["customer_id"]) == ["C002"]
+    store.close()
+
+
 def test_browsed_not_bought_and_attribute_rules(tmp_path: Path, root: Path) -> None:
     store = SqliteEventStore(tmp_path / "events.sqlite")
     now = int(CREATED_AT.timestamp() * 1000)

@@ -89,6 +89,9 @@ class CustomerTable:
     live: LiveActivity
     item_ids: np.ndarray
     attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: The model's last data day: live events up to it are already in ``purchases`` (the store keeps
+    #: ``events.retention_days`` of them), so only later ones count as new purchases.
+    cutoff_day: int = -(2**31)
 
     @property
     def n(self) -> int:
@@ -324,7 +327,7 @@ class RuleEvaluator:
         live = self.t.live
         about = ((live.item == item) if item >= 0
                  else (live.item >= 0) & (p.item_category[np.maximum(live.item, 0)] == category))
-        bought_live = live.of("purchase") & about
+        bought_live = live.of("purchase") & about & (live.day > self.t.cutoff_day)
         times += np.bincount(live.customer[bought_live], minlength=self.t.n)
         return np.asarray(times >= rule.args["min_times"] - 1e-9)
 

@@ -132,7 +132,8 @@ def customer_table(model: LoadedModel, today: int, live: LiveActivity,
     return CustomerTable(purchases=purchases, today=today, segment=segment, segment_names=names,
                          channels_used=used, channel_names=tuple(model.channels), last_day=last_day,
                          last_channel=last_channel, last_store=last_store.astype(str), live=live,
-                         item_ids=np.asarray(model.items.ids), attributes=attributes or {})
+                         item_ids=np.asarray(model.items.ids), attributes=attributes or {},
+                         cutoff_day=model.data_end_day)
 
 
 def read_attributes(path: Path, model: LoadedModel) -> dict[str, np.ndarray]:
