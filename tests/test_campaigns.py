@@ -163,6 +163,12 @@ def test_each_suppression_removes_what_it_should_and_is_counted(tmp_path: Path, 
     assert set(frame["customer_id"]) == set()
     assert summary["suppressed"] == {"opted_out": 1, "messaged_recently": 2, "bought_since_due": 1, "no_contact": 0}
     assert summary["unmatched_ids"] == {"opt_out": 1, "sent_log": 0}
+    # for a category's rhythm, buying anything in the category ends the wait: C001 buys sponges (household)
+    sponges = EventRecord("p3", "LOY-1", "H02", "purchase", "store", "S01", "", 1.0, 1.5, after_cutoff, after_cutoff)
+    store.append([sponges])
+    frame, summary = _run(tmp_path, root, _head() + '[[audience.rule]]\ndue = { category = "household" }\n',
+                          event_store=store)
+    assert frame.empty and summary["suppressed"]["bought_since_due"] == 1
     # a cap of 1 day keeps C003 (messaged 2 days ago) and still removes C005 (yesterday)
     frame, summary = _run(tmp_path, root, text.replace("messaged_within_days = 7", "messaged_within_days = 1"),
                           event_store=store)

@@ -409,14 +409,17 @@ def _merged_due(rules: list[Rule], evaluation: Evaluation, n: int) -> DueEntry:
 
 
 def _bought_after(table: CustomerTable, due: DueEntry, model: LoadedModel) -> np.ndarray:
-    """Customers with a live purchase of their due item after the purchase its due date counts from."""
+    """Customers with a live purchase of their due item (for a category's rhythm: of anything in the category)
+    after the purchase the due date counts from."""
     live = table.live
     hit = np.zeros(table.n, dtype=bool)
     bought = live.of("purchase")
     if not bought.any():
         return hit
     c, item, day = live.customer[bought], live.item[bought], live.day[bought]
-    same = (due.item[c] == item) & (item >= 0) & (day > due.last_day[c])
+    category = table.purchases.item_category[np.maximum(item, 0)]
+    same_item = np.where(due.category[c] >= 0, category == due.category[c], due.item[c] == item)
+    same = same_item & (item >= 0) & (day > due.last_day[c])
     hit[c[same]] = True
     return hit
 
