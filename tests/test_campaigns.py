@@ -438,3 +438,15 @@ def test_rows_are_written_in_batches_that_add_up_to_whole_files(tmp_path: Path) 
     empty.close()
     assert pq.read_table(empty.paths["parquet"]).num_rows == 0
     assert list(pd.read_csv(empty.paths["csv"]).columns)[:2] == ["customer_id", "contact_alias"]
+
+
+def test_a_given_today_moves_the_suggestions_reference_day_too(tmp_path: Path, root: Path) -> None:
+    text = (_head("suggest").replace('channel = "store"', 'channel = "store"\ntoday = "2026-05-10"')
+            .replace('alias_prefix = "LINE:"', "use_customer_id = true"))
+    frame, _ = _run(tmp_path, root, text)
+    later = datetime(2026, 5, 11, 3, 0, tzinfo=UTC)   # the engine's day is then 2026-05-10
+    engine = RecommendationEngine(LoadedModel(_campaign_set()), clock=lambda: later)
+    for row in frame.itertuples():
+        alone = engine.recommend(RecommendQuery(customer_id=row.customer_id, channel="store", num_items=10))
+        assert list(row.reasons) == [s.reason.text for s in alone.items]
+    assert any("30 days ago" in r for r in frame.set_index("customer_id").loc["C001", "reasons"])  # 27 + 3

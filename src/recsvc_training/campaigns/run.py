@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,18 @@ def _today(model: LoadedModel, clock: Callable[[], datetime]) -> int:
     return model.data_end_day + max(0, (clock() - created).days)
 
 
+def _clock_for(model: LoadedModel, today: int, clock: Callable[[], datetime]) -> Callable[[], datetime]:
+    """A clock under which the engine's reference day is ``today`` (``clock`` itself when it already is)."""
+    if _today(model, clock) == today:
+        return clock
+    try:
+        created = datetime.fromisoformat(model.created_at)
+    except ValueError:
+        return clock
+    moment = created + timedelta(days=max(0, today - model.data_end_day), hours=1)
+    return lambda: moment
+
+
 def _rule_fail(spec: CampaignSpec) -> Callable[[Rule, str], SpecError]:
     return lambda rule, message: SpecError(f"{spec.source}:{rule.line}: {rule.path}: {message}")
 
@@ -229,8 +241,9 @@ def run_campaign(spec: CampaignSpec | str | Path, artifacts_root: str | Path, ou
     root = Path(artifacts_root)
     out = Path(out_dir)
     model = LoadedModel(load_current(root))
-    engine = RecommendationEngine(model, settings.server, clock=clock)
     today = spec.today if spec.today is not None else _today(model, clock)
+    # the suggestions' reasons ("last bought 3 days ago") count to the same day as the rules
+    engine = RecommendationEngine(model, settings.server, clock=_clock_for(model, today, clock))
 
     store, own_store = event_store, False
     if store is None and spec.use_event_store and settings.events.backend != "off" and not (
