@@ -246,8 +246,10 @@ def run_campaign(spec: CampaignSpec | str | Path, artifacts_root: str | Path, ou
     engine = RecommendationEngine(model, settings.server, clock=_clock_for(model, today, clock))
 
     store, own_store = event_store, False
-    if store is None and spec.use_event_store and settings.events.backend != "off" and not (
-            settings.events.backend == "sqlite" and not sqlite_path(settings.events, root).exists()):
+    # read the configured store when it exists; create the embedded one only to record what is sent
+    exists = not (settings.events.backend == "sqlite" and not sqlite_path(settings.events, root).exists())
+    if store is None and settings.events.backend != "off" and (
+            (spec.use_event_store and exists) or record_sent):
         store, own_store = open_store(settings.events, root), True
     try:
         # everything up to now (or the end of the reference day, when that is later)
