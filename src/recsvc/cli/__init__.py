@@ -1,6 +1,7 @@
 """The recsvc command: the entry point, its options, and one clear line for every known failure.
 
-The commands live beside this module by who they talk to: trainer_commands (sample, import, train, evaluate),
+The commands live beside this module by who they talk to: trainer_commands (sample, import, train, evaluate,
+campaign),
 server_commands (serve, rollback, stock, demo) and client_commands (recommend, bundle, similar, profile,
 info, which ask a running server).
 """
@@ -55,11 +56,12 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
     known: tuple[type[BaseException], ...] = (ArtifactError, StockError, FileNotFoundError)
     try:
+        from recsvc_training.campaigns.spec import SpecError
         from recsvc_training.evaluation.gate import QualityGateError
         from recsvc_training.input.ingest import InputError
     except ImportError:  # a serving image without the trainer
         return known
-    return (*known, InputError, QualityGateError)
+    return (*known, InputError, QualityGateError, SpecError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The trainer's commands: sample, import, train, evaluate.
+"""The trainer's commands: sample, import, train, evaluate, campaign.
 
 They import the trainer (recsvc_training) inside each command, not at the top: a serving image installed
 without the train extra has no trainer, and must still run the server and the client commands. The commands
@@ -116,8 +116,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaign(args: argparse.Namespace) -> int:
+    """Run a campaign spec against the published artifact set: who to message, about what."""
+    from recsvc_training.campaigns import run_campaign
+
+    settings = settings_from(args)
+    result = run_campaign(Path(args.spec), Path(settings.server.artifact_root), Path(args.out), settings=settings,
+                          progress=not args.no_progress and os.isatty(2), record_sent=args.record_sent)
+    s = result.summary
+    print(f"campaign {s['campaign']} ({s['kind']}, {s['channel']}): {s['audience']:,} in the audience, "
+          f"{s['sent']:,} to send; suppressed " + (", ".join(f"{k} {v:,}" for k, v in s["suppressed"].items())
+                                                   or "none"))
+    print(f"files: {', '.join(str(p) for p in result.files.values())}")
+    return 0
+
+
 def add_trainer_commands(sub: argparse._SubParsersAction) -> None:
-    """Register sample, import, train and evaluate."""
+    """Register sample, import, train, evaluate and campaign."""
     p = add_parser(sub, "sample", cmd_sample, "generate the bundled sample retailer data set")
     p.add_argument("--out", required=True, help="folder to write the tables into")
     p.add_argument("--seed", type=int, default=7, help="random seed (the same seed gives the same data)")
@@ -151,3 +166,13 @@ def add_trainer_commands(sub: argparse._SubParsersAction) -> None:
                    help="back-test: leave out events from this date on, so the test window ends the day before "
                         "(default: use the whole log)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = add_parser(sub, "campaign", cmd_campaign,
+                   "who to message about what: a campaign spec's audience, suppression and messages as files")
+    p.add_argument("--spec", required=True, help="campaign spec (TOML; see README, Campaigns)")
+    p.add_argument("--out", required=True, help="folder for <name>.parquet/.csv, the summary and the chart")
+    p.add_argument("--artifacts", help="artifact root (default: the setting server.artifact_root)")
+    p.add_argument("--record-sent", action="store_true",
+                   help="record a message_sent event per customer in the event store (the next frequency cap "
+                        "sees them)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -43,7 +43,13 @@ VIEW: Final = "view"
 CART: Final = "cart"
 PURCHASE: Final = "purchase"
 RETURN: Final = "return"
-EVENT_TYPES: Final = (VIEW, CART, PURCHASE, RETURN)
+#: A message (e-mail, LINE, push) went to the customer: recorded by ``recsvc campaign --record-sent`` or the
+#: retailer's sender, read by campaigns' frequency cap; never a signal of interest, so the overlay and the
+#: trainer ignore it.
+MESSAGE_SENT: Final = "message_sent"
+EVENT_TYPES: Final = (VIEW, CART, PURCHASE, RETURN, MESSAGE_SENT)
+#: The event types that are interactions (what ranking and training read).
+INTERACTION_TYPES: Final = (VIEW, CART, PURCHASE, RETURN)
 
 MAX_ID_LENGTH: Final = 256
 # The timestamps the trainer's datetime64[ns] can hold (1677-09-22 .. 2262-04-11); outside is bad_timestamp.

@@ -36,6 +36,10 @@ CART: Final = "cart"
 PURCHASE: Final = "purchase"
 RETURN: Final = "return"
 EVENT_TYPES: Final = (VIEW, CART, PURCHASE, RETURN)
+#: A message sent to the customer (campaigns' frequency cap): a valid event type that says nothing about
+#: interest, so ingest drops these rows before training (counted in the log, not quarantined).
+MESSAGE_SENT: Final = "message_sent"
+IGNORED_EVENT_TYPES: Final = (MESSAGE_SENT,)
 
 # items (catalog); any other column is an item attribute
 TITLE: Final = "title"
