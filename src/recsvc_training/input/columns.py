@@ -36,6 +36,9 @@ CART: Final = "cart"
 PURCHASE: Final = "purchase"
 RETURN: Final = "return"
 EVENT_TYPES: Final = (VIEW, CART, PURCHASE, RETURN)
+#: Feedback on served answers (issue 18): accepted in an events table (not quarantined) and dropped before
+#: any model, so an impression never counts as interest; impressions without clicks are not used as negatives.
+FEEDBACK_EVENT_TYPES: Final = ("impression", "click", "message_sent")
 
 # items (catalog); any other column is an item attribute
 TITLE: Final = "title"

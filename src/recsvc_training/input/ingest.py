@@ -57,6 +57,7 @@ from recsvc_training.input.columns import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     EVENTS,
+    FEEDBACK_EVENT_TYPES,
     IDENTITIES,
     IDENTITY_COLUMNS,
     ITEM_ID,
@@ -328,7 +329,7 @@ def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTime
     q = quantity.to_numpy()
     checks = (
         (REASON_MISSING_ID, ((customer == "") | (item == "")).to_numpy()),
-        (REASON_UNKNOWN_EVENT, ~event.isin(EVENT_TYPES).to_numpy()),
+        (REASON_UNKNOWN_EVENT, ~event.isin((*EVENT_TYPES, *FEEDBACK_EVENT_TYPES)).to_numpy()),
         (REASON_BAD_TIMESTAMP, timestamp.isna().to_numpy()),
         (REASON_FUTURE_TIMESTAMP, window.future(timestamp)),
         (REASON_ANCIENT_TIMESTAMP, window.ancient(timestamp)),
@@ -360,6 +361,10 @@ def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTime
 
     bad_rows = np.flatnonzero(~valid)
     quarantined = quarantine_frame(raw, bad_rows, reasons[bad_rows])
+    feedback = valid & event.isin(FEEDBACK_EVENT_TYPES).to_numpy()
+    if feedback.any():  # valid input, but no model learns from it (columns.FEEDBACK_EVENT_TYPES)
+        logger.info("%d feedback events (impression, click, message_sent) are not used for training", feedback.sum())
+        valid &= ~feedback
     n_as_returns = int((as_return & valid).sum())
     return cleaned[valid].reset_index(drop=True), quarantined, n_as_returns
 
