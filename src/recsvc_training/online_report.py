@@ -206,9 +206,9 @@ def _markdown(report: OnlineReport, window_days: float, files: Mapping[str, Path
     if report.comparisons:
         lines += ["| metric | control | arm | control rate | arm rate | difference (95 % interval) | verdict |",
                   "|---|---|---|---:|---:|---:|---|"]
-        for c in report.comparisons:
-            lines.append(f"| {c.metric} | {c.a} | {c.b} | {_pct(c.rate_a.value)} | {_pct(c.rate_b.value)} | "
-                         f"{_pct(c.difference)} ({_pct(c.low)} to {_pct(c.high)}) | {c.verdict()} |")
+        for v in report.comparisons:
+            lines.append(f"| {v.metric} | {v.a} | {v.b} | {_pct(v.rate_a.value)} | {_pct(v.rate_b.value)} | "
+                         f"{_pct(v.difference)} ({_pct(v.low)} to {_pct(v.high)}) | {v.verdict()} |")
     else:
         lines.append("No experiment with two or more arms in this period.")
     lines.append("")
