@@ -268,3 +268,34 @@ def test_a_full_queue_drops_and_counts_and_never_blocks(tmp_path: Path) -> None:
         store.release.set()
         log.close()
         store.close()
+
+
+# ------------------------------------------------------------------------------------------------ the trainer
+
+def test_the_trainer_accepts_feedback_rows_and_learns_nothing_from_them(tmp_path: Path) -> None:
+    from tests.test_ingest import EVENT_ROWS, load, make_folder
+
+    rows = [EVENT_ROWS[0],
+            ["2024-01-01T10:01:00Z", "007", "0002", "Impression", "web", "", "", "1", ""],
+            ["2024-01-01T10:02:00Z", "007", "0002", "click", "web", "", "", "1", ""],
+            ["2024-01-01T10:03:00Z", "007", "0002", "message_sent", "app", "", "", "1", ""]]
+    data = load(make_folder(tmp_path / "data", events=rows))
+    assert data.report.quarantined["events"] == {}  # valid rows, not quarantined as unknown_event ...
+    assert data.report.feedback_events == 3 and data.report.rows_kept["events"] == 4
+    assert data.events["event"].tolist() == ["purchase"]  # ... and no model sees them (no weak negatives)
+
+
+def test_the_live_import_leaves_feedback_in_the_store(tmp_path: Path) -> None:
+    from recsvc_training.input.live_events import import_live_events
+    from tests.test_ingest import EVENT_ROWS, make_folder
+
+    folder = make_folder(tmp_path / "data", events=[EVENT_ROWS[0]])
+    store = recsvc.events.sqlite_store.SqliteEventStore(tmp_path / "ev.sqlite")
+    try:
+        store.append([event(1, "C1", "A", "purchase", rid="r1"), event(2, "C1", "A", "impression", rid="r1"),
+                      event(3, "C1", "A", "click", rid="r1")])
+        result = import_live_events(folder, store, retention_days=10_000, now_ms=T0 + 2 * MS_PER_DAY)
+        assert (result.read, result.added) == (1, 1)
+        assert store.count() == 3  # the report still reads the impressions and clicks
+    finally:
+        store.close()

@@ -203,11 +203,19 @@ def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleT
     raw_events = _read_table(files[EVENTS], EVENTS, REQUIRED_EVENT_COLUMNS)
     events, quarantine[EVENTS], report.negative_quantities_as_returns = _clean_events(
         raw_events, settings.default_channel, window)
+    # valid feedback rows (impression, click, message_sent) are kept out of every model: counted, then dropped
+    feedback = events[EVENT].isin(FEEDBACK_EVENT_TYPES).to_numpy()
+    report.feedback_events = int(feedback.sum())
+    if report.feedback_events:
+        logger.info("%d feedback events (impression, click, message_sent) are not used for training",
+                    report.feedback_events)
+        events = events[~feedback].reset_index(drop=True)
     raw_items = _read_table(files[ITEMS], ITEMS, REQUIRED_ITEM_COLUMNS)
     items, quarantine[ITEMS] = clean_items(raw_items)
-    for table, raw, kept in ((EVENTS, raw_events, events), (ITEMS, raw_items, items)):
-        _count(report, table, len(raw), len(kept), quarantine[table])
-        _require_valid(files[table], table, len(raw), len(kept), quarantine_dir, required=True)
+    for table, raw, kept in ((EVENTS, raw_events, len(events) + report.feedback_events), (ITEMS, raw_items,
+                                                                                          len(items))):
+        _count(report, table, len(raw), kept, quarantine[table])
+        _require_valid(files[table], table, len(raw), kept, quarantine_dir, required=True)
 
     customers = pd.DataFrame({CUSTOMER_ID: pd.Series([], dtype=str)})
     if CUSTOMERS in files:
@@ -361,10 +369,6 @@ def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTime
 
     bad_rows = np.flatnonzero(~valid)
     quarantined = quarantine_frame(raw, bad_rows, reasons[bad_rows])
-    feedback = valid & event.isin(FEEDBACK_EVENT_TYPES).to_numpy()
-    if feedback.any():  # valid input, but no model learns from it (columns.FEEDBACK_EVENT_TYPES)
-        logger.info("%d feedback events (impression, click, message_sent) are not used for training", feedback.sum())
-        valid &= ~feedback
     n_as_returns = int((as_return & valid).sum())
     return cleaned[valid].reset_index(drop=True), quarantined, n_as_returns
 
