@@ -188,7 +188,7 @@ class RedisEventStore(EventStore):
         try:
             pipe = self._client.pipeline(transaction=False)
             for record in served:
-                payload = record.to_json()
+                payload = record.encode()
                 pipe.set(f"{self._served}:{record.recommendation_id}", payload, ex=ttl)
                 pipe.xadd(self._served, {"s": payload}, minid=minid, approximate=True)
             pipe.execute()
@@ -205,7 +205,7 @@ class RedisEventStore(EventStore):
             except _DOWN as exc:
                 raise self._down(exc) from exc
             for _, fields in entries:
-                record = ServedRecommendation.from_json(fields[b"s"])
+                record = ServedRecommendation.decode(fields[b"s"])
                 if record.timestamp_ms >= since_ms and record.recommendation_id not in seen:
                     seen.add(record.recommendation_id)
                     yield record
@@ -221,7 +221,7 @@ class RedisEventStore(EventStore):
             payloads = self._client.mget([f"{self._served}:{rid}" for rid in unique])
         except _DOWN as exc:
             raise self._down(exc) from exc
-        return {rid: ServedRecommendation.from_json(p) for rid, p in zip(unique, payloads, strict=True)
+        return {rid: ServedRecommendation.decode(p) for rid, p in zip(unique, payloads, strict=True)
                 if p is not None}
 
     def count(self) -> int:

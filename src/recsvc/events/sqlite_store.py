@@ -174,14 +174,14 @@ class SqliteEventStore(EventStore):
             return
         with self._write() as db:
             db.executemany("INSERT OR IGNORE INTO served (recommendation_id, timestamp_ms, payload) VALUES (?, ?, ?)",
-                           [(s.recommendation_id, s.timestamp_ms, s.to_json()) for s in served])
+                           [(s.recommendation_id, s.timestamp_ms, s.encode()) for s in served])
 
     def served(self, since_ms: int) -> Iterator[ServedRecommendation]:
         try:
             rows = self._db().execute("SELECT payload FROM served WHERE timestamp_ms >= ? ORDER BY timestamp_ms, seq",
                                       (since_ms,))
             for (payload,) in rows:
-                yield ServedRecommendation.from_json(payload)
+                yield ServedRecommendation.decode(payload)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"event store {self.path}: {exc}") from exc
 
@@ -194,7 +194,7 @@ class SqliteEventStore(EventStore):
                 rows = self._db().execute(f"SELECT payload FROM served WHERE recommendation_id IN "
                                           f"({', '.join('?' for _ in chunk)})", chunk).fetchall()
                 for (payload,) in rows:
-                    record = ServedRecommendation.from_json(payload)
+                    record = ServedRecommendation.decode(payload)
                     found[record.recommendation_id] = record
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"event store {self.path}: {exc}") from exc

@@ -9,6 +9,8 @@ from typing import Final
 #: ``kind`` of an answer of Recommend and of RecommendBundle.
 RECOMMEND: Final = "recommend"
 BUNDLE: Final = "bundle"
+_FIELD_SEPARATOR: Final = "\x1f"
+_ITEM_SEPARATOR: Final = "\x1e"
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,26 @@ class ServedRecommendation:
         except ValueError:
             return 0
 
-    def to_json(self) -> str:
-        return json.dumps([self.recommendation_id, self.timestamp_ms, self.kind, self.model_version, self.policy,
-                           self.arm, self.channel, self.store_id, self.customer_id, list(self.items)],
-                          separators=(",", ":"))
+    def encode(self) -> str:
+        """The answer as one string for a store: fields joined by a unit separator (a tenth of JSON's cost on
+        the log's writer thread); JSON when some id holds a separator character."""
+        fields = (self.recommendation_id, str(self.timestamp_ms), self.kind, self.model_version, self.policy,
+                  self.arm, self.channel, self.store_id, self.customer_id, _ITEM_SEPARATOR.join(self.items))
+        text = _FIELD_SEPARATOR.join(fields)
+        if (text.count(_FIELD_SEPARATOR) != len(fields) - 1 or text.startswith("[")
+                or fields[-1].count(_ITEM_SEPARATOR) != max(0, len(self.items) - 1)):
+            return json.dumps([self.recommendation_id, self.timestamp_ms, self.kind, self.model_version,
+                               self.policy, self.arm, self.channel, self.store_id, self.customer_id,
+                               list(self.items)], separators=(",", ":"))
+        return text
 
     @classmethod
-    def from_json(cls, payload: str | bytes) -> ServedRecommendation:
-        rid, ts, kind, version, policy, arm, channel, store, customer, items = json.loads(payload)
-        return cls(str(rid), int(ts), str(kind), str(version), str(policy), str(arm), str(channel), str(store),
-                   str(customer), tuple(str(i) for i in items))
+    def decode(cls, payload: str | bytes) -> ServedRecommendation:
+        text = payload.decode() if isinstance(payload, bytes) else payload
+        if text.startswith("["):
+            rid, ts, kind, version, policy, arm, channel, store, customer, items = json.loads(text)
+            return cls(str(rid), int(ts), str(kind), str(version), str(policy), str(arm), str(channel), str(store),
+                       str(customer), tuple(str(i) for i in items))
+        rid, ts, kind, version, policy, arm, channel, store, customer, joined = text.split(_FIELD_SEPARATOR)
+        return cls(rid, int(ts), kind, version, policy, arm, channel, store, customer,
+                   tuple(joined.split(_ITEM_SEPARATOR)) if joined else ())

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: Answers this process keeps in memory by id, so feedback on its own recent answers needs no store read.
 RECENT_ANSWERS = 20_000
+#: Known customers' resolved ids kept per process (cleared when full or when the model changes).
+RESOLVED_CACHE = 200_000
 
 
 class FeedbackRuntime:
@@ -70,6 +72,8 @@ class FeedbackRuntime:
         self._revenue: dict[tuple[str, ...], float] = {}
         self._refused: dict[str, int] = {}
         self._recent: OrderedDict[str, ServedRecommendation] = OrderedDict()
+        self._resolved: dict[str, str] = {}
+        self._resolved_model: LoadedModel | None = None
         if self.experiment.running:
             logger.info("experiment %r: %s", self.experiment.name,
                         ", ".join(f"{a.name} {a.high - a.low:.0%}" for a in self.experiment.arms))
@@ -78,24 +82,45 @@ class FeedbackRuntime:
 
     def customer_key(self, model: LoadedModel, customer_id: str) -> str:
         """The resolved customer: the model's id (through any alias), else the id live links resolve it to,
-        else the cleaned id itself; "" for an anonymous request."""
+        else the cleaned id itself; "" for an anonymous request. Known customers are cached per model (a
+        model's aliases never change; resolving costs more than the rest of the log together)."""
         customer_id = clean_id(customer_id)
         if not customer_id:
             return ""
+        cache = self._resolved
+        if self._resolved_model is not model:
+            cache = self._resolved = {}
+            self._resolved_model = model
+        found = cache.get(customer_id)
+        if found is not None:
+            return found
         row = model.resolve_customer(customer_id)
         if row >= 0:
-            return model.customer_id(row)
-        if self._overlay is not None:
+            if len(cache) >= RESOLVED_CACHE:
+                cache.clear()
+            found = cache[customer_id] = model.customer_id(row)
+            return found
+        return self._unknown(model, customer_id)
+
+    def _unknown(self, model: LoadedModel, customer_id: str) -> str:
+        """A customer the model does not know: the id live links resolve it to (not cached: a link may come)."""
+        if self._overlay is not None and customer_id:
             return self._overlay.resolve(model, customer_id)[1]
         return customer_id
 
     def recommend(self, engine: RecommendationEngine, query: RecommendQuery
                   ) -> tuple[RecommendResult, str, str]:
         """The answer, its recommendation id and the arm's name ("" outside any experiment)."""
-        customer = query.live.customer_id if query.live is not None else self.customer_key(engine.model,
-                                                                                            query.customer_id)
-        arm = self.experiment.assign(customer)
+        live = query.live
+        arm: Arm | None = None
+        customer = ""
+        if self.experiment.running:  # the arm decides how to rank: resolve first
+            customer = live.customer_id if live is not None else self.customer_key(engine.model, query.customer_id)
+            arm = self.experiment.assign(customer)
         result = recommend_in_arm(self._engines, engine, arm, query)
+        if not self.experiment.running:  # the engine resolved the customer already
+            customer = (result.resolved_customer_id or (live.customer_id if live is not None else
+                                                        self._unknown(engine.model, query.customer_id)))
         rid = self._logged(RECOMMEND, result.model_version, result.policy, arm, query.channel, query.store_id,
                            customer, [s.item_id for s in result.items])
         return result, rid, arm.name if arm is not None else ""
