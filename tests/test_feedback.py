@@ -299,3 +299,36 @@ def test_the_live_import_leaves_feedback_in_the_store(tmp_path: Path) -> None:
         assert store.count() == 3  # the report still reads the impressions and clicks
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------------------------------- arm engines
+
+def test_each_arm_is_served_by_its_own_engine_and_variants_follow_the_model(tmp_path: Path) -> None:
+    from recsvc.artifacts import load_current
+    from recsvc.config import ServerSettings
+    from recsvc.feedback.experiments import ArmEngines, recommend_in_arm
+    from recsvc.ranking import LoadedModel, RecommendationEngine, RecommendQuery
+    from tests.toy_model import publish_toy
+
+    publish_toy(tmp_path / "a")
+    base = RecommendationEngine(LoadedModel(load_current(tmp_path / "a")), ServerSettings())
+    experiment = Experiment(ExperimentsSettings(name="t", arms={
+        "control": ExperimentArm(share=0.3), "fresh": ExperimentArm(share=0.3, repurchase=False),
+        "blend": ExperimentArm(share=0.2, ranker="blend"), "holdout": ExperimentArm(share=0.2, holdout=True)}))
+    engines = ArmEngines(ServerSettings())
+    query = RecommendQuery(customer_id="LOY-4", channel="app")  # C004, who bought dish soap H01 in the app
+
+    def served(arm: str) -> tuple[str, list[str], str]:
+        result = recommend_in_arm(engines, base, experiment.arm(arm), query)
+        return result.policy, [s.item_id for s in result.items], result.resolved_customer_id
+
+    control, fresh, holdout = served("control"), served("fresh"), served("holdout")
+    assert "H01" in control[1] and "H01" not in fresh[1]  # the arm's policy: nothing bought before
+    assert fresh[0] == "fresh"  # a policy arm is reported under its name
+    assert holdout[0] == "popular" and holdout[2] == "C004"  # popular only, the customer still named
+    assert engines.engine(base, experiment.arm("control")) is base
+    variant = engines.engine(base, experiment.arm("fresh"))
+    assert engines.engine(base, experiment.arm("fresh")) is variant  # built once per model
+    other = RecommendationEngine(base.model, ServerSettings())
+    assert engines.engine(other, experiment.arm("fresh")) is not variant  # a new serving engine: new variants
+    assert engines.engine(other, experiment.arm("blend")) is not other
