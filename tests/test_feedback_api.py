@@ -166,3 +166,34 @@ def test_a_customer_keeps_the_arm_across_processes_aliases_and_a_restart(root: P
     one.kill()
     again = live_server.process(command, env)
     assert _arms_of(again.target, customers) == first
+
+
+def test_the_report_command_reads_the_configured_store(root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from recsvc.cli import main
+    from recsvc.events.sqlite_store import SqliteEventStore
+    from recsvc.events.validation import EventRecord
+    from recsvc.feedback.served import RECOMMEND, ServedRecommendation
+
+    now = int(time.time() * 1000)
+    store = SqliteEventStore(tmp_path / "ev.sqlite")
+    store.log_served([ServedRecommendation("r1", now, RECOMMEND, "toy-1", "blend", "control", "app", "", "C004",
+                                           ("H02", "H01"))])
+    store.append([EventRecord("i1", "LOY-4", "H02", "impression", "app", "", "", 1.0, float("nan"), now, now, "r1",
+                              1),
+                  EventRecord("p1", "LOY-4", "H02", "purchase", "app", "", "o1", 2.0, 3.0, now, now)])
+    store.close()
+    config = tmp_path / "recsvc.toml"
+    config.write_text(f'[events]\nsqlite_path = "{tmp_path / "ev.sqlite"}"\n')
+    day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
+    assert main(["--config", str(config), "report", "online", "--since", day, "--artifacts", str(root),
+                 "--out", str(tmp_path / "out"), "--no-charts"]) == 0
+    markdown = (tmp_path / "out" / "online.md").read_text()
+    assert str(tmp_path / "out" / "online.md") in capsys.readouterr().out
+    # LOY-4 is C004's loyalty card (the model's alias): the purchase without an id counts by window
+    assert ("| control | 1 | 1 | 0.00 % (0.00 %–79.35 %) | 0.00 % (0.00 %–79.35 %) | 100.00 % (20.65 %–100.00 %) "
+            "| 1 | 1 | 6.00 |") in markdown
+    assert main(["--config", str(config), "report", "online", "--since", "yesterday", "--artifacts",
+                 str(root)]) == 1
