@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2_grpc
 from recsvc.config import ServerSettings
 from recsvc.server.app import admission_for, build_server, stop_server
 from recsvc.server.events import EventsRuntime
+from recsvc.server.feedback import FeedbackRuntime
 from recsvc.server.holder import ModelHolder
 from recsvc.server.lifecycle import EngineFactory, ModelLifecycle, ReloadResult
 from recsvc.server.metrics import ServerMetrics
@@ -62,13 +63,13 @@ class LiveServer:
     With ``holder`` given, it serves that holder as it is (no lifecycle, no Admin service: a fixed engine,
     or none). Otherwise a lifecycle loads ``CURRENT`` (``engine_factory`` builds the engines; the watcher runs
     when polling is on) and ``results`` collects every load it reports (SWAPPED and REJECTED). ``events``
-    adds the Events service (the caller closes its runtime).
+    adds the Events service and ``feedback`` the experiment arms and served log (the caller closes both).
     """
 
     def __init__(self, settings: ServerSettings, engine_factory: EngineFactory | None = None,
                  metrics: bool = False, credentials: grpc.ChannelCredentials | None = None,
                  target_host: str = "127.0.0.1", holder: ModelHolder | None = None,
-                 events: EventsRuntime | None = None) -> None:
+                 events: EventsRuntime | None = None, feedback: FeedbackRuntime | None = None) -> None:
         self.settings = settings
         self.holder = holder if holder is not None else ModelHolder()
         self.metrics = ServerMetrics(self.holder) if metrics else None
@@ -80,7 +81,8 @@ class LiveServer:
             self.lifecycle.load_initial()
         self.admission = admission_for(settings)
         self.server, self.port = build_server(settings, self.holder, lifecycle=self.lifecycle,
-                                              metrics=self.metrics, admission=self.admission, events=events)
+                                              metrics=self.metrics, admission=self.admission, events=events,
+                                              feedback=feedback)
         self.server.start()
         if self.lifecycle is not None:
             self.lifecycle.start()

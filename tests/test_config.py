@@ -73,7 +73,8 @@ def test_an_explicit_path_wins_over_recsvc_config(tmp_path: Path) -> None:
     ("[training]\nevent_weights = 3\n", r"training.event_weights: expected a table/object, got 3"),
     ("[server.policies]\nweb = 1\n", r"server.policies.web: expected a table/object, got 1"),
     ("[server.policies.web]\nrepurchase = \"nope\"\n", r"server.policies.web.repurchase: expected true/false"),
-    ("[serving]\nport = 1\n", r"unknown section \[serving\]; use \[training\], \[server\] or \[events\]"),
+    ("[serving]\nport = 1\n",
+     r"unknown section \[serving\]; use \[training\], \[server\], \[events\], \[feedback\] or \[experiments\]"),
     ("port = 1\n", r"unknown section \[port\]"),
     ("[server\nport = 1\n", r"is not valid TOML"),
 ])

@@ -58,8 +58,8 @@ def test_the_trainers_reason_names_are_a_subset_of_the_servers() -> None:
     trainer |= {value for name, value in vars(identity).items()
                 if name.startswith("REASON_") and name != "REASON_COLUMN"}
     assert trainer and trainer <= set(v.REASONS)
-    assert set(columns.EVENT_TYPES) | set(columns.IGNORED_EVENT_TYPES) == set(v.EVENT_TYPES)
-    assert set(columns.EVENT_TYPES) == set(v.INTERACTION_TYPES)
+    assert set(columns.EVENT_TYPES) == set(v.TRAINING_EVENT_TYPES)
+    assert set(columns.FEEDBACK_EVENT_TYPES) == set(v.FEEDBACK_EVENT_TYPES)
 
 
 @pytest.mark.parametrize(("kwargs", "reason"), [

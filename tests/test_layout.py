@@ -16,9 +16,10 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: What the trainer may import from the server package: the artifact format it writes, the settings, the
-#: shared id/day rules and errors, the ranking code its evaluation scores, and the live-event store it reads.
+#: shared id/day rules and errors, the ranking code its evaluation scores, the live-event store it reads, and
+#: the attribution rules the online report shares with the servers' metrics.
 TRAINER_MAY_IMPORT = ("recsvc.artifacts", "recsvc.config", "recsvc.ids", "recsvc.days", "recsvc.errors",
-                      "recsvc.ranking", "recsvc.events", "recsvc.logs")
+                      "recsvc.ranking", "recsvc.events", "recsvc.logs", "recsvc.feedback")
 #: The command line (the package and its modules) is the one entry point of both sides, so it alone may start
 #: the trainer.
 ENTRY_POINTS = ("recsvc.cli", "recsvc.__main__")

@@ -267,7 +267,7 @@ def test_dirty_rows_are_the_promised_ones(sample: SampleSummary, raw_events: pd.
     stamps = pd.to_datetime(raw_events[col.TIMESTAMP], format="ISO8601", utc=True, errors="coerce")
     assert (raw_events[col.CUSTOMER_ID] == "").sum() == dirty[col.REASON_MISSING_ID]
     assert (~raw_events[col.EVENT].isin(col.EVENT_TYPES)).sum() == dirty[col.REASON_UNKNOWN_EVENT]
-    assert set(raw_events.loc[~raw_events[col.EVENT].isin(col.EVENT_TYPES), col.EVENT]) == {"click"}
+    assert set(raw_events.loc[~raw_events[col.EVENT].isin(col.EVENT_TYPES), col.EVENT]) == {"wishlist"}
     assert stamps.isna().sum() == dirty[col.REASON_BAD_TIMESTAMP]
     assert pd.to_numeric(raw_events[col.QUANTITY], errors="coerce").isna().sum() == dirty[col.REASON_BAD_QUANTITY]
     assert raw_events.duplicated().sum() == dirty[col.REASON_DUPLICATE]

@@ -241,10 +241,58 @@ class EventsSettings:
 
 
 @dataclass(frozen=True)
+class FeedbackSettings:
+    """Recommendation ids, the served-answer log and attribution (``[feedback]`` in TOML; README, Feedback and
+    experiments). The log needs an event store (``events.backend`` not ``off``)."""
+
+    #: Log every Recommend / RecommendBundle answer (id, model version, policy, arm, items) to the event store.
+    log_served: bool = True
+    #: Answers waiting for the log's writer thread; beyond it new ones are dropped and counted, never waited for.
+    log_queue_size: int = 50_000
+    #: Seconds between the writer's batches (also the longest an answer waits to become visible in the store).
+    log_flush_seconds: float = 0.2
+    #: A purchase or cart without a recommendation_id counts for an answer that suggested the item to the same
+    #: customer at most this many days before it (attributed "by window").
+    attribution_window_days: float = 7.0
+
+
+@dataclass(frozen=True)
+class ExperimentArm:
+    """One arm of an experiment (``[experiments.arms.<name>]``): who gets it and how they are served.
+
+    ``share`` is the fraction of customers (0..1). ``ranker`` ``""`` serves as configured, ``"blend"`` without
+    the model's learned ranker (rank fusion of the sources), ``"learned"`` with it. ``weights``,
+    ``repurchase`` and ``exclude_bought_within_days`` (as in a channel policy) make a policy applied on every
+    channel, reported under the arm's name. ``holdout`` serves popular items only (measures the lift of
+    personalization; RecommendBundle is served as usual).
+    """
+
+    share: float = 0.0
+    ranker: str = ""
+    weights: Mapping[str, float] = field(default_factory=dict)
+    repurchase: bool = True
+    exclude_bought_within_days: int = 0
+    holdout: bool = False
+
+
+@dataclass(frozen=True)
+class ExperimentsSettings:
+    """A/B experiment arms (``[experiments]`` in TOML). A customer's arm is a stable hash of ``name`` and the
+    resolved customer id, so it is the same on every channel, replica and restart; shares summing below 1
+    leave the rest outside the experiment (arm ``""``). No arms: no experiment."""
+
+    #: Names the experiment and salts the hash: a new name reshuffles customers over the arms.
+    name: str = "default"
+    arms: Mapping[str, ExperimentArm] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     events: EventsSettings = field(default_factory=EventsSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+    experiments: ExperimentsSettings = field(default_factory=ExperimentsSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -310,7 +358,7 @@ def _section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Defaults, overridden by the TOML file at ``path`` (or ``$RECSVC_CONFIG``), then by environment."""
     env = os.environ if env is None else env
-    raw: dict[str, dict[str, Any]] = {"training": {}, "server": {}, "events": {}}
+    raw: dict[str, dict[str, Any]] = {"training": {}, "server": {}, "events": {}, "feedback": {}, "experiments": {}}
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
         try:
@@ -322,7 +370,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         for key, value in data.items():
             if key not in raw or not isinstance(value, dict):
                 raise ConfigError(f"config file {path}: unknown section [{key}]; use [training], "
-                                  "[server] or [events]")
+                                  "[server], [events], [feedback] or [experiments]")
             raw[key].update(value)
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or "__" not in key:
@@ -334,4 +382,6 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raw[section][name.lower()] = value
     return Settings(training=_section(TrainingSettings, "training", raw["training"]),
                     server=_section(ServerSettings, "server", raw["server"]),
-                    events=_section(EventsSettings, "events", raw["events"]))
+                    events=_section(EventsSettings, "events", raw["events"]),
+                    feedback=_section(FeedbackSettings, "feedback", raw["feedback"]),
+                    experiments=_section(ExperimentsSettings, "experiments", raw["experiments"]))

@@ -17,7 +17,7 @@ data, and it has to be small enough to train in seconds. :func:`generate_sample`
   online-only items included: ``channels`` says where an item is sold, not where it may be handed back),
   click-and-collect, a few online-only and store-only items, and a segment of new customers who only have
   recent events;
-* a deliberate ~0.5 % of dirty rows (missing customer id, unknown event ``click``, unparseable timestamp,
+* a deliberate ~0.5 % of dirty rows (missing customer id, unknown event ``wishlist``, unparseable timestamp,
   non-numeric quantity, exact duplicates), added as extra rows so that the clean events are exactly what is
   left after the trainer's quarantine.
 
@@ -1034,7 +1034,7 @@ def _add_dirty_rows(rng: np.random.Generator, clean: pd.DataFrame) -> tuple[pd.D
         if reason == col.REASON_MISSING_ID:
             dirty.loc[rows, col.CUSTOMER_ID] = ""
         elif reason == col.REASON_UNKNOWN_EVENT:
-            dirty.loc[rows, col.EVENT] = "click"
+            dirty.loc[rows, col.EVENT] = "wishlist"  # not a type of the contract ("click" is feedback now)
         elif reason == col.REASON_BAD_TIMESTAMP:
             dirty.loc[rows, col.TIMESTAMP] = rng.choice(_BAD_TIMESTAMPS, size=len(rows))
         elif reason == col.REASON_BAD_QUANTITY:

@@ -18,6 +18,7 @@ import grpc
 
 from recsvc.cli.client_commands import add_client_commands, rpc_error_line
 from recsvc.cli.common import HelpFormatter, fail
+from recsvc.cli.report_commands import add_report_commands
 from recsvc.cli.server_commands import add_server_commands
 from recsvc.cli.trainer_commands import add_trainer_commands
 from recsvc.config import ConfigError
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_trainer_commands(sub)
     add_server_commands(sub)
     add_client_commands(sub)
+    add_report_commands(sub)
     return parser
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from recsvc.days import day_of_ms, ms_of_day
 from recsvc.events.store import EventStore, FeedBatch, LiveLink, StoreUnavailable
-from recsvc.events.validation import CART, MESSAGE_SENT, PURCHASE, RETURN, VIEW, EventRecord
+from recsvc.events.validation import CART, FEEDBACK_EVENT_TYPES, PURCHASE, RETURN, VIEW, EventRecord
 from recsvc.ranking.model import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class EventOverlay:
             touched: set[str] = set()
             for event in batch.events:
                 if (event.event_id in self._seen_ids or event.timestamp_ms < self._cutoff
-                        or event.event == MESSAGE_SENT):  # a message sent is no interest of the customer's
+                        or event.event in FEEDBACK_EVENT_TYPES):  # feedback changes no ranking (issue 18)
                     continue
                 self._seen_ids.add(event.event_id)
                 touched.add(event.customer_id)

@@ -43,6 +43,8 @@ class RecordResult:
     accepted: int
     duplicates: int
     rejected: tuple[Rejected, ...]
+    #: The events this call committed (new ``event_id``), in call order.
+    fresh: tuple[EventRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def record_events(store: EventStore, raws: Sequence[RawEvent], *, now_ms: int, d
     fresh = tuple(e for e, is_new in zip(valid, new, strict=True) if is_new)
     if overlay is not None and fresh:
         overlay.apply(FeedBatch(events=fresh, links=(), cursor=""))
-    return RecordResult(accepted=len(fresh), duplicates=len(valid) - len(fresh), rejected=tuple(rejected))
+    return RecordResult(accepted=len(fresh), duplicates=len(valid) - len(fresh), rejected=tuple(rejected),
+                        fresh=fresh)
 
 
 def link_identities(store: EventStore, overlay: EventOverlay, model: LoadedModel, links: Sequence[tuple[str, str]],

@@ -6,7 +6,10 @@ Keys under ``<prefix>:``
 * ``stream`` — every new event in append order (the feed the overlays follow and the trainer reads), trimmed
   to the retention period by its entries' append time;
 * ``recent:<customer_id>`` — the customer id's newest events, a list capped at ``recent_per_customer``;
-* ``links`` (hash alias -> customer) and ``links:stream`` (the links in append order).
+* ``links`` (hash alias -> customer) and ``links:stream`` (the links in append order);
+* ``served`` — the served-recommendation log in append order (stream ids are the append time, which the
+  online report's ``--since`` reads by), and ``served:<recommendation_id>`` — each answer by id, both kept
+  for the retention period.
 
 Dedupe and append are ONE Lua script per call: Redis runs a script atomically, so the mark, the stream entry
 and the list push of an event happen together or not at all, and two replicas racing on one ``event_id`` apply
@@ -30,6 +33,7 @@ from redis.retry import Retry
 from recsvc.days import MS_PER_DAY
 from recsvc.events.store import EventStore, FeedBatch, LiveLink, StoreUnavailable
 from recsvc.events.validation import EventRecord
+from recsvc.feedback.served import ServedRecommendation
 
 _APPEND = """
 local ttl, cap, minid = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
@@ -60,7 +64,7 @@ redis.call('XADD', KEYS[2], '*', 'a', ARGV[1], 'c', ARGV[2])
 return 1
 """
 _FIELDS = ("event_id", "customer_id", "item_id", "event", "channel", "store_id", "order_id", "quantity", "price",
-           "timestamp_ms", "recorded_ms")
+           "timestamp_ms", "recorded_ms", "recommendation_id", "position")
 #: Failures that mean "Redis is not reachable now" (UNAVAILABLE); anything else is a bug.
 _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 
@@ -72,7 +76,9 @@ def _encode(e: EventRecord) -> str:
 
 
 def _decode(payload: bytes | str) -> EventRecord:
-    values = dict(zip(_FIELDS, json.loads(payload), strict=True))
+    decoded = json.loads(payload)
+    # an entry written before issue 18 has no recommendation_id and position: the record's defaults apply
+    values = dict(zip(_FIELDS[:len(decoded)], decoded, strict=True))
     values["price"] = math.nan if values["price"] is None else float(values["price"])
     values["quantity"] = float(values["quantity"])
     return EventRecord(**values)
@@ -94,6 +100,7 @@ class RedisEventStore(EventStore):
         self._retention_ms = retention_days * MS_PER_DAY
         self._stream = f"{prefix}:stream"
         self._links, self._link_stream = f"{prefix}:links", f"{prefix}:links:stream"
+        self._served = f"{prefix}:served"
         self._append = self._client.register_script(_APPEND)
         self._link = self._client.register_script(_LINK)
 
@@ -170,6 +177,52 @@ class RedisEventStore(EventStore):
             return int(self._client.xtrim(self._stream, minid=str(max(0, before_ms)), approximate=False))
         except _DOWN as exc:
             raise self._down(exc) from exc
+
+    def log_served(self, served: Sequence[ServedRecommendation]) -> None:
+        """One pipeline per batch (no transaction needed: an entry written twice is read back once by id, and
+        the report dedupes the stream by id)."""
+        if not served:
+            return
+        ttl = self._retention_ms // 1000
+        minid = str(max(0, int(time.time() * 1000) - self._retention_ms))
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for record in served:
+                payload = record.encode()
+                pipe.set(f"{self._served}:{record.recommendation_id}", payload, ex=ttl)
+                pipe.xadd(self._served, {"s": payload}, minid=minid, approximate=True)
+            pipe.execute()
+        except _DOWN as exc:
+            raise self._down(exc) from exc
+
+    def served(self, since_ms: int) -> Iterator[ServedRecommendation]:
+        """Read by append time, a few seconds before ``since_ms`` (the log is written in batches after the
+        answer), then filtered by the answer's own time."""
+        start, seen = str(max(0, since_ms - 60_000)), set()
+        while True:
+            try:
+                entries = self._client.xrange(self._served, min=start, count=10_000)
+            except _DOWN as exc:
+                raise self._down(exc) from exc
+            for _, fields in entries:
+                record = ServedRecommendation.decode(fields[b"s"])
+                if record.timestamp_ms >= since_ms and record.recommendation_id not in seen:
+                    seen.add(record.recommendation_id)
+                    yield record
+            if len(entries) < 10_000:
+                return
+            start = "(" + entries[-1][0].decode()
+
+    def served_by_id(self, ids: Sequence[str]) -> dict[str, ServedRecommendation]:
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return {}
+        try:
+            payloads = self._client.mget([f"{self._served}:{rid}" for rid in unique])
+        except _DOWN as exc:
+            raise self._down(exc) from exc
+        return {rid: ServedRecommendation.decode(p) for rid, p in zip(unique, payloads, strict=True)
+                if p is not None}
 
     def count(self) -> int:
         try:

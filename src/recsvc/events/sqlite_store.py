@@ -20,6 +20,7 @@ from pathlib import Path
 
 from recsvc.events.store import EventStore, FeedBatch, LiveLink, StoreUnavailable
 from recsvc.events.validation import EventRecord
+from recsvc.feedback.served import ServedRecommendation
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,15 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp_ms);
 CREATE TABLE IF NOT EXISTS links (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     alias_id TEXT NOT NULL UNIQUE, customer_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS served (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    recommendation_id TEXT NOT NULL UNIQUE, timestamp_ms INTEGER NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS served_by_time ON served (timestamp_ms);
 """
+#: Columns added after the first release (issue 18), added to an older file when it is opened.
+_ADDED_COLUMNS = (("recommendation_id", "TEXT NOT NULL DEFAULT ''"), ("position", "INTEGER NOT NULL DEFAULT 0"))
 _COLUMNS = ("event_id", "customer_id", "item_id", "event", "channel", "store_id", "order_id", "quantity", "price",
-            "timestamp_ms", "recorded_ms")
+            "timestamp_ms", "recorded_ms", "recommendation_id", "position")
 _SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM events"
 _INSERT = (f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
@@ -45,9 +52,9 @@ _INSERT = (f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) "
 
 def _record(row: tuple) -> EventRecord:
     # positional, in _COLUMNS order: the overlay decodes every event of the feed, so this is its hot path
-    _, event_id, customer, item, event, channel, store, order, quantity, price, timestamp, recorded = row
+    _, event_id, customer, item, event, channel, store, order, quantity, price, timestamp, recorded, rid, pos = row
     return EventRecord(event_id, customer, item, event, channel, store, order, float(quantity),
-                       math.nan if price is None else float(price), timestamp, recorded)
+                       math.nan if price is None else float(price), timestamp, recorded, rid, pos)
 
 
 def _parse_cursor(cursor: str) -> tuple[int, int]:
@@ -70,6 +77,14 @@ class SqliteEventStore(EventStore):
         self._lock = threading.Lock()
         try:
             self._db().executescript(_SCHEMA)  # idempotent; executescript commits on its own
+            have = {row[1] for row in self._db().execute("PRAGMA table_info(events)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:
+                    try:
+                        self._db().execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as exc:  # another process added it first
+                        if "duplicate column" not in str(exc):
+                            raise
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"event store {self.path} cannot be set up: {exc}") from exc
 
@@ -113,7 +128,7 @@ class SqliteEventStore(EventStore):
             for e in events:
                 cursor = db.execute(_INSERT, (e.event_id, e.customer_id, e.item_id, e.event, e.channel, e.store_id,
                                               e.order_id, e.quantity, None if math.isnan(e.price) else e.price,
-                                              e.timestamp_ms, e.recorded_ms))
+                                              e.timestamp_ms, e.recorded_ms, e.recommendation_id, e.position))
                 new.append(cursor.rowcount == 1)
         return new
 
@@ -151,7 +166,39 @@ class SqliteEventStore(EventStore):
 
     def purge(self, before_ms: int) -> int:
         with self._write() as db:
+            db.execute("DELETE FROM served WHERE timestamp_ms < ?", (before_ms,))
             return int(db.execute("DELETE FROM events WHERE timestamp_ms < ?", (before_ms,)).rowcount)
+
+    def log_served(self, served: Sequence[ServedRecommendation]) -> None:
+        if not served:
+            return
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO served (recommendation_id, timestamp_ms, payload) VALUES (?, ?, ?)",
+                           [(s.recommendation_id, s.timestamp_ms, s.encode()) for s in served])
+
+    def served(self, since_ms: int) -> Iterator[ServedRecommendation]:
+        try:
+            rows = self._db().execute("SELECT payload FROM served WHERE timestamp_ms >= ? ORDER BY timestamp_ms, seq",
+                                      (since_ms,))
+            for (payload,) in rows:
+                yield ServedRecommendation.decode(payload)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"event store {self.path}: {exc}") from exc
+
+    def served_by_id(self, ids: Sequence[str]) -> dict[str, ServedRecommendation]:
+        found: dict[str, ServedRecommendation] = {}
+        unique = list(dict.fromkeys(ids))
+        try:
+            for start in range(0, len(unique), 500):  # below SQLite's limit of bound parameters
+                chunk = unique[start:start + 500]
+                rows = self._db().execute(f"SELECT payload FROM served WHERE recommendation_id IN "
+                                          f"({', '.join('?' for _ in chunk)})", chunk).fetchall()
+                for (payload,) in rows:
+                    record = ServedRecommendation.decode(payload)
+                    found[record.recommendation_id] = record
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"event store {self.path}: {exc}") from exc
+        return found
 
     def count(self) -> int:
         return int(self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0])

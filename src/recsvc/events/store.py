@@ -22,6 +22,7 @@ from typing import ClassVar
 from recsvc.config import ConfigError, EventsSettings
 from recsvc.errors import RecsvcError, StatusCode
 from recsvc.events.validation import EventRecord
+from recsvc.feedback.served import ServedRecommendation
 
 BACKENDS = ("sqlite", "redis", "off")
 #: File name of the embedded store inside the artifact root when ``events.sqlite_path`` is empty.
@@ -88,6 +89,19 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """Events stored now."""
+
+    @abc.abstractmethod
+    def log_served(self, served: Sequence[ServedRecommendation]) -> None:
+        """Keep these answers (the served-recommendation log, issue 18); a repeated ``recommendation_id`` is
+        kept once. Called from the log's background thread in batches, never on a request thread."""
+
+    @abc.abstractmethod
+    def served(self, since_ms: int) -> Iterator[ServedRecommendation]:
+        """Every logged answer served at or after ``since_ms``, oldest first (the online report reads them)."""
+
+    @abc.abstractmethod
+    def served_by_id(self, ids: Sequence[str]) -> dict[str, ServedRecommendation]:
+        """The logged answers of these ids (ids not logged, or past retention, are missing from the result)."""
 
     @abc.abstractmethod
     def ping(self) -> None:

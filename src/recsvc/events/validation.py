@@ -43,13 +43,15 @@ VIEW: Final = "view"
 CART: Final = "cart"
 PURCHASE: Final = "purchase"
 RETURN: Final = "return"
-#: A message (e-mail, LINE, push) went to the customer: recorded by ``recsvc campaign --record-sent`` or the
-#: retailer's sender, read by campaigns' frequency cap; never a signal of interest, so the overlay and the
-#: trainer ignore it.
+#: The input contract's types: what the trainer learns from.
+TRAINING_EVENT_TYPES: Final = (VIEW, CART, PURCHASE, RETURN)
+#: Feedback on served answers (issue 18): an item was shown, it was clicked, a campaign message went out.
+#: They feed the online report (:mod:`recsvc.feedback`); the overlay and the trainer ignore them.
+IMPRESSION: Final = "impression"
+CLICK: Final = "click"
 MESSAGE_SENT: Final = "message_sent"
-EVENT_TYPES: Final = (VIEW, CART, PURCHASE, RETURN, MESSAGE_SENT)
-#: The event types that are interactions (what ranking and training read).
-INTERACTION_TYPES: Final = (VIEW, CART, PURCHASE, RETURN)
+FEEDBACK_EVENT_TYPES: Final = (IMPRESSION, CLICK, MESSAGE_SENT)
+EVENT_TYPES: Final = (*TRAINING_EVENT_TYPES, *FEEDBACK_EVENT_TYPES)
 
 MAX_ID_LENGTH: Final = 256
 # The timestamps the trainer's datetime64[ns] can hold (1677-09-22 .. 2262-04-11); outside is bad_timestamp.
@@ -71,6 +73,8 @@ class RawEvent:
     quantity: float = 0.0
     price: float = 0.0
     timestamp_ms: int | None = None
+    recommendation_id: str = ""
+    position: int = 0
 
 
 class EventRecord(NamedTuple):
@@ -93,6 +97,10 @@ class EventRecord(NamedTuple):
     price: float
     timestamp_ms: int
     recorded_ms: int
+    #: The answer this event follows from (feedback, issue 18); "" = none.
+    recommendation_id: str = ""
+    #: 1-based position of the item in that answer (impressions and clicks); 0 = unknown.
+    position: int = 0
 
     @property
     def day(self) -> int:
@@ -128,7 +136,7 @@ def validate_event(raw: RawEvent, now_ms: int, default_channel: str, max_future_
     if not _MIN_MS <= timestamp <= _MAX_MS:
         return Invalid(REASON_BAD_TIMESTAMP, "timestamp: outside 1677-09-22 .. 2262-04-11")
     quantity = 1.0 if raw.quantity == 0 else float(raw.quantity)
-    if not math.isfinite(quantity) or (quantity < 0 and kind in (VIEW, CART)):
+    if not math.isfinite(quantity) or (quantity < 0 and kind not in (PURCHASE, RETURN)):
         return Invalid(REASON_BAD_QUANTITY, f"quantity: expected a finite number (0 = 1; negative only on a "
                                             f"purchase or return), got {raw.quantity!r}")
     if timestamp > now_ms + max_future_seconds * 1000:
@@ -140,9 +148,11 @@ def validate_event(raw: RawEvent, now_ms: int, default_channel: str, max_future_
     if not math.isfinite(raw.price) or raw.price < 0:
         return Invalid(REASON_BAD_PRICE, f"price: expected a finite number >= 0 (0 = unknown), got {raw.price!r}")
     store_id, order_id = clean_id(raw.store_id), clean_id(raw.order_id)
+    recommendation_id = clean_id(raw.recommendation_id)
     too_long = [name for name, value in (("event_id", event_id), ("customer_id", customer_id),
                                          ("item_id", item_id), ("store_id", store_id), ("order_id", order_id),
-                                         ("channel", raw.channel)) if len(value) > MAX_ID_LENGTH]
+                                         ("channel", raw.channel), ("recommendation_id", recommendation_id))
+                if len(value) > MAX_ID_LENGTH]
     if too_long:
         return Invalid(REASON_ID_TOO_LONG, f"{', '.join(too_long)}: longer than {MAX_ID_LENGTH} characters")
     if quantity < 0:  # the trainer's rule: a negative purchase is a return of abs(quantity)
@@ -150,7 +160,8 @@ def validate_event(raw: RawEvent, now_ms: int, default_channel: str, max_future_
     return EventRecord(event_id=event_id, customer_id=customer_id, item_id=item_id, event=kind,
                        channel=clean_channel(raw.channel) or default_channel, store_id=store_id, order_id=order_id,
                        quantity=quantity, price=float(raw.price) if raw.price > 0 else math.nan,
-                       timestamp_ms=int(timestamp), recorded_ms=int(now_ms))
+                       timestamp_ms=int(timestamp), recorded_ms=int(now_ms), recommendation_id=recommendation_id,
+                       position=max(0, int(raw.position)))
 
 
 def validate_link(alias_id: str, customer_id: str) -> tuple[str, str] | Invalid:

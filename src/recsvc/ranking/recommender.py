@@ -120,8 +120,10 @@ class RecommendationEngine:
 
     def __init__(self, model: LoadedModel, settings: ServerSettings | None = None,
                  weights: BlendWeights | None = None, sources: Sequence[CandidateSource] | None = None,
-                 clock: Callable[[], datetime] | None = None, stock: StockLookup | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, stock: StockLookup | None = None,
+                 learned: bool = True) -> None:
         self._model = model
+        self._given_sources = sources
         self._settings = settings or ServerSettings()
         self._weights = weights or BlendWeights()
         self._popularity = PopularitySource(model)
@@ -133,7 +135,7 @@ class RecommendationEngine:
             model, tuple(sources) if sources is not None else (
                 RepurchaseSource(model), CoPurchaseSource(model), AlsSource(model), self._popularity),
             self._weights, ChannelPolicies(self._settings.policies, self._weights, model.channels),
-            LearnedRanker.from_model(model) if sources is None else None)
+            LearnedRanker.from_model(model) if sources is None and learned else None)
         self._bundles = BundleMaker(model, self._popularity)
         #: The nightly ranking (None: an older set without one, or an engine without the learned ranker).
         self._stored = StoredRanking.from_model(model) if self._paths.learned is not None else None
@@ -157,6 +159,13 @@ class RecommendationEngine:
     @property
     def model(self) -> LoadedModel:
         return self._model
+
+    def variant(self, settings: ServerSettings, learned: bool = True) -> RecommendationEngine:
+        """An engine on the same model, weights, sources, stock and clock with other ``settings`` (channel
+        policies) and, with ``learned`` False, without the model's learned ranker: an experiment arm's engine
+        (:mod:`recsvc.feedback.experiments`)."""
+        return RecommendationEngine(self._model, settings, self._weights, self._given_sources, self._clock,
+                                    self._stock, learned=learned)
 
     @property
     def model_version(self) -> str:

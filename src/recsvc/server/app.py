@@ -31,6 +31,7 @@ from recsvc.ranking import RecommendationEngine
 from recsvc.server.admin import AdminServicer
 from recsvc.server.admission import AdmissionInterceptor
 from recsvc.server.events import EVENTS_SERVICE_NAME, EventsRuntime, start_events
+from recsvc.server.feedback import FeedbackRuntime, start_feedback
 from recsvc.server.holder import ModelHolder
 from recsvc.server.interceptors import ExceptionToStatusInterceptor
 from recsvc.server.lifecycle import ModelLifecycle
@@ -66,7 +67,8 @@ def _bind_address(host: str, port: int) -> str:
 
 def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: ModelLifecycle | None = None,
                  metrics: ServerMetrics | None = None, admission: AdmissionInterceptor | None = None,
-                 events: EventsRuntime | None = None) -> tuple[grpc.Server, int]:
+                 events: EventsRuntime | None = None, feedback: FeedbackRuntime | None = None
+                 ) -> tuple[grpc.Server, int]:
     """A configured, not yet started server and the port it bound (``settings.port`` 0 picks a free one).
 
     Registers the recommender, the Admin service (when ``lifecycle`` is given), the standard health service
@@ -108,7 +110,9 @@ def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: Mo
                                                     thread_name_prefix="recsvc-rpc"),
                          interceptors=interceptors, options=options)
     recsvc_pb2_grpc.add_RecommenderServicer_to_server(
-        RecommenderServicer(holder, activity=events.activity if events else None), server)
+        RecommenderServicer(holder, activity=events.activity if events else None, feedback=feedback), server)
+    if feedback is not None and events is not None:
+        events.on_recorded = feedback.on_recorded
     services = [SERVICE_NAME]
     if events is not None and events.store is not None:  # recsvc.v1.Events (recsvc.server.events)
         events.register(server, holder)
@@ -263,10 +267,12 @@ def serve(settings: Settings, stop: threading.Event | None = None,
         raise
     admission = admission_for(server_settings)
     events = start_events(settings, engine.model)
+    feedback = start_feedback(settings, events.store, events.overlay)
     if metrics is not None:
         events.register_metrics(metrics.registry)
+        feedback.register_metrics(metrics.registry)
     server, port = build_server(server_settings, holder, lifecycle=lifecycle, metrics=metrics, admission=admission,
-                                events=events)
+                                events=events, feedback=feedback)
     endpoint: MetricsEndpoint | None = None
     if metrics is not None:
         endpoint = metrics.serve_http(server_settings.host, server_settings.metrics_port)
@@ -297,6 +303,7 @@ def serve(settings: Settings, stop: threading.Event | None = None,
         holder.drain()  # health says NOT_SERVING before the listener closes, so balancers move on first
         lifecycle.stop()
         clean = stop_server(server, admission, server_settings.shutdown_grace_seconds)
+        feedback.close()  # writes the queued answers while the store is still open
         events.close()
         if endpoint is not None:
             endpoint.close()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter
@@ -26,7 +27,7 @@ from recsvc.days import day_of_iso, ms_of_day
 from recsvc.events.overlay import CustomerActivity, EventOverlay, OverlayStatus
 from recsvc.events.recording import Rejected, link_identities, record_events
 from recsvc.events.store import EventStore, StoreUnavailable, open_store
-from recsvc.events.validation import RawEvent
+from recsvc.events.validation import EventRecord, RawEvent
 from recsvc.ranking.model import LoadedModel
 from recsvc.server.holder import ModelHolder
 from recsvc.v1 import events_pb2, events_pb2_grpc
@@ -48,7 +49,8 @@ def raw_event(message: events_pb2.Event) -> RawEvent:
     return RawEvent(event_id=message.event_id, customer_id=message.customer_id, item_id=message.item_id,
                     event=message.event, channel=message.channel, store_id=message.store_id,
                     order_id=message.order_id, quantity=message.quantity, price=message.price,
-                    timestamp_ms=timestamp_ms)
+                    timestamp_ms=timestamp_ms, recommendation_id=message.recommendation_id,
+                    position=message.position)
 
 
 def _rejections(rejected: tuple[Rejected, ...]) -> list[events_pb2.Rejection]:
@@ -65,6 +67,8 @@ class EventsRuntime:
         self.overlay = (EventOverlay(store, poll_seconds=events.poll_seconds,
                                      recent_per_customer=events.recent_per_customer) if store is not None else None)
         self._counted: Counter | None = None
+        #: Hears every newly recorded event with the serving model (the online metrics, recsvc.server.feedback).
+        self.on_recorded: Callable[[LoadedModel, tuple[EventRecord, ...]], None] | None = None
 
     def start(self, model: LoadedModel | None = None) -> None:
         """Start following the store; events ``model`` (the serving one) includes are skipped at once."""
@@ -143,6 +147,8 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         self._runtime.count("accepted", result.accepted)
         self._runtime.count("duplicate", result.duplicates)
         self._runtime.count("rejected", len(result.rejected))
+        if self._runtime.on_recorded is not None and result.fresh:
+            self._runtime.on_recorded(self._engines.current().model, result.fresh)
         return events_pb2.RecordEventsResponse(accepted=result.accepted, duplicates=result.duplicates,
                                                rejected=_rejections(result.rejected))
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 import grpc
 
+from recsvc.config import Settings
 from recsvc.events.overlay import CustomerActivity
 from recsvc.ranking import (
     BundleQuery,
@@ -20,6 +21,7 @@ from recsvc.ranking import (
 )
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.profile import customer_profile
+from recsvc.server.feedback import FeedbackRuntime
 from recsvc.server.holder import ModelHolder
 from recsvc.v1 import recsvc_pb2, recsvc_pb2_grpc
 
@@ -49,12 +51,15 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
     model version. ``holder.current()`` raises :class:`~recsvc.errors.ModelUnavailable` when no model is loaded.
 
     ``activity`` (when events are on) adds what customers did since the model's cut-off to their profile and
-    to Recommend and RecommendBundle (inside the query: the engine never reads a store).
+    to Recommend and RecommendBundle (inside the query: the engine never reads a store). ``feedback`` picks
+    the experiment arm, names and logs each Recommend / RecommendBundle answer (default: ids and no log).
     """
 
-    def __init__(self, holder: ModelHolder, activity: ActivityLookup | None = None) -> None:
+    def __init__(self, holder: ModelHolder, activity: ActivityLookup | None = None,
+                 feedback: FeedbackRuntime | None = None) -> None:
         self._holder = holder
         self._activity = activity
+        self._feedback = feedback or FeedbackRuntime(Settings())
 
     def _live(self, model: LoadedModel, customer_id: str) -> CustomerActivity | None:
         """The customer's live events after ``model``'s cut-off (None: events off, anonymous, or none)."""
@@ -63,12 +68,14 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
     def Recommend(self, request: recsvc_pb2.RecommendRequest, context: grpc.ServicerContext
                   ) -> recsvc_pb2.RecommendResponse:
         engine = self._holder.current()
-        result = engine.recommend(RecommendQuery(live=self._live(engine.model, request.customer_id),
+        result, recommendation_id, arm = self._feedback.recommend(engine, RecommendQuery(
+            live=self._live(engine.model, request.customer_id),
             customer_id=request.customer_id, channel=request.channel, store_id=request.store_id,
             num_items=request.num_items, exclude_item_ids=list(request.exclude_item_ids),
             context_item_ids=list(request.context_item_ids), include_categories=list(request.include_categories),
             exclude_categories=list(request.exclude_categories)))
         return recsvc_pb2.RecommendResponse(
+            recommendation_id=recommendation_id, experiment_arm=arm,
             items=scored_items(result.items), model_version=result.model_version,
             resolved_customer_id=result.resolved_customer_id, known_customer=result.known_customer,
             policy=result.policy, unknown_item_ids=list(result.unknown_item_ids),
@@ -78,11 +85,13 @@ class RecommenderServicer(recsvc_pb2_grpc.RecommenderServicer):
     def RecommendBundle(self, request: recsvc_pb2.RecommendBundleRequest, context: grpc.ServicerContext
                         ) -> recsvc_pb2.RecommendBundleResponse:
         engine = self._holder.current()
-        result = engine.bundle(BundleQuery(live=self._live(engine.model, request.customer_id),
+        result, recommendation_id, arm = self._feedback.bundle(engine, BundleQuery(
+            live=self._live(engine.model, request.customer_id),
             basket_item_ids=list(request.basket_item_ids), customer_id=request.customer_id,
             channel=request.channel, store_id=request.store_id, num_items=request.num_items,
             bundle_size=request.bundle_size))
         response = recsvc_pb2.RecommendBundleResponse(
+            recommendation_id=recommendation_id, experiment_arm=arm,
             items=scored_items(result.items), unknown_item_ids=list(result.unknown_item_ids),
             model_version=result.model_version, unknown_channel=result.unknown_channel,
             fallback=result.fallback, notices=list(result.notices))

@@ -211,7 +211,9 @@ def run_workers(settings: Settings, stop: threading.Event | None = None, log_lev
         for index in range(server.workers):
             env = (worker_environment(server, index, port, os.environ)
                    | section_environment("events", settings.events)
-                   | section_environment("training", settings.training))
+                   | section_environment("training", settings.training)
+                   | section_environment("feedback", settings.feedback)
+                   | section_environment("experiments", settings.experiments))
             children.append(subprocess.Popen(command, env=env))
         logger.info("started %d workers on %s:%d (pids %s)", len(children), server.host, port,
                     ", ".join(str(c.pid) for c in children))

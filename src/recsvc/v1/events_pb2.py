@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16recsvc/v1/events.proto\x12\trecsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\r\n\x05\x65vent\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08store_id\x18\x07 \x01(\t\x12\x10\n\x08order_id\x18\x08 \x01(\t\x12\x10\n\x08quantity\x18\t \x01(\x01\x12\r\n\x05price\x18\n \x01(\x01\"7\n\x13RecordEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.recsvc.v1.Event\":\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"d\n\x14RecordEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12&\n\x08rejected\x18\x03 \x03(\x0b\x32\x14.recsvc.v1.Rejection\"5\n\x0cIdentityLink\x12\x10\n\x08\x61lias_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\"?\n\x15LinkIdentitiesRequest\x12&\n\x05links\x18\x01 \x03(\x0b\x32\x17.recsvc.v1.IdentityLink\"P\n\x16LinkIdentitiesResponse\x12\x0e\n\x06linked\x18\x01 \x01(\x05\x12&\n\x08rejected\x18\x02 \x03(\x0b\x32\x14.recsvc.v1.Rejection2\xb0\x01\n\x06\x45vents\x12O\n\x0cRecordEvents\x12\x1e.recsvc.v1.RecordEventsRequest\x1a\x1f.recsvc.v1.RecordEventsResponse\x12U\n\x0eLinkIdentities\x12 .recsvc.v1.LinkIdentitiesRequest\x1a!.recsvc.v1.LinkIdentitiesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16recsvc/v1/events.proto\x12\trecsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\r\n\x05\x65vent\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08store_id\x18\x07 \x01(\t\x12\x10\n\x08order_id\x18\x08 \x01(\t\x12\x10\n\x08quantity\x18\t \x01(\x01\x12\r\n\x05price\x18\n \x01(\x01\x12\x19\n\x11recommendation_id\x18\x0b \x01(\t\x12\x10\n\x08position\x18\x0c \x01(\x05\"7\n\x13RecordEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.recsvc.v1.Event\":\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"d\n\x14RecordEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12&\n\x08rejected\x18\x03 \x03(\x0b\x32\x14.recsvc.v1.Rejection\"5\n\x0cIdentityLink\x12\x10\n\x08\x61lias_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\"?\n\x15LinkIdentitiesRequest\x12&\n\x05links\x18\x01 \x03(\x0b\x32\x17.recsvc.v1.IdentityLink\"P\n\x16LinkIdentitiesResponse\x12\x0e\n\x06linked\x18\x01 \x01(\x05\x12&\n\x08rejected\x18\x02 \x03(\x0b\x32\x14.recsvc.v1.Rejection2\xb0\x01\n\x06\x45vents\x12O\n\x0cRecordEvents\x12\x1e.recsvc.v1.RecordEventsRequest\x1a\x1f.recsvc.v1.RecordEventsResponse\x12U\n\x0eLinkIdentities\x12 .recsvc.v1.LinkIdentitiesRequest\x1a!.recsvc.v1.LinkIdentitiesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,19 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recsvc.v1.events_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENT']._serialized_start=71
-  _globals['_EVENT']._serialized_end=282
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=284
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=339
-  _globals['_REJECTION']._serialized_start=341
-  _globals['_REJECTION']._serialized_end=399
-  _globals['_RECORDEVENTSRESPONSE']._serialized_start=401
-  _globals['_RECORDEVENTSRESPONSE']._serialized_end=501
-  _globals['_IDENTITYLINK']._serialized_start=503
-  _globals['_IDENTITYLINK']._serialized_end=556
-  _globals['_LINKIDENTITIESREQUEST']._serialized_start=558
-  _globals['_LINKIDENTITIESREQUEST']._serialized_end=621
-  _globals['_LINKIDENTITIESRESPONSE']._serialized_start=623
-  _globals['_LINKIDENTITIESRESPONSE']._serialized_end=703
-  _globals['_EVENTS']._serialized_start=706
-  _globals['_EVENTS']._serialized_end=882
+  _globals['_EVENT']._serialized_end=327
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=329
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=384
+  _globals['_REJECTION']._serialized_start=386
+  _globals['_REJECTION']._serialized_end=444
+  _globals['_RECORDEVENTSRESPONSE']._serialized_start=446
+  _globals['_RECORDEVENTSRESPONSE']._serialized_end=546
+  _globals['_IDENTITYLINK']._serialized_start=548
+  _globals['_IDENTITYLINK']._serialized_end=601
+  _globals['_LINKIDENTITIESREQUEST']._serialized_start=603
+  _globals['_LINKIDENTITIESREQUEST']._serialized_end=666
+  _globals['_LINKIDENTITIESRESPONSE']._serialized_start=668
+  _globals['_LINKIDENTITIESRESPONSE']._serialized_end=748
+  _globals['_EVENTS']._serialized_start=751
+  _globals['_EVENTS']._serialized_end=927
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "timestamp", "customer_id", "item_id", "event", "channel", "store_id", "order_id", "quantity", "price")
+    __slots__ = ("event_id", "timestamp", "customer_id", "item_id", "event", "channel", "store_id", "order_id", "quantity", "price", "recommendation_id", "position")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,8 @@ class Event(_message.Message):
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     timestamp: _timestamp_pb2.Timestamp
     customer_id: str
@@ -31,7 +33,9 @@ class Event(_message.Message):
     order_id: str
     quantity: float
     price: float
-    def __init__(self, event_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., customer_id: _Optional[str] = ..., item_id: _Optional[str] = ..., event: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., order_id: _Optional[str] = ..., quantity: _Optional[float] = ..., price: _Optional[float] = ...) -> None: ...
+    recommendation_id: str
+    position: int
+    def __init__(self, event_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., customer_id: _Optional[str] = ..., item_id: _Optional[str] = ..., event: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., order_id: _Optional[str] = ..., quantity: _Optional[float] = ..., price: _Optional[float] = ..., recommendation_id: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
 
 class RecordEventsRequest(_message.Message):
     __slots__ = ("events",)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16recsvc/v1/recsvc.proto\x12\trecsvc.v1\"\xc6\x01\n\x06Reason\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.recsvc.v1.ReasonKind\x12\x17\n\x0fsource_item_ids\x18\x02 \x03(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12 \n\x18\x64\x61ys_since_last_purchase\x18\x04 \x01(\x05\x12\x1d\n\x15typical_interval_days\x18\x05 \x01(\x02\x12\x16\n\x0esource_channel\x18\x06 \x01(\t\x12\x17\n\x0fsource_store_id\x18\x07 \x01(\t\"p\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12!\n\x06reason\x18\x05 \x01(\x0b\x32\x11.recsvc.v1.Reason\"\xc9\x01\n\x10RecommendRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x10\n\x08store_id\x18\x03 \x01(\t\x12\x11\n\tnum_items\x18\x04 \x01(\x05\x12\x18\n\x10\x65xclude_item_ids\x18\x05 \x03(\t\x12\x18\n\x10\x63ontext_item_ids\x18\x06 \x03(\t\x12\x1a\n\x12include_categories\x18\x07 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x08 \x03(\t\"\x88\x02\n\x11RecommendResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recsvc.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x1c\n\x14resolved_customer_id\x18\x03 \x01(\t\x12\x16\n\x0eknown_customer\x18\x04 \x01(\x08\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x18\n\x10unknown_item_ids\x18\x06 \x03(\t\x12\x1a\n\x12unknown_categories\x18\x07 \x03(\t\x12\x17\n\x0funknown_channel\x18\x08 \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\t \x01(\t\x12\x0f\n\x07notices\x18\n \x03(\t\"\x91\x01\n\x16RecommendBundleRequest\x12\x17\n\x0f\x62\x61sket_item_ids\x18\x01 \x03(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x10\n\x08store_id\x18\x04 \x01(\t\x12\x11\n\tnum_items\x18\x05 \x01(\x05\x12\x13\n\x0b\x62undle_size\x18\x06 \x01(\x05\"U\n\x06\x42undle\x12\x16\n\x0e\x61nchor_item_id\x18\x01 \x01(\t\x12$\n\x05items\x18\x02 \x03(\x0b\x32\x15.recsvc.v1.ScoredItem\x12\r\n\x05score\x18\x03 \x01(\x02\"\xcf\x01\n\x17RecommendBundleResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recsvc.v1.ScoredItem\x12!\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x11.recsvc.v1.Bundle\x12\x18\n\x10unknown_item_ids\x18\x03 \x03(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x17\n\x0funknown_channel\x18\x05 \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\t\x12\x0f\n\x07notices\x18\x07 \x03(\t\"J\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x11\n\tnum_items\x18\x02 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\"}\n\x14SimilarItemsResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recsvc.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x17\n\x0funknown_channel\x18\x03 \x01(\x08\x12\x0f\n\x07notices\x18\x04 \x03(\t\"\x15\n\x13GetModelInfoRequest\"\x82\x03\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x19\n\x11input_fingerprint\x18\x03 \x01(\t\x12\x11\n\tloaded_at\x18\x04 \x01(\t\x12\x38\n\nevaluation\x18\x05 \x03(\x0b\x32$.recsvc.v1.ModelInfo.EvaluationEntry\x12\x37\n\nrow_counts\x18\x06 \x03(\x0b\x32#.recsvc.v1.ModelInfo.RowCountsEntry\x12\x11\n\tnum_items\x18\x07 \x01(\x03\x12\x15\n\rnum_customers\x18\x08 \x01(\x03\x12\x10\n\x08\x63hannels\x18\t \x03(\t\x12\x0e\n\x06\x66orced\x18\n \x01(\x08\x1a\x31\n\x0f\x45valuationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0eRowCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"G\n\x19GetCustomerProfileRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x15\n\rnum_purchases\x18\x02 \x01(\x05\"|\n\x08Purchase\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x10\n\x08store_id\x18\x05 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x06 \x01(\t\x12\r\n\x05\x63ount\x18\x07 \x01(\x02\"\x84\x01\n\nRfmSegment\x12\x0f\n\x07recency\x18\x01 \x01(\x05\x12\x11\n\tfrequency\x18\x02 \x01(\x05\x12\x10\n\x08monetary\x18\x03 \x01(\x05\x12\x0f\n\x07segment\x18\x04 \x01(\t\x12 \n\x18\x64\x61ys_since_last_purchase\x18\x05 \x01(\x05\x12\r\n\x05spend\x18\x06 \x01(\x02\"\xb5\x01\n\x0f\x43ustomerProfile\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x10recent_purchases\x18\x02 \x03(\x0b\x32\x13.recsvc.v1.Purchase\x12\x10\n\x08\x63hannels\x18\x03 \x03(\t\x12\"\n\x03rfm\x18\x04 \x01(\x0b\x32\x15.recsvc.v1.RfmSegment\x12\x11\n\tcoldstart\x18\x05 \x01(\x08\x12\x15\n\rmodel_version\x18\x06 \x01(\t*\x8a\x02\n\nReasonKind\x12\x1b\n\x17REASON_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19REASON_KIND_BOUGHT_BEFORE\x10\x01\x12\x1f\n\x1bREASON_KIND_BOUGHT_TOGETHER\x10\x02\x12\"\n\x1eREASON_KIND_CUSTOMERS_LIKE_YOU\x10\x03\x12\x1c\n\x18REASON_KIND_SIMILAR_ITEM\x10\x04\x12\"\n\x1eREASON_KIND_POPULAR_ON_CHANNEL\x10\x05\x12 \n\x1cREASON_KIND_POPULAR_IN_STORE\x10\x06\x12\x17\n\x13REASON_KIND_POPULAR\x10\x07\x32\x9e\x03\n\x0bRecommender\x12\x46\n\tRecommend\x12\x1b.recsvc.v1.RecommendRequest\x1a\x1c.recsvc.v1.RecommendResponse\x12X\n\x0fRecommendBundle\x12!.recsvc.v1.RecommendBundleRequest\x1a\".recsvc.v1.RecommendBundleResponse\x12O\n\x0cSimilarItems\x12\x1e.recsvc.v1.SimilarItemsRequest\x1a\x1f.recsvc.v1.SimilarItemsResponse\x12\x44\n\x0cGetModelInfo\x12\x1e.recsvc.v1.GetModelInfoRequest\x1a\x14.recsvc.v1.ModelInfo\x12V\n\x12GetCustomerProfile\x12$.recsvc.v1.GetCustomerProfileRequest\x1a\x1a.recsvc.v1.CustomerProfileb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16recsvc/v1/recsvc.proto\x12\trecsvc.v1\"\xc6\x01\n\x06Reason\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.recsvc.v1.ReasonKind\x12\x17\n\x0fsource_item_ids\x18\x02 \x03(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12 \n\x18\x64\x61ys_since_last_purchase\x18\x04 \x01(\x05\x12\x1d\n\x15typical_interval_days\x18\x05 \x01(\x02\x12\x16\n\x0esource_channel\x18\x06 \x01(\t\x12\x17\n\x0fsource_store_id\x18\x07 \x01(\t\"p\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12!\n\x06reason\x18\x05 \x01(\x0b\x32\x11.recsvc.v1.Reason\"\xc9\x01\n\x10RecommendRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x10\n\x08store_id\x18\x03 \x01(\t\x12\x11\n\tnum_items\x18\x04 \x01(\x05\x12\x18\n\x10\x65xclude_item_ids\x18\x05 \x03(\t\x12\x18\n\x10\x63ontext_item_ids\x18\x06 \x03(\t\x12\x1a\n\x12include_categories\x18\x07 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x08 \x03(\t\"\xbb\x02\n\x11RecommendResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recsvc.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x1c\n\x14resolved_customer_id\x18\x03 \x01(\t\x12\x16\n\x0eknown_customer\x18\x04 \x01(\x08\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x18\n\x10unknown_item_ids\x18\x06 \x03(\t\x12\x1a\n\x12unknown_categories\x18\x07 \x03(\t\x12\x17\n\x0funknown_channel\x18\x08 \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\t \x01(\t\x12\x0f\n\x07notices\x18\n \x03(\t\x12\x19\n\x11recommendation_id\x18\x0b \x01(\t\x12\x16\n\x0e\x65xperiment_arm\x18\x0c \x01(\t\"\x91\x01\n\x16RecommendBundleRequest\x12\x17\n\x0f\x62\x61sket_item_ids\x18\x01 \x03(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x10\n\x08store_id\x18\x04 \x01(\t\x12\x11\n\tnum_items\x18\x05 \x01(\x05\x12\x13\n\x0b\x62undle_size\x18\x06 \x01(\x05\"U\n\x06\x42undle\x12\x16\n\x0e\x61nchor_item_id\x18\x01 \x01(\t\x12$\n\x05items\x18\x02 \x03(\x0b\x32\x15.recsvc.v1.ScoredItem\x12\r\n\x05score\x18\x03 \x01(\x02\"\x82\x02\n\x17RecommendBundleResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recsvc.v1.ScoredItem\x12!\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x11.recsvc.v1.Bundle\x12\x18\n\x10unknown_item_ids\x18\x03 \x03(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x17\n\x0funknown_channel\x18\x05 \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\t\x12\x0f\n\x07notices\x18\x07 \x03(\t\x12\x19\n\x11recommendation_id\x18\x08 \x01(\t\x12\x16\n\x0e\x65xperiment_arm\x18\t \x01(\t\"J\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x11\n\tnum_items\x18\x02 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\"}\n\x14SimilarItemsResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recsvc.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x17\n\x0funknown_channel\x18\x03 \x01(\x08\x12\x0f\n\x07notices\x18\x04 \x03(\t\"\x15\n\x13GetModelInfoRequest\"\x82\x03\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x19\n\x11input_fingerprint\x18\x03 \x01(\t\x12\x11\n\tloaded_at\x18\x04 \x01(\t\x12\x38\n\nevaluation\x18\x05 \x03(\x0b\x32$.recsvc.v1.ModelInfo.EvaluationEntry\x12\x37\n\nrow_counts\x18\x06 \x03(\x0b\x32#.recsvc.v1.ModelInfo.RowCountsEntry\x12\x11\n\tnum_items\x18\x07 \x01(\x03\x12\x15\n\rnum_customers\x18\x08 \x01(\x03\x12\x10\n\x08\x63hannels\x18\t \x03(\t\x12\x0e\n\x06\x66orced\x18\n \x01(\x08\x1a\x31\n\x0f\x45valuationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0eRowCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"G\n\x19GetCustomerProfileRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x15\n\rnum_purchases\x18\x02 \x01(\x05\"|\n\x08Purchase\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x10\n\x08store_id\x18\x05 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x06 \x01(\t\x12\r\n\x05\x63ount\x18\x07 \x01(\x02\"\x84\x01\n\nRfmSegment\x12\x0f\n\x07recency\x18\x01 \x01(\x05\x12\x11\n\tfrequency\x18\x02 \x01(\x05\x12\x10\n\x08monetary\x18\x03 \x01(\x05\x12\x0f\n\x07segment\x18\x04 \x01(\t\x12 \n\x18\x64\x61ys_since_last_purchase\x18\x05 \x01(\x05\x12\r\n\x05spend\x18\x06 \x01(\x02\"\xb5\x01\n\x0f\x43ustomerProfile\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x10recent_purchases\x18\x02 \x03(\x0b\x32\x13.recsvc.v1.Purchase\x12\x10\n\x08\x63hannels\x18\x03 \x03(\t\x12\"\n\x03rfm\x18\x04 \x01(\x0b\x32\x15.recsvc.v1.RfmSegment\x12\x11\n\tcoldstart\x18\x05 \x01(\x08\x12\x15\n\rmodel_version\x18\x06 \x01(\t*\x8a\x02\n\nReasonKind\x12\x1b\n\x17REASON_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19REASON_KIND_BOUGHT_BEFORE\x10\x01\x12\x1f\n\x1bREASON_KIND_BOUGHT_TOGETHER\x10\x02\x12\"\n\x1eREASON_KIND_CUSTOMERS_LIKE_YOU\x10\x03\x12\x1c\n\x18REASON_KIND_SIMILAR_ITEM\x10\x04\x12\"\n\x1eREASON_KIND_POPULAR_ON_CHANNEL\x10\x05\x12 \n\x1cREASON_KIND_POPULAR_IN_STORE\x10\x06\x12\x17\n\x13REASON_KIND_POPULAR\x10\x07\x32\x9e\x03\n\x0bRecommender\x12\x46\n\tRecommend\x12\x1b.recsvc.v1.RecommendRequest\x1a\x1c.recsvc.v1.RecommendResponse\x12X\n\x0fRecommendBundle\x12!.recsvc.v1.RecommendBundleRequest\x1a\".recsvc.v1.RecommendBundleResponse\x12O\n\x0cSimilarItems\x12\x1e.recsvc.v1.SimilarItemsRequest\x1a\x1f.recsvc.v1.SimilarItemsResponse\x12\x44\n\x0cGetModelInfo\x12\x1e.recsvc.v1.GetModelInfoRequest\x1a\x14.recsvc.v1.ModelInfo\x12V\n\x12GetCustomerProfile\x12$.recsvc.v1.GetCustomerProfileRequest\x1a\x1a.recsvc.v1.CustomerProfileb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO_EVALUATIONENTRY']._serialized_options = b'8\001'
   _globals['_MODELINFO_ROWCOUNTSENTRY']._loaded_options = None
   _globals['_MODELINFO_ROWCOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_REASONKIND']._serialized_start=2402
-  _globals['_REASONKIND']._serialized_end=2668
+  _globals['_REASONKIND']._serialized_start=2504
+  _globals['_REASONKIND']._serialized_end=2770
   _globals['_REASON']._serialized_start=38
   _globals['_REASON']._serialized_end=236
   _globals['_SCOREDITEM']._serialized_start=238
@@ -44,33 +44,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOMMENDREQUEST']._serialized_start=353
   _globals['_RECOMMENDREQUEST']._serialized_end=554
   _globals['_RECOMMENDRESPONSE']._serialized_start=557
-  _globals['_RECOMMENDRESPONSE']._serialized_end=821
-  _globals['_RECOMMENDBUNDLEREQUEST']._serialized_start=824
-  _globals['_RECOMMENDBUNDLEREQUEST']._serialized_end=969
-  _globals['_BUNDLE']._serialized_start=971
-  _globals['_BUNDLE']._serialized_end=1056
-  _globals['_RECOMMENDBUNDLERESPONSE']._serialized_start=1059
-  _globals['_RECOMMENDBUNDLERESPONSE']._serialized_end=1266
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=1268
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=1342
-  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1344
-  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1469
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1471
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1492
-  _globals['_MODELINFO']._serialized_start=1495
-  _globals['_MODELINFO']._serialized_end=1881
-  _globals['_MODELINFO_EVALUATIONENTRY']._serialized_start=1782
-  _globals['_MODELINFO_EVALUATIONENTRY']._serialized_end=1831
-  _globals['_MODELINFO_ROWCOUNTSENTRY']._serialized_start=1833
-  _globals['_MODELINFO_ROWCOUNTSENTRY']._serialized_end=1881
-  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_start=1883
-  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_end=1954
-  _globals['_PURCHASE']._serialized_start=1956
-  _globals['_PURCHASE']._serialized_end=2080
-  _globals['_RFMSEGMENT']._serialized_start=2083
-  _globals['_RFMSEGMENT']._serialized_end=2215
-  _globals['_CUSTOMERPROFILE']._serialized_start=2218
-  _globals['_CUSTOMERPROFILE']._serialized_end=2399
-  _globals['_RECOMMENDER']._serialized_start=2671
-  _globals['_RECOMMENDER']._serialized_end=3085
+  _globals['_RECOMMENDRESPONSE']._serialized_end=872
+  _globals['_RECOMMENDBUNDLEREQUEST']._serialized_start=875
+  _globals['_RECOMMENDBUNDLEREQUEST']._serialized_end=1020
+  _globals['_BUNDLE']._serialized_start=1022
+  _globals['_BUNDLE']._serialized_end=1107
+  _globals['_RECOMMENDBUNDLERESPONSE']._serialized_start=1110
+  _globals['_RECOMMENDBUNDLERESPONSE']._serialized_end=1368
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=1370
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=1444
+  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1446
+  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1571
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1573
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1594
+  _globals['_MODELINFO']._serialized_start=1597
+  _globals['_MODELINFO']._serialized_end=1983
+  _globals['_MODELINFO_EVALUATIONENTRY']._serialized_start=1884
+  _globals['_MODELINFO_EVALUATIONENTRY']._serialized_end=1933
+  _globals['_MODELINFO_ROWCOUNTSENTRY']._serialized_start=1935
+  _globals['_MODELINFO_ROWCOUNTSENTRY']._serialized_end=1983
+  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_start=1985
+  _globals['_GETCUSTOMERPROFILEREQUEST']._serialized_end=2056
+  _globals['_PURCHASE']._serialized_start=2058
+  _globals['_PURCHASE']._serialized_end=2182
+  _globals['_RFMSEGMENT']._serialized_start=2185
+  _globals['_RFMSEGMENT']._serialized_end=2317
+  _globals['_CUSTOMERPROFILE']._serialized_start=2320
+  _globals['_CUSTOMERPROFILE']._serialized_end=2501
+  _globals['_RECOMMENDER']._serialized_start=2773
+  _globals['_RECOMMENDER']._serialized_end=3187
 # @@protoc_insertion_point(module_scope)

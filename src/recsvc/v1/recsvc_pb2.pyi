@@ -79,7 +79,7 @@ class RecommendRequest(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., num_items: _Optional[int] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., context_item_ids: _Optional[_Iterable[str]] = ..., include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "model_version", "resolved_customer_id", "known_customer", "policy", "unknown_item_ids", "unknown_categories", "unknown_channel", "fallback", "notices")
+    __slots__ = ("items", "model_version", "resolved_customer_id", "known_customer", "policy", "unknown_item_ids", "unknown_categories", "unknown_channel", "fallback", "notices", "recommendation_id", "experiment_arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,8 @@ class RecommendResponse(_message.Message):
     UNKNOWN_CHANNEL_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     NOTICES_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     model_version: str
     resolved_customer_id: str
@@ -100,7 +102,9 @@ class RecommendResponse(_message.Message):
     unknown_channel: bool
     fallback: str
     notices: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., resolved_customer_id: _Optional[str] = ..., known_customer: _Optional[bool] = ..., policy: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., unknown_categories: _Optional[_Iterable[str]] = ..., unknown_channel: _Optional[bool] = ..., fallback: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
+    recommendation_id: str
+    experiment_arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., resolved_customer_id: _Optional[str] = ..., known_customer: _Optional[bool] = ..., policy: _Optional[str] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., unknown_categories: _Optional[_Iterable[str]] = ..., unknown_channel: _Optional[bool] = ..., fallback: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ..., recommendation_id: _Optional[str] = ..., experiment_arm: _Optional[str] = ...) -> None: ...
 
 class RecommendBundleRequest(_message.Message):
     __slots__ = ("basket_item_ids", "customer_id", "channel", "store_id", "num_items", "bundle_size")
@@ -129,7 +133,7 @@ class Bundle(_message.Message):
     def __init__(self, anchor_item_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., score: _Optional[float] = ...) -> None: ...
 
 class RecommendBundleResponse(_message.Message):
-    __slots__ = ("items", "bundle", "unknown_item_ids", "model_version", "unknown_channel", "fallback", "notices")
+    __slots__ = ("items", "bundle", "unknown_item_ids", "model_version", "unknown_channel", "fallback", "notices", "recommendation_id", "experiment_arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +141,8 @@ class RecommendBundleResponse(_message.Message):
     UNKNOWN_CHANNEL_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     NOTICES_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     bundle: Bundle
     unknown_item_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -144,7 +150,9 @@ class RecommendBundleResponse(_message.Message):
     unknown_channel: bool
     fallback: str
     notices: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., bundle: _Optional[_Union[Bundle, _Mapping]] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., unknown_channel: _Optional[bool] = ..., fallback: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
+    recommendation_id: str
+    experiment_arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., bundle: _Optional[_Union[Bundle, _Mapping]] = ..., unknown_item_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., unknown_channel: _Optional[bool] = ..., fallback: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ..., recommendation_id: _Optional[str] = ..., experiment_arm: _Optional[str] = ...) -> None: ...
 
 class SimilarItemsRequest(_message.Message):
     __slots__ = ("item_id", "num_items", "channel")

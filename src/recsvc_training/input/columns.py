@@ -36,10 +36,9 @@ CART: Final = "cart"
 PURCHASE: Final = "purchase"
 RETURN: Final = "return"
 EVENT_TYPES: Final = (VIEW, CART, PURCHASE, RETURN)
-#: A message sent to the customer (campaigns' frequency cap): a valid event type that says nothing about
-#: interest, so ingest drops these rows before training (counted in the log, not quarantined).
-MESSAGE_SENT: Final = "message_sent"
-IGNORED_EVENT_TYPES: Final = (MESSAGE_SENT,)
+#: Feedback on served answers (issue 18): accepted in an events table (not quarantined) and dropped before
+#: any model, so an impression never counts as interest; impressions without clicks are not used as negatives.
+FEEDBACK_EVENT_TYPES: Final = ("impression", "click", "message_sent")
 
 # items (catalog); any other column is an item attribute
 TITLE: Final = "title"

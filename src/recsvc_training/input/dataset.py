@@ -26,9 +26,8 @@ class IngestReport:
     items_added_from_events: int = 0
     #: purchase rows with a negative quantity, turned into returns
     negative_quantities_as_returns: int = 0
-    #: event rows of a type that is no interaction (``message_sent``): skipped, neither kept nor quarantined,
-    #: and not counted in ``rows_read``
-    events_not_interactions: int = 0
+    #: valid feedback rows (impression, click, message_sent), counted among the kept rows and used by no model
+    feedback_events: int = 0
     input_files: list[Path] = field(default_factory=list)
     #: The plausible event times of the run (ISO 8601, UTC): earlier rows are ``ancient_timestamp``, later
     #: ``future_timestamp`` (``""`` when the data did not come through ingest).

@@ -57,9 +57,9 @@ from recsvc_training.input.columns import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     EVENTS,
+    FEEDBACK_EVENT_TYPES,
     IDENTITIES,
     IDENTITY_COLUMNS,
-    IGNORED_EVENT_TYPES,
     ITEM_ID,
     ITEMS,
     ORDER_ID,
@@ -203,13 +203,19 @@ def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleT
     raw_events = _read_table(files[EVENTS], EVENTS, REQUIRED_EVENT_COLUMNS)
     events, quarantine[EVENTS], report.negative_quantities_as_returns = _clean_events(
         raw_events, settings.default_channel, window)
-    report.events_not_interactions = len(raw_events) - len(events) - len(quarantine[EVENTS])
+    # valid feedback rows (impression, click, message_sent) are kept out of every model: counted, then dropped
+    feedback = events[EVENT].isin(FEEDBACK_EVENT_TYPES).to_numpy()
+    report.feedback_events = int(feedback.sum())
+    if report.feedback_events:
+        logger.info("%d feedback events (impression, click, message_sent) are not used for training",
+                    report.feedback_events)
+        events = events[~feedback].reset_index(drop=True)
     raw_items = _read_table(files[ITEMS], ITEMS, REQUIRED_ITEM_COLUMNS)
     items, quarantine[ITEMS] = clean_items(raw_items)
-    for table, read, kept in ((EVENTS, len(raw_events) - report.events_not_interactions, events),
-                              (ITEMS, len(raw_items), items)):
-        _count(report, table, read, len(kept), quarantine[table])
-        _require_valid(files[table], table, read, len(kept), quarantine_dir, required=True)
+    for table, raw, kept in ((EVENTS, raw_events, len(events) + report.feedback_events), (ITEMS, raw_items,
+                                                                                          len(items))):
+        _count(report, table, len(raw), kept, quarantine[table])
+        _require_valid(files[table], table, len(raw), kept, quarantine_dir, required=True)
 
     customers = pd.DataFrame({CUSTOMER_ID: pd.Series([], dtype=str)})
     if CUSTOMERS in files:
@@ -331,7 +337,7 @@ def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTime
     q = quantity.to_numpy()
     checks = (
         (REASON_MISSING_ID, ((customer == "") | (item == "")).to_numpy()),
-        (REASON_UNKNOWN_EVENT, ~event.isin([*EVENT_TYPES, *IGNORED_EVENT_TYPES]).to_numpy()),
+        (REASON_UNKNOWN_EVENT, ~event.isin((*EVENT_TYPES, *FEEDBACK_EVENT_TYPES)).to_numpy()),
         (REASON_BAD_TIMESTAMP, timestamp.isna().to_numpy()),
         (REASON_FUTURE_TIMESTAMP, window.future(timestamp)),
         (REASON_ANCIENT_TIMESTAMP, window.ancient(timestamp)),
@@ -362,12 +368,6 @@ def _clean_events(raw: pd.DataFrame, default_channel: str, window: PlausibleTime
     valid &= ~duplicate
 
     bad_rows = np.flatnonzero(~valid)
-    # messages sent (campaigns) are valid events but no interest: neither trained on nor quarantined
-    ignored = valid & event.isin(IGNORED_EVENT_TYPES).to_numpy()
-    if ignored.any():
-        logger.info("events: %d rows of type %s ignored for training", int(ignored.sum()),
-                    ", ".join(IGNORED_EVENT_TYPES))
-        valid &= ~ignored
     quarantined = quarantine_frame(raw, bad_rows, reasons[bad_rows])
     n_as_returns = int((as_return & valid).sum())
     return cleaned[valid].reset_index(drop=True), quarantined, n_as_returns

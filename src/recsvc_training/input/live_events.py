@@ -29,8 +29,8 @@ import pandas as pd
 from recsvc.config import Settings
 from recsvc.days import MS_PER_DAY, day_of_ms, ms_of_day
 from recsvc.events.store import EventStore, StoreUnavailable, open_store
-from recsvc.events.validation import EventRecord
-from recsvc_training.input.columns import EVENT_COLUMNS, EVENTS, IGNORED_EVENT_TYPES
+from recsvc.events.validation import FEEDBACK_EVENT_TYPES, EventRecord
+from recsvc_training.input.columns import EVENT_COLUMNS, EVENTS
 from recsvc_training.input.ingest import InputError, _all_str, find_table_files
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,9 @@ def import_live_events(data_dir: Path, store: EventStore, *, retention_days: int
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     before = ms_of_day(day_of_ms(now_ms))  # today's midnight UTC: complete days only
     table = find_table_files(Path(data_dir))[EVENTS]
-    # messages sent stay in the store for campaigns' frequency cap; the data folder holds interactions only
-    events = [e for e in store.export(before) if e.event not in IGNORED_EVENT_TYPES]
+    # feedback (impressions, clicks, messages sent) stays in the store for the online report: no model learns
+    # from it (README, Feedback and experiments), and impressions would outnumber every other row
+    events = [e for e in store.export(before) if e.event not in FEEDBACK_EVENT_TYPES]
     added, present = append_events(table, events)
     purged = store.purge(now_ms - retention_days * MS_PER_DAY)
     result = LiveImport(read=len(events), added=added, already_present=present, purged=purged, table=table)

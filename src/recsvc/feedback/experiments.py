@@ -1,0 +1,148 @@
+"""Experiment arms from configuration, the stable assignment of customers to them, and each arm's engine.
+
+Assignment hashes the experiment's name and the *resolved* customer id (the model's id, or the id live links
+resolve an unknown alias to) with BLAKE2b, never Python's ``hash`` (salted per process): a customer gets the
+same arm on every channel, worker, replica and restart, through any of their aliases. The hash picks a point
+in [0, 1); arms own consecutive slices of it by share, in the order of their names (a config file's order
+does not survive the environment variables the worker parent passes on, sorted). Shares summing below 1 leave
+the rest outside the experiment (arm ``""``); an anonymous request is outside too.
+
+An arm is served by a *variant* of the serving engine (:meth:`recsvc.ranking.RecommendationEngine.variant`):
+its own policy on every channel, or the rank blend without the learned ranker; a holdout arm gets popular
+items only. Variants are built on the first request of an arm after a model swap and kept until the next.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from recsvc.config import ChannelPolicy, ConfigError, ExperimentsSettings, ServerSettings
+from recsvc.ranking import RecommendationEngine, RecommendQuery, RecommendResult
+
+#: ``ranker`` values of an arm: as configured, rank fusion without the learned ranker, the learned ranker.
+RANKER_DEFAULT: Final = ""
+RANKER_BLEND: Final = "blend"
+RANKER_LEARNED: Final = "learned"
+RANKERS: Final = (RANKER_DEFAULT, RANKER_BLEND, RANKER_LEARNED)
+_SCALE: Final = float(2**64)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm, validated: its slice of the hash range ``[low, high)`` and how it serves."""
+
+    name: str
+    low: float
+    high: float
+    ranker: str = RANKER_DEFAULT
+    policy: ChannelPolicy | None = None
+    holdout: bool = False
+
+
+def bucket(experiment: str, customer_id: str) -> float:
+    """The customer's point in [0, 1) for ``experiment``: the same in every process, on every machine."""
+    digest = hashlib.blake2b(f"{experiment}\x00{customer_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SCALE
+
+
+class Experiment:
+    """The configured arms (none: every request is outside, arm ``""``).
+
+    Raises
+    ------
+    ConfigError
+        A share outside 0..1 or shares summing above 1, an unknown ``ranker``, a holdout arm that also sets a
+        ranker or policy.
+    """
+
+    def __init__(self, settings: ExperimentsSettings) -> None:
+        self.name = settings.name
+        arms: list[Arm] = []
+        low = 0.0
+        for name in sorted(settings.arms):
+            spec = settings.arms[name]
+            where = f"experiments.arms.{name}"
+            if not 0.0 <= spec.share <= 1.0:
+                raise ConfigError(f"{where}.share: expected 0..1, got {spec.share}")
+            if spec.ranker not in RANKERS:
+                raise ConfigError(f"{where}.ranker: expected one of {', '.join(map(repr, RANKERS))}, "
+                                  f"got {spec.ranker!r}")
+            custom = bool(spec.weights) or not spec.repurchase or spec.exclude_bought_within_days != 0
+            if spec.holdout and (custom or spec.ranker):
+                raise ConfigError(f"{where}: a holdout arm serves popular items only; drop its ranker and policy")
+            if spec.exclude_bought_within_days < 0:
+                raise ConfigError(f"{where}.exclude_bought_within_days: must be >= 0")
+            policy = (ChannelPolicy(name=name, weights=dict(spec.weights), repurchase=spec.repurchase,
+                                    exclude_bought_within_days=spec.exclude_bought_within_days) if custom else None)
+            arms.append(Arm(name, low, low + spec.share, spec.ranker, policy, spec.holdout))
+            low += spec.share
+        if low > 1.0 + 1e-9:
+            raise ConfigError(f"experiments.arms: shares sum to {low:g}, more than 1")
+        self.arms: tuple[Arm, ...] = tuple(arms)
+        self._by_name: Mapping[str, Arm] = {a.name: a for a in arms}
+
+    @property
+    def running(self) -> bool:
+        return bool(self.arms)
+
+    def assign(self, customer_id: str) -> Arm | None:
+        """The arm of a resolved customer id (None: outside the experiment, or ``customer_id`` empty)."""
+        if not self.arms or not customer_id:
+            return None
+        point = bucket(self.name, customer_id)
+        for arm in self.arms:
+            if arm.low <= point < arm.high:
+                return arm
+        return None
+
+    def arm(self, name: str) -> Arm | None:
+        return self._by_name.get(name)
+
+
+class ArmEngines:
+    """The variant engine of each arm for the serving engine; rebuilt when the serving engine changes."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._base: RecommendationEngine | None = None
+        self._engines: dict[str, RecommendationEngine] = {}
+
+    def engine(self, base: RecommendationEngine, arm: Arm | None) -> RecommendationEngine:
+        """The engine serving ``arm`` on ``base``'s model (``base`` itself for no arm or a plain arm)."""
+        if arm is None or (arm.policy is None and arm.ranker == RANKER_DEFAULT) or arm.holdout:
+            return base
+        engines = self._engines
+        if self._base is base and arm.name in engines:
+            return engines[arm.name]
+        with self._lock:
+            if self._base is not base:  # a new model: drop the old variants (in-flight requests keep theirs)
+                self._base, self._engines = base, {}
+            found = self._engines.get(arm.name)
+            if found is None:
+                settings = self._settings
+                if arm.policy is not None:
+                    settings = dataclasses.replace(settings, policies={c: arm.policy for c in base.model.channels})
+                found = base.variant(settings, learned=arm.ranker != RANKER_BLEND)
+                self._engines = {**self._engines, arm.name: found}
+            return found
+
+
+def recommend_in_arm(engines: ArmEngines, base: RecommendationEngine, arm: Arm | None,
+                     query: RecommendQuery) -> RecommendResult:
+    """``query`` answered as ``arm`` serves it. A holdout arm gets the channel's (or store's) popular items as
+    an anonymous customer would, with the request's exclusions and filters kept; the result still names the
+    resolved customer."""
+    if arm is not None and arm.holdout:
+        anonymous = dataclasses.replace(query, customer_id="", context_item_ids=(), live=None)
+        result = engines.engine(base, None).recommend(anonymous)
+        model = base.model
+        row = query.live.customer_row if query.live is not None else model.resolve_customer(query.customer_id)
+        return dataclasses.replace(result, resolved_customer_id=model.customer_id(row) if row >= 0 else "",
+                                   known_customer=row >= 0)
+    return engines.engine(base, arm).recommend(query)
