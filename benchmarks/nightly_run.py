@@ -298,7 +298,7 @@ def run(work: Path, seed: int, settings: TrainingSettings) -> dict[str, Any]:
     cpu_started = _cpu_seconds()
     bare, shape = bare_als_seconds(data_dir, settings)
     bare_cpu = _cpu_seconds() - cpu_started
-    manifest = json.loads((result.path / "manifest.json").read_text())
+    manifest = json.loads((Path(result.path) / "manifest.json").read_text())
     extra = manifest.get("extra", {})
     return {
         "command": f"python -m benchmarks.nightly_run --work {work} --seed {seed}",

@@ -82,7 +82,7 @@ def test_ingest_counts_and_quarantine_match_the_single_node_trainer(spark_run: S
     assert report.quarantined == reference.quarantined and report.total_quarantined() >= 5
     assert report.negative_quantities_as_returns == reference.negative_quantities_as_returns == 1
     name = f"{C.EVENTS}.quarantine.csv"
-    ours = pd.read_csv(spark_run.result.result.quarantine_dir / name, dtype=str, keep_default_na=False)
+    ours = pd.read_csv(Path(spark_run.result.result.quarantine_dir) / name, dtype=str, keep_default_na=False)
     theirs = pd.read_csv(spark_run.reference_quarantine / name, dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(ours, theirs)
 
@@ -112,7 +112,7 @@ def test_spark_builders_agree_with_the_single_node_builders(spark_run: SparkRun)
 
 def test_the_manifest_says_spark_and_what_was_skipped(spark_run: SparkRun) -> None:
     assert load_current(spark_run.root, verify=True).version == spark_run.result.result.version
-    manifest = json.loads((spark_run.result.result.path / "manifest.json").read_text())
+    manifest = json.loads((Path(spark_run.result.result.path) / "manifest.json").read_text())
     assert manifest["params"]["engine"] == "spark" and manifest["params"]["spark_master"] == "local[2]"
     assert set(manifest["extra"]["spark"]["skipped"]) == {"coldstart", "ranker", "evaluation"}
     assert manifest["schema_version"] and manifest["files"]  # load_current verified every checksum above

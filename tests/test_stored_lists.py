@@ -216,7 +216,7 @@ def test_a_training_run_publishes_stored_lists_the_server_answers_from(tmp_path:
     settings = TrainingSettings(progress=False, als_factors=8, als_iterations=3, ranker_trees=15,
                                 ranker_max_customers=150, evaluate=False, stored_list_length=20)
     result = train(tmp_path / "data", tmp_path / "art", settings)
-    manifest = read_manifest(result.path)
+    manifest = read_manifest(Path(result.path))
     meta = manifest["extra"]["stored_lists"]
     assert meta["length"] == 20 and meta["customers"] > 100 and "stored_lists" in result.timings
     model = LoadedModel(load_current(tmp_path / "art"))

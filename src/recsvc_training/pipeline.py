@@ -37,9 +37,9 @@ from recsvc_training.evaluation.similar_items import attach_similar_items, simil
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
 from recsvc_training.input.ingest import load_training_data
+from recsvc_training.models.newcomers import attach_newcomer_answers, newcomer_answers_for
 from recsvc_training.models.next_basket import TunedNextBasket, tune_next_basket
 from recsvc_training.ranker.selection import selection_markdown, selection_summary
-from recsvc_training.models.newcomers import attach_newcomer_answers, newcomer_answers_for
 from recsvc_training.ranker.step import ModelsBefore, fit_published_ranker
 from recsvc_training.ranker.stored_lists import add_stored_lists
 from recsvc_training.run_summary import TrainResult, peak_rss_mb

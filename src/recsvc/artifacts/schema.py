@@ -30,8 +30,8 @@ from recsvc.artifacts.parts.customer_summary import CustomerSummary
 from recsvc.artifacts.parts.customers import Customers
 from recsvc.artifacts.parts.foldin import FoldInParams
 from recsvc.artifacts.parts.history import PurchaseHistory
-from recsvc.artifacts.parts.next_basket import NextBasket
 from recsvc.artifacts.parts.item_neighbours import ItemNeighbours
+from recsvc.artifacts.parts.next_basket import NextBasket
 from recsvc.artifacts.parts.popularity import Popularity
 from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.artifacts.parts.repurchase import Repurchase

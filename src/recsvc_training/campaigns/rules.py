@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recsvc.events.validation import MESSAGE_SENT
 from recsvc_training.campaigns.spec import Rule
-
-#: Live event kinds the campaign reads from the event store.
-MESSAGE_SENT = "message_sent"
 
 
 @dataclass(frozen=True)

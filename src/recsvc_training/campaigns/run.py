@@ -31,7 +31,7 @@ from recsvc.artifacts.parts.customer_summary import CustomerSummary
 from recsvc.config import Settings
 from recsvc.days import iso_of_day, ms_of_day
 from recsvc.events.store import EventStore, open_store, sqlite_path
-from recsvc.events.validation import EventRecord
+from recsvc.events.validation import MESSAGE_SENT, EventRecord
 from recsvc.ids import clean_id
 from recsvc.ranking import LoadedModel, RecommendationEngine
 from recsvc.ranking.batch import recommend_many
@@ -39,7 +39,6 @@ from recsvc.ranking.results import RecommendQuery, Suggestion
 from recsvc_training.campaigns.content import Item, contact_aliases, launch_affinity, launch_why, reminder
 from recsvc_training.campaigns.output import RowWriter, write_summary
 from recsvc_training.campaigns.rules import (
-    MESSAGE_SENT,
     CustomerTable,
     DueEntry,
     Evaluation,

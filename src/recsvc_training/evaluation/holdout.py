@@ -38,8 +38,8 @@ from recsvc_training.evaluation.runner import EvaluationReport, evaluate
 from recsvc_training.evaluation.similar_items import attach_similar_items, similar_choice_for, window_summary
 from recsvc_training.evaluation.split import EvalIndex, TimeSplit, time_split
 from recsvc_training.input import columns as C
-from recsvc_training.models.next_basket import TunedNextBasket
 from recsvc_training.models.newcomers import attach_newcomer_answers, newcomer_answers_for
+from recsvc_training.models.next_basket import TunedNextBasket
 from recsvc_training.ranker.learned_blend import MIN_WINDOW_HISTORY_DAYS, fit_learned_ranker
 from recsvc_training.ranker.selection import selection_markdown, selection_summary
 from recsvc_training.ranker.step import ModelsBefore, attach_ranker
