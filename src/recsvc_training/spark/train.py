@@ -80,7 +80,8 @@ def train_spark(data_dir: Path, artifact_root: Path, settings: TrainingSettings,
     timings["publish"] = round(time.perf_counter() - step, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
     result = TrainResult(version=version, path=path, artifact_root=str(artifact_root),
-                         quarantine_dir=str(quarantine_dir), timings=timings, peak_rss_mb=round(peak_rss_mb(), 1), report=data.report,
+                         quarantine_dir=str(quarantine_dir), timings=timings,
+                         peak_rss_mb=round(peak_rss_mb(), 1), report=data.report,
                          row_counts=dict(artifacts.row_counts), evaluation={})
     logger.info("Spark training run %s finished in %.1fs", version, timings["total"])
     return SparkTrainResult(result=result, master=str(spark.sparkContext.master))
