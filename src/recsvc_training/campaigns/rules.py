@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recsvc.events.validation import MESSAGE_SENT
 from recsvc_training.campaigns.spec import Rule
 
 
