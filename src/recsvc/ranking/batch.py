@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsvc.artifacts.parts.stored_lists import SOURCES
 from recsvc.errors import InvalidRequest
 from recsvc.ids import clean_channel
 from recsvc.ranking.paths import Ranked
@@ -87,12 +88,17 @@ def stored_rows(engine: RecommendationEngine, customer_rows: np.ndarray, channel
             k = min(length, pool.items.size)
             items[i, :k] = pool.items[:k]
             scores[i, :k] = pool.scores[:k]
-            source[i, :k] = pool.source[:k]
+            source[i, :k] = _source_codes(pool)[pool.source[:k]]
             anchor[i, :k] = _anchors(pool, k)
         done = i + 1
         if progress is not None and (done % CHUNK == 0 or done == rows.size):
             progress(done)
     return RankedRows(rows, items, scores, source, anchor), ranked
+
+
+def _source_codes(pool: Ranked) -> np.ndarray:
+    """The stored code (:data:`~recsvc.artifacts.parts.stored_lists.SOURCES`) of each of ``pool``'s lists."""
+    return np.array([SOURCES.index(c.source) for c in pool.lists], dtype=np.int8)
 
 
 def _anchors(pool: Ranked, k: int) -> np.ndarray:

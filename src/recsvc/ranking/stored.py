@@ -26,12 +26,13 @@ from recsvc.artifacts.parts.stored_lists import SOURCES, StoredLists
 from recsvc.ranking.als import AlsSource
 from recsvc.ranking.filters import ItemFilter
 from recsvc.ranking.model import LoadedModel
+from recsvc.ranking.next_basket import NextBasketSource
 from recsvc.ranking.reasons import Reason, ReasonKind, explain
 from recsvc.ranking.repurchase import repurchase_interval
 from recsvc.ranking.sources import RankingContext
 
-_HISTORY, _COPURCHASE, _ALS, _POPULARITY = (SOURCES.index(name) for name in
-                                            ("repurchase", "copurchase", "als", "popularity"))
+_HISTORY, _COPURCHASE, _ALS, _POPULARITY, _NEXT_BASKET = (
+    SOURCES.index(name) for name in ("repurchase", "copurchase", "als", "popularity", "tifu_knn"))
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class StoredRanking:
         self._model = model
         self._lists = lists
         self._als = AlsSource(model)
+        self._next_basket = NextBasketSource(model)
 
     @classmethod
     def from_model(cls, model: LoadedModel) -> StoredRanking | None:
@@ -125,6 +127,15 @@ class StoredRanking:
         if similar.size:
             kinds[similar] = ReasonKind.CUSTOMERS_LIKE_YOU
             reason_items[similar] = self._als.reason_items(items[similar], ctx)
+        next_basket = np.flatnonzero(source == _NEXT_BASKET)
+        if next_basket.size:  # as NextBasketSource.candidates explains its items
+            rows = items[next_basket]
+            bought = last_purchase(next_basket, rows) >= 0
+            kinds[next_basket] = np.where(bought, ReasonKind.BOUGHT_BEFORE, ReasonKind.CUSTOMERS_LIKE_YOU)
+            if len(hist):
+                at = np.maximum(hist.positions_of(rows), 0)
+                days_since[next_basket] = np.where(bought, ctx.today - hist.last_day[at].astype(np.int64), -1)
+            reason_items[next_basket] = self._next_basket.reason_items(rows, ctx)
         columns = zip(kinds.tolist(), reason_items.tolist(), days_since.tolist(), interval.tolist(),
                       source_day.tolist(), source_channel.tolist(), source_store.tolist(), strict=True)
         return [explain(m, ReasonKind(kind), rows, days_since=days, interval_days=gap, source_day=day,

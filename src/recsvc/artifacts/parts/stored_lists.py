@@ -47,7 +47,7 @@ STORED_ANCHOR = "stored_anchor"
 STORED_EXTRA = "stored_lists"
 
 #: Source codes of ``stored_source``, in the learned pool's reason-priority order.
-SOURCES: tuple[str, ...] = ("repurchase", "copurchase", "als", "popularity")
+SOURCES: tuple[str, ...] = ("repurchase", "copurchase", "als", "popularity", "tifu_knn")
 
 
 @dataclass(frozen=True, eq=False)
