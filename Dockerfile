@@ -1,6 +1,8 @@
 # recsvc images. Two targets from one file:
-#   docker build --target server  -t recsvc-server .    # gRPC server: numpy + grpcio + protobuf only
+#   docker build --target server  -t recsvc-server .    # gRPC server: numpy + grpcio + protobuf, and fsspec/s3fs
 #   docker build --target trainer -t recsvc-trainer .   # nightly job: adds implicit, pandas, LightGBM ...
+# Both carry the s3 extra, so an artifact root may be an s3:// URL (README, Object storage); a local root never
+# imports it.
 # Both run as an unprivileged user with an exec-form entry point, so SIGTERM reaches the process itself
 # (the server drains in-flight requests on SIGTERM).
 
@@ -8,8 +10,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-RUN python -m venv /opt/server && /opt/server/bin/pip install --no-cache-dir -c constraints.txt . \
- && python -m venv /opt/trainer && /opt/trainer/bin/pip install --no-cache-dir -c constraints.txt ".[train]"
+RUN python -m venv /opt/server && /opt/server/bin/pip install --no-cache-dir -c constraints.txt ".[s3]" \
+ && python -m venv /opt/trainer && /opt/trainer/bin/pip install --no-cache-dir -c constraints.txt ".[train,s3]"
 
 FROM python:3.11-slim AS base
 RUN useradd --system --uid 10001 --no-create-home recsvc && mkdir /artifacts && chown recsvc /artifacts
