@@ -90,6 +90,22 @@ def rfm_segments(recency: np.ndarray, frequency: np.ndarray, monetary: np.ndarra
     return np.select(rules, segment_of_rule, default=_LOST).astype(np.int8)
 
 
+
+def score_rfm(last_day: np.ndarray, baskets: np.ndarray, monetary: np.ndarray, end_day: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """RFM scores (int8 ``[n, 3]``, 1..5 among buyers, 0 without a purchase) and segments (int8, -1 without a
+    purchase) from each customer's last purchase day, basket count and net spend: the one rule both trainers
+    apply to their per-customer totals."""
+    n = baskets.size
+    buyers = np.flatnonzero(baskets > 0)
+    scores = np.zeros((n, 3), dtype=np.int8)
+    scores[buyers, 0] = rank_scores(-(end_day - last_day[buyers]).astype(np.float64))
+    scores[buyers, 1] = rank_scores(baskets[buyers])
+    scores[buyers, 2] = rank_scores(monetary[buyers])
+    segment = np.full(n, -1, dtype=np.int8)
+    segment[buyers] = rfm_segments(scores[buyers, 0], scores[buyers, 1], scores[buyers, 2], baskets[buyers])
+    return scores, segment
+
 def build_customer_summary(data: TrainingData, events: EventRows, maps: IdMaps, item_prices: np.ndarray,
                            end_day: int) -> dict[str, np.ndarray]:
     """RFM and channel arrays, named as in :mod:`recsvc.artifacts`.
@@ -128,14 +144,8 @@ def build_customer_summary(data: TrainingData, events: EventRows, maps: IdMaps, 
     last_day = np.full(n, -1, dtype=np.int64)
     np.maximum.at(last_day, events.customer[purchases], events.day[purchases].astype(np.int64))
     baskets = purchase_baskets(events, n)
+    scores, segment = score_rfm(last_day, baskets, monetary, end_day)
     buyers = np.flatnonzero(baskets > 0)
-
-    scores = np.zeros((n, 3), dtype=np.int8)
-    scores[buyers, 0] = rank_scores(-(end_day - last_day[buyers]).astype(np.float64))
-    scores[buyers, 1] = rank_scores(baskets[buyers])
-    scores[buyers, 2] = rank_scores(monetary[buyers])
-    segment = np.full(n, -1, dtype=np.int8)
-    segment[buyers] = rfm_segments(scores[buyers, 0], scores[buyers, 1], scores[buyers, 2], baskets[buyers])
 
     channels = np.zeros((n, maps.n_channels), dtype=bool)
     known = events.channel >= 0

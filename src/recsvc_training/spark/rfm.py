@@ -2,8 +2,8 @@
 
 Net spend (a line without a price at the catalog price, 0 when unknown too), the last purchase day, distinct
 purchase baskets and the channels used are one Spark aggregation per customer; the ranks (1..5 by the share of
-buyers strictly worse) and segment rules are then :func:`~recsvc_training.models.rfm.rank_scores` and
-:func:`~recsvc_training.models.rfm.rfm_segments` on those per-customer vectors (the size of the part).
+buyers strictly worse) and segment rules are then :func:`~recsvc_training.models.rfm.score_rfm` (the
+single-node ranks and segments) on those per-customer vectors (the size of the part).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 from recsvc.artifacts.parts.customer_summary import CUST_CHANNELS, CUST_MONETARY, RFM_SCORES, RFM_SEGMENT
 from recsvc_training.input import columns as C
 from recsvc_training.input.id_maps import IdMaps
-from recsvc_training.models.rfm import rank_scores, rfm_segments
+from recsvc_training.models.rfm import score_rfm
 from recsvc_training.spark.events import CHANNEL, CUSTOMER, EVENT, ITEM, event_code
 
 if TYPE_CHECKING:
@@ -52,14 +52,8 @@ def build_spark_customer_summary(spark: SparkSession, rows: DataFrame, maps: IdM
     last_day[c] = per_customer["_last"].fillna(-1).to_numpy(dtype=np.int64)
     baskets = np.zeros(n, dtype=np.int64)
     baskets[c] = per_customer["_baskets"].to_numpy(dtype=np.int64)
+    scores, segment = score_rfm(last_day, baskets, monetary, end_day)
     buyers = np.flatnonzero(baskets > 0)
-
-    scores = np.zeros((n, 3), dtype=np.int8)
-    scores[buyers, 0] = rank_scores(-(end_day - last_day[buyers]).astype(np.float64))
-    scores[buyers, 1] = rank_scores(baskets[buyers])
-    scores[buyers, 2] = rank_scores(monetary[buyers])
-    segment = np.full(n, -1, dtype=np.int8)
-    segment[buyers] = rfm_segments(scores[buyers, 0], scores[buyers, 1], scores[buyers, 2], baskets[buyers])
 
     used = rows.select(CUSTOMER, CHANNEL).where(F.col(CHANNEL).isNotNull()).distinct().toPandas()
     channels = np.zeros((n, maps.n_channels), dtype=bool)
