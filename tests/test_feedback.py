@@ -332,3 +332,28 @@ def test_each_arm_is_served_by_its_own_engine_and_variants_follow_the_model(tmp_
     other = RecommendationEngine(base.model, ServerSettings())
     assert engines.engine(other, experiment.arm("fresh")) is not variant  # a new serving engine: new variants
     assert engines.engine(other, experiment.arm("blend")) is not other
+
+
+def test_a_pinned_version_that_cannot_be_loaded_is_tried_once_and_its_arm_served_by_the_serving_model(
+        tmp_path: Path) -> None:
+    from recsvc.artifacts import load_current
+    from recsvc.config import ServerSettings
+    from recsvc.feedback.experiments import ArmEngines
+    from recsvc.ranking import LoadedModel, RecommendationEngine
+    from tests.toy_model import publish_toy
+
+    publish_toy(tmp_path / "a")
+    base = RecommendationEngine(LoadedModel(load_current(tmp_path / "a")), ServerSettings())
+    tried: list[str] = []
+
+    def loader(version: str) -> RecommendationEngine:
+        tried.append(version)
+        raise OSError(f"no version {version}")
+
+    engines = ArmEngines(ServerSettings(), loader=loader)
+    arm = Experiment(ExperimentsSettings(arms={"old": ExperimentArm(share=1.0, model_version="gone")})).arm("old")
+    assert engines.engine(base, arm) is base and engines.engine(base, arm) is base
+    assert tried == ["gone"]
+    serving = Experiment(ExperimentsSettings(arms={"same": ExperimentArm(share=1.0,
+                                                                         model_version=base.model_version)}))
+    assert engines.engine(base, serving.arm("same")) is base and tried == ["gone"]  # the serving version itself

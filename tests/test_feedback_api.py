@@ -197,3 +197,43 @@ def test_the_report_command_reads_the_configured_store(root: Path, tmp_path: Pat
             "| 1 | 1 | 6.00 |") in markdown
     assert main(["--config", str(config), "report", "online", "--since", "yesterday", "--artifacts",
                  str(root)]) == 1
+
+
+def test_an_arm_pinned_to_the_previous_model_is_served_by_it_beside_the_current_one(
+        tmp_path: Path, live_server: LiveServers) -> None:
+    """The new model against the old: one arm names an older published version, which the server loads beside
+    the serving one; its customers get that version's answers (model_version says so), the others the current
+    one's, and a purchase on the web changes the pinned arm's answer too (its own live rows)."""
+    from recsvc.artifacts import publish_artifacts
+    from tests.toy_model import build_toy_artifacts
+
+    root = tmp_path / "artifacts"
+    old = build_toy_artifacts()
+    old.version = "toy-0"
+    publish_artifacts(old, root)
+    publish_toy(root)  # toy-1, now CURRENT
+    arms = ExperimentsSettings(name="new-vs-old", arms={"new": ExperimentArm(share=0.5),
+                                                        "old": ExperimentArm(share=0.5, model_version="toy-0")})
+    settings = Settings(server=settings_for(root), experiments=arms,
+                        events=EventsSettings(sqlite_path=str(tmp_path / "ev.sqlite"), poll_seconds=0.05))
+    events_runtime = start_events(settings)
+    feedback = FeedbackRuntime(settings, events_runtime.store, events_runtime.overlay)
+    server = live_server(settings.server, events=events_runtime, feedback=feedback)
+    versions: dict[str, set[str]] = {"new": set(), "old": set()}
+    for customer in ("C001", "C002", "C003", "C004", "C005", *(f"K{c:03d}" for c in range(60))):
+        answer = server.stub.Recommend(recsvc_pb2.RecommendRequest(customer_id=customer, channel="web"), timeout=10)
+        versions[answer.experiment_arm].add(answer.model_version)
+    assert versions == {"new": {"toy-1"}, "old": {"toy-0"}}
+
+    assigned = {c: feedback.experiment.assign(c) for c in ("C001", "C002", "C003", "C004", "C005")}
+    old_arm = next(c for c, arm in assigned.items() if arm is not None and arm.name == "old")
+    before = server.stub.Recommend(recsvc_pb2.RecommendRequest(customer_id=old_arm, channel="web"), timeout=10)
+    bought = before.items[0].item_id
+    recorder = events_pb2_grpc.EventsStub(server.channel)
+    recorder.RecordEvents(events_pb2.RecordEventsRequest(events=[events_pb2.Event(
+        event_id="pin:1", customer_id=old_arm, item_id=bought, event="purchase", channel="web")]), timeout=10)
+    assert events_runtime.overlay is not None
+    events_runtime.overlay.poll_once()
+    after = server.stub.Recommend(recsvc_pb2.RecommendRequest(customer_id=old_arm, channel="web"), timeout=10)
+    assert after.model_version == "toy-0" and after.experiment_arm == "old"
+    assert bought not in [s.item_id for s in after.items]  # just bought: hidden on the pinned model as well

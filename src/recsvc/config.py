@@ -264,11 +264,14 @@ class ExperimentArm:
     the model's learned ranker (rank fusion of the sources), ``"learned"`` with it. ``weights``,
     ``repurchase`` and ``exclude_bought_within_days`` (as in a channel policy) make a policy applied on every
     channel, reported under the arm's name. ``holdout`` serves popular items only (measures the lift of
-    personalization; RecommendBundle is served as usual).
+    personalization; RecommendBundle is served as usual). ``model_version`` serves a published version kept
+    loaded beside the current one (the new model against the old: budget its memory), with its own live
+    events; "" or the serving version itself: the serving model.
     """
 
     share: float = 0.0
     ranker: str = ""
+    model_version: str = ""
     weights: Mapping[str, float] = field(default_factory=dict)
     repurchase: bool = True
     exclude_bought_within_days: int = 0

@@ -115,6 +115,20 @@ class OverlayStatus:
     error: str
 
 
+#: Models the overlay keeps an index for at once (the serving one, one an experiment arm pins, one swapping in).
+MODEL_INDEXES = 3
+
+
+@dataclass
+class _ModelIndex:
+    """What one model's requests read: customer key -> raw ids (None: rebuild after a new link) and raw id ->
+    its held events as that model's value objects, sorted (built as events arrive, on the feed thread)."""
+
+    model: LoadedModel
+    members: dict[str, set[str]] | None
+    live: dict[str, tuple[_Held, ...]]
+
+
 #: One held event ready for a request: its sort key (timestamp, then recording time, in ms) and value object.
 _Held = tuple[tuple[int, int], LiveEvent]
 
@@ -143,13 +157,9 @@ class EventOverlay:
         self._error = ""
         self._last_read = 0.0
         self._cutoff = -(2**62)
-        # customer key -> raw ids, valid for one model (rebuilt after a model swap or a new link)
-        self._members: dict[str, set[str]] = {}
-        self._index_model: LoadedModel | None = None
-        # raw id -> its held events as value objects of ``_live_model``, sorted: built as events arrive (on the
-        # feed thread), so a request only picks them up; links do not change them, a new model does
-        self._live: dict[str, tuple[_Held, ...]] = {}
-        self._live_model: LoadedModel | None = None
+        # one index per model asked about, newest last (the serving model, and one an experiment arm keeps
+        # loaded beside it): at most MODEL_INDEXES
+        self._indexes: list[_ModelIndex] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -221,11 +231,14 @@ class EventOverlay:
                     held.sort(key=lambda e: e.timestamp_ms)
                 if len(held) > self._cap:
                     self._seen_ids.discard(held.pop(0).event_id)
-                if self._index_model is not None and len(held) == 1:
-                    key = self._key(self._index_model, event.customer_id)[0]
-                    self._members.setdefault(key, set()).add(event.customer_id)
-            if self._live_model is not None and touched:
-                self._live.update(self._as_live(self._live_model, touched))
+                if len(held) == 1:
+                    for index in self._indexes:
+                        if index.members is not None:
+                            key = self._key(index.model, event.customer_id)[0]
+                            index.members.setdefault(key, set()).add(event.customer_id)
+            if touched:
+                for index in self._indexes:
+                    index.live.update(self._as_live(index.model, touched))
 
     def _as_live(self, model: LoadedModel, raw_ids: set[str]) -> dict[str, tuple[_Held, ...]]:
         """The held events of ``raw_ids`` as :class:`LiveEvent` of ``model`` (one item lookup for all)."""
@@ -243,7 +256,8 @@ class EventOverlay:
         if self._links.get(link.alias_id) != link.customer_id:
             self._links[link.alias_id] = link.customer_id
             self._targets.add(link.customer_id)
-            self._index_model = None  # groups changed: rebuild at the next query
+            for index in self._indexes:
+                index.members = None  # groups changed: rebuild at the next query
 
     # ---------------------------------------------------------------------------------------------- queries
 
@@ -275,14 +289,12 @@ class EventOverlay:
     def activity(self, model: LoadedModel, customer_id: str) -> CustomerActivity | None:
         """The customer's live events after ``model``'s cut-off, or None when there are none."""
         with self._lock:
-            if self._index_model is not model:
-                self._prune(cutoff_ms(model))
-                self._rebuild(model)
+            index = self._index(model)
             key, row, final = self._key(model, customer_id)
-            members = self._members.get(key)
+            members = index.members.get(key) if index.members is not None else None
             if not members:
                 return None
-            lists = [self._live.get(raw, ()) for raw in members]
+            lists = [index.live.get(raw, ()) for raw in members]
         cutoff = cutoff_ms(model)
         held = lists[0] if len(lists) == 1 else sorted((p for ps in lists for p in ps), key=lambda p: p[0])
         events = tuple(e for (at, _), e in held if at >= cutoff)
@@ -303,13 +315,21 @@ class EventOverlay:
             else:
                 del self._events[raw]
 
-    def _rebuild(self, model: LoadedModel) -> None:
-        members: dict[str, set[str]] = {}
-        for raw in self._events:
-            members.setdefault(self._key(model, raw)[0], set()).add(raw)
-        self._members, self._index_model = members, model
-        if self._live_model is not model:
-            self._live, self._live_model = self._as_live(model, set(self._events)), model
+    def _index(self, model: LoadedModel) -> _ModelIndex:
+        """``model``'s index, built (or its groups rebuilt after a new link) when needed. A new serving model
+        also forgets the events it includes; an older one an experiment arm keeps sees what is left of its
+        own later events (those the newer model includes are gone)."""
+        index = next((i for i in self._indexes if i.model is model), None)
+        if index is None:
+            self._prune(cutoff_ms(model))
+            index = _ModelIndex(model, None, self._as_live(model, set(self._events)))
+            self._indexes = [*self._indexes[-(MODEL_INDEXES - 1):], index]
+        if index.members is None:
+            members: dict[str, set[str]] = {}
+            for raw in self._events:
+                members.setdefault(self._key(model, raw)[0], set()).add(raw)
+            index.members = members
+        return index
 
     def status(self) -> OverlayStatus:
         with self._lock:

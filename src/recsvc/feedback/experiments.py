@@ -9,20 +9,31 @@ the rest outside the experiment (arm ``""``); an anonymous request is outside to
 
 An arm is served by a *variant* of the serving engine (:meth:`recsvc.ranking.RecommendationEngine.variant`):
 its own policy on every channel, or the rank blend without the learned ranker; a holdout arm gets popular
-items only. Variants are built on the first request of an arm after a model swap and kept until the next.
+items only; an arm with a ``model_version`` by that published version, loaded beside the serving one (the
+new model against the old), with its own live events. Variants are built on the first request of an arm
+after a model swap and kept until the next.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from recsvc.config import ChannelPolicy, ConfigError, ExperimentsSettings, ServerSettings
-from recsvc.ranking import RecommendationEngine, RecommendQuery, RecommendResult
+from recsvc.ranking import LoadedModel, RecommendationEngine, RecommendQuery, RecommendResult
+
+if TYPE_CHECKING:
+    from recsvc.events.overlay import CustomerActivity
+
+logger = logging.getLogger(__name__)
+
+#: A customer's live events on a model (:meth:`recsvc.events.overlay.EventOverlay.activity`).
+Activity = Callable[[LoadedModel, str], "CustomerActivity | None"]
 
 #: ``ranker`` values of an arm: as configured, rank fusion without the learned ranker, the learned ranker.
 RANKER_DEFAULT: Final = ""
@@ -42,6 +53,7 @@ class Arm:
     ranker: str = RANKER_DEFAULT
     policy: ChannelPolicy | None = None
     holdout: bool = False
+    model_version: str = ""
 
 
 def bucket(experiment: str, customer_id: str) -> float:
@@ -73,13 +85,14 @@ class Experiment:
                 raise ConfigError(f"{where}.ranker: expected one of {', '.join(map(repr, RANKERS))}, "
                                   f"got {spec.ranker!r}")
             custom = bool(spec.weights) or not spec.repurchase or spec.exclude_bought_within_days != 0
-            if spec.holdout and (custom or spec.ranker):
-                raise ConfigError(f"{where}: a holdout arm serves popular items only; drop its ranker and policy")
+            if spec.holdout and (custom or spec.ranker or spec.model_version):
+                raise ConfigError(f"{where}: a holdout arm serves popular items only; drop its ranker, policy and "
+                                  "model_version")
             if spec.exclude_bought_within_days < 0:
                 raise ConfigError(f"{where}.exclude_bought_within_days: must be >= 0")
             policy = (ChannelPolicy(name=name, weights=dict(spec.weights), repurchase=spec.repurchase,
                                     exclude_bought_within_days=spec.exclude_bought_within_days) if custom else None)
-            arms.append(Arm(name, low, low + spec.share, spec.ranker, policy, spec.holdout))
+            arms.append(Arm(name, low, low + spec.share, spec.ranker, policy, spec.holdout, spec.model_version.strip()))
             low += spec.share
         if low > 1.0 + 1e-9:
             raise ConfigError(f"experiments.arms: shares sum to {low:g}, more than 1")
@@ -105,18 +118,55 @@ class Experiment:
 
 
 class ArmEngines:
-    """The variant engine of each arm for the serving engine; rebuilt when the serving engine changes."""
+    """The variant engine of each arm for the serving engine; rebuilt when the serving engine changes.
 
-    def __init__(self, settings: ServerSettings) -> None:
+    An arm pinned to another model version gets that version's engine from ``loader`` (load, verify, warm
+    up: the server's own path), loaded on the arm's first request and kept across swaps of the serving
+    model. A version that cannot be loaded is logged once and its arm served by the serving model (the
+    served log and the report name the model version that answered, so the comparison stays honest).
+    """
+
+    def __init__(self, settings: ServerSettings, loader: Callable[[str], RecommendationEngine] | None = None
+                 ) -> None:
         self._settings = settings
+        self._loader = loader
         self._lock = threading.Lock()
         self._base: RecommendationEngine | None = None
         self._engines: dict[str, RecommendationEngine] = {}
+        self._pinned: dict[str, RecommendationEngine | None] = {}  # version -> engine, None: failed to load
+
+    def pinned(self, base: RecommendationEngine, version: str) -> RecommendationEngine:
+        """The engine of model ``version`` (``base`` when it is the serving version, or cannot be loaded)."""
+        if not version or version == base.model_version:
+            return base
+        found = self._pinned.get(version, base)
+        if found is not base:
+            return found if found is not None else base
+        with self._lock:
+            if version not in self._pinned:
+                loaded: RecommendationEngine | None = None
+                if self._loader is None:
+                    logger.error("experiment arm pins model %s, but this server cannot load versions; the serving "
+                                 "model answers its requests", version)
+                else:
+                    try:
+                        loaded = self._loader(version)
+                        logger.info("experiment arm model %s loaded beside %s", version, base.model_version)
+                    except Exception as exc:  # any failure: this arm falls back, serving goes on
+                        logger.error("experiment arm model %s cannot be loaded (%s); the serving model answers "
+                                     "its requests", version, exc)
+                self._pinned = {**self._pinned, version: loaded}
+        found = self._pinned[version]
+        return found if found is not None else base
 
     def engine(self, base: RecommendationEngine, arm: Arm | None) -> RecommendationEngine:
-        """The engine serving ``arm`` on ``base``'s model (``base`` itself for no arm or a plain arm)."""
-        if arm is None or (arm.policy is None and arm.ranker == RANKER_DEFAULT) or arm.holdout:
+        """The engine serving ``arm`` on ``base``'s model (``base`` itself for no arm or a plain arm), or on
+        the arm's pinned model version."""
+        if arm is None or arm.holdout:
             return base
+        source = self.pinned(base, arm.model_version)
+        if arm.policy is None and arm.ranker == RANKER_DEFAULT:
+            return source
         engines = self._engines
         if self._base is base and arm.name in engines:
             return engines[arm.name]
@@ -127,14 +177,15 @@ class ArmEngines:
             if found is None:
                 settings = self._settings
                 if arm.policy is not None:
-                    settings = dataclasses.replace(settings, policies={c: arm.policy for c in base.model.channels})
-                found = base.variant(settings, learned=arm.ranker != RANKER_BLEND)
+                    settings = dataclasses.replace(settings,
+                                                   policies={c: arm.policy for c in source.model.channels})
+                found = source.variant(settings, learned=arm.ranker != RANKER_BLEND)
                 self._engines = {**self._engines, arm.name: found}
             return found
 
 
 def recommend_in_arm(engines: ArmEngines, base: RecommendationEngine, arm: Arm | None,
-                     query: RecommendQuery) -> RecommendResult:
+                     query: RecommendQuery, activity: Activity | None = None) -> RecommendResult:
     """``query`` answered as ``arm`` serves it. A holdout arm gets the channel's (or store's) popular items as
     an anonymous customer would, with the request's exclusions and filters kept; the result still names the
     resolved customer."""
@@ -145,4 +196,8 @@ def recommend_in_arm(engines: ArmEngines, base: RecommendationEngine, arm: Arm |
         row = query.live.customer_row if query.live is not None else model.resolve_customer(query.customer_id)
         return dataclasses.replace(result, resolved_customer_id=model.customer_id(row) if row >= 0 else "",
                                    known_customer=row >= 0)
-    return engines.engine(base, arm).recommend(query)
+    engine = engines.engine(base, arm)
+    if engine.model is not base.model and query.live is not None:  # a pinned version: its own live rows
+        live = activity(engine.model, query.customer_id) if activity is not None else None
+        query = dataclasses.replace(query, live=live)
+    return engine.recommend(query)

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from recsvc.artifacts.store import store_for
 from recsvc.config import Settings
 from recsvc.events.overlay import EventOverlay
 from recsvc.events.store import EventStore, StoreUnavailable
@@ -40,6 +41,7 @@ from recsvc.feedback.served import BUNDLE, RECOMMEND, ServedRecommendation
 from recsvc.ids import clean_id
 from recsvc.ranking import BundleQuery, BundleResult, RecommendationEngine, RecommendQuery, RecommendResult
 from recsvc.ranking.model import LoadedModel
+from recsvc.server.versions import load_version
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,8 @@ class FeedbackRuntime:
                  ) -> None:
         self.settings = settings
         self.experiment = Experiment(settings.experiments)
-        self._engines = ArmEngines(settings.server)
+        server = settings.server
+        self._engines = ArmEngines(server, loader=lambda version: load_version(store_for(server), version, server))
         self._ids = RecommendationIds()
         self._store = store
         self._overlay = overlay
@@ -117,7 +120,8 @@ class FeedbackRuntime:
         if self.experiment.running:  # the arm decides how to rank: resolve first
             customer = live.customer_id if live is not None else self.customer_key(engine.model, query.customer_id)
             arm = self.experiment.assign(customer)
-        result = recommend_in_arm(self._engines, engine, arm, query)
+        result = recommend_in_arm(self._engines, engine, arm, query,
+                                  self._overlay.activity if self._overlay is not None else None)
         if not self.experiment.running:  # the engine resolved the customer already
             customer = (result.resolved_customer_id or (live.customer_id if live is not None else
                                                         self._unknown(engine.model, query.customer_id)))
