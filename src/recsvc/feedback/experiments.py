@@ -139,25 +139,27 @@ class ArmEngines:
         """The engine of model ``version`` (``base`` when it is the serving version, or cannot be loaded)."""
         if not version or version == base.model_version:
             return base
-        found = self._pinned.get(version, base)
-        if found is not base:
-            return found if found is not None else base
-        with self._lock:
-            if version not in self._pinned:
-                loaded: RecommendationEngine | None = None
-                if self._loader is None:
-                    logger.error("experiment arm pins model %s, but this server cannot load versions; the serving "
-                                 "model answers its requests", version)
-                else:
-                    try:
-                        loaded = self._loader(version)
-                        logger.info("experiment arm model %s loaded beside %s", version, base.model_version)
-                    except Exception as exc:  # any failure: this arm falls back, serving goes on
-                        logger.error("experiment arm model %s cannot be loaded (%s); the serving model answers "
-                                     "its requests", version, exc)
-                self._pinned = {**self._pinned, version: loaded}
+        if version not in self._pinned:
+            with self._lock:
+                if version not in self._pinned:
+                    self._pinned = {**self._pinned, version: self._load(version, base.model_version)}
         found = self._pinned[version]
         return found if found is not None else base
+
+    def _load(self, version: str, serving: str) -> RecommendationEngine | None:
+        """The engine of ``version``, or None (logged) when this server cannot load it."""
+        if self._loader is None:
+            logger.error("experiment arm pins model %s, but this server cannot load versions; the serving "
+                         "model answers its requests", version)
+            return None
+        try:
+            loaded = self._loader(version)
+        except Exception as exc:  # any failure: this arm falls back, serving goes on
+            logger.error("experiment arm model %s cannot be loaded (%s); the serving model answers its requests",
+                         version, exc)
+            return None
+        logger.info("experiment arm model %s loaded beside %s", version, serving)
+        return loaded
 
     def engine(self, base: RecommendationEngine, arm: Arm | None) -> RecommendationEngine:
         """The engine serving ``arm`` on ``base``'s model (``base`` itself for no arm or a plain arm), or on

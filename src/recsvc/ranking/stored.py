@@ -130,11 +130,12 @@ class StoredRanking:
         next_basket = np.flatnonzero(source == _NEXT_BASKET)
         if next_basket.size:  # as NextBasketSource.candidates explains its items
             rows = items[next_basket]
-            bought = last_purchase(next_basket, rows) >= 0
+            at = last_purchase(next_basket, rows)
+            bought = at >= 0
             kinds[next_basket] = np.where(bought, ReasonKind.BOUGHT_BEFORE, ReasonKind.CUSTOMERS_LIKE_YOU)
             if len(hist):
-                at = np.maximum(hist.positions_of(rows), 0)
-                days_since[next_basket] = np.where(bought, ctx.today - hist.last_day[at].astype(np.int64), -1)
+                last_day = hist.last_day[np.maximum(at, 0)].astype(np.int64)
+                days_since[next_basket] = np.where(bought, ctx.today - last_day, -1)
             reason_items[next_basket] = self._next_basket.reason_items(rows, ctx)
         columns = zip(kinds.tolist(), reason_items.tolist(), days_since.tolist(), interval.tolist(),
                       source_day.tolist(), source_channel.tolist(), source_store.tolist(), strict=True)
