@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,6 +43,19 @@ def default_shuffle_partitions(master: str) -> int:
         cores = (os.cpu_count() or 1) if inside in ("*", "") else int(inside.split(",")[0])
         return max(2 * cores, 2)
     return 200
+
+
+def local_worker_python(master: str | None) -> str | None:
+    """The Python a ``local`` master's workers run: this interpreter, unless ``PYSPARK_PYTHON`` says otherwise.
+
+    Spark starts its Python workers with ``PYSPARK_PYTHON`` or else whatever ``python3`` is first on PATH, so
+    ``/path/to/venv/bin/recsvc train --engine spark`` run without activating the venv ran its pandas UDFs in
+    the system Python, which has no recsvc. On one machine the driver's interpreter is the right one; on a
+    cluster (any other master) the executors' Python is the cluster's to configure, so None.
+    """
+    if master is None or not master.startswith("local") or os.environ.get("PYSPARK_PYTHON"):
+        return None
+    return sys.executable
 
 
 def spark_session(master: str | None = DEFAULT_MASTER, app_name: str = "recsvc-train",
@@ -78,6 +92,9 @@ def spark_session(master: str | None = DEFAULT_MASTER, app_name: str = "recsvc-t
                .config("spark.ui.showConsoleProgress", "false"))
     if driver_memory:
         builder = builder.config("spark.driver.memory", driver_memory)
+    worker_python = local_worker_python(master)
+    if worker_python is not None:
+        builder = builder.config("spark.pyspark.python", worker_python)
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # py4j raises plain RuntimeErrors/Exceptions when the JVM does not come up
