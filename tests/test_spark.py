@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,14 @@ def spark_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkRun]:
     odd[C.CUSTOMER_ID] = odd[C.CUSTOMER_ID].map(lambda c: f"\t{c}\u00a0")
     odd[C.TIMESTAMP] = odd[C.TIMESTAMP].str.slice(0, 10)  # a plain date, midnight UTC
     pd.concat([events, odd], ignore_index=True).to_csv(data / "events.csv.gz", index=False)
-    result = train_spark(data, root, FAST, master="local[2]", shuffle_partitions=2)
+    with pytest.MonkeyPatch.context() as env:
+        # as `/venv/bin/recsvc train --engine spark` without an activated venv: the first python3 on PATH is
+        # not this interpreter, so the pandas UDFs of the ingest only work if the session names it
+        env.delenv("PYSPARK_PYTHON", raising=False)
+        venv_bin = os.path.dirname(sys.executable)
+        env.setenv("PATH", os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                                           if os.path.abspath(p) != os.path.abspath(venv_bin)))
+        result = train_spark(data, root, FAST, master="local[2]", shuffle_partitions=2)
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()

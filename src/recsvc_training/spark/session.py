@@ -94,7 +94,9 @@ def spark_session(master: str | None = DEFAULT_MASTER, app_name: str = "recsvc-t
         builder = builder.config("spark.driver.memory", driver_memory)
     worker_python = local_worker_python(master)
     if worker_python is not None:
-        builder = builder.config("spark.pyspark.python", worker_python)
+        # pyspark's SparkContext takes its workers' interpreter from this variable when it starts (the
+        # spark.pyspark.python setting is read by spark-submit's launcher, not by a session made here)
+        os.environ["PYSPARK_PYTHON"] = worker_python
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # py4j raises plain RuntimeErrors/Exceptions when the JVM does not come up
