@@ -1,5 +1,6 @@
-"""The on-disk format of the CSR parts (co-purchase, next-basket lists, item-kNN neighbours) and of the stored
-lists, pinned: the format is the contract between the trainer and the server.
+"""The CSR parts (co-purchase, next-basket lists, item-kNN neighbours) share one base,
+:class:`recsvc.artifacts.csr_part.ItemRowsCsr`; their format on disk, and the stored lists', is the contract
+between the trainer and the server, so it is pinned here.
 
 ``PINNED`` are the manifest entries (sha256 of the ``.npy`` file, dtype, shape) that main's code wrote for these
 parts on the deterministic set below before the parts shared a base (commit 9114aa6): a set published before
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from recsvc.artifacts import ArtifactError, ArtifactSet, load_artifact_set, read_parts, write_artifact_set
+from recsvc.artifacts.csr_part import ItemRowsCsr
 from recsvc.artifacts.part import Part
 from recsvc.artifacts.parts.copurchase import CoPurchase
 from recsvc.artifacts.parts.item_neighbours import ItemNeighbours
@@ -143,3 +145,12 @@ def test_row_gives_a_rows_items_and_scores_and_nothing_for_an_unknown_row() -> N
     items, scores = basket.row(2)  # customer row 2 has 2 entries, after 0 + 1
     assert items.tolist() == [5, 10] and scores.tolist() == pytest.approx(basket.scores[1:3].tolist())
     assert basket.row(-1)[0].size == 0 and basket.row(0)[0].size == 0
+
+
+@pytest.mark.parametrize("kind", CSR_PARTS, ids=lambda k: k.NAME)
+def test_every_csr_part_gives_its_rows_through_the_row_pointer(kind: type[ItemRowsCsr]) -> None:
+    part = _deterministic_set().validate()[kind]
+    for r in range(part.indptr.size - 1):
+        items, scores = part.row(r)
+        lo, hi = part.indptr[r], part.indptr[r + 1]
+        assert items.tolist() == part.items[lo:hi].tolist() and scores.tolist() == part.scores[lo:hi].tolist()
