@@ -11,7 +11,8 @@ sets and request mix, one thread, one BLAS thread) four ways:
 
 CPU is ``time.process_time`` of the whole process, so the log's writer thread (serialising and committing the
 batches) is counted too: each way runs in blocks of ``--block`` calls and a block that logs ends with a
-flush, so its writes fall inside its own block. The ways take turns block by block.
+flush, so its writes fall inside its own block. The ways take turns block by block; the set-up and the
+turns are :mod:`benchmarks.recommend_turns`'.
 
 ::
 
@@ -36,35 +37,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.recommend_turns import Way, add_set_arguments, check_requests
 from recsvc.server.workers import limit_blas_threads
-
-SETS = {"100k": (100_000, True), "100k-blend": (100_000, False), "1m": (1_000_000, True)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="In-process CPU per Recommend call with and without the "
                                                  "served-recommendation log.")
-    parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["100k-blend"])
-    parser.add_argument("--requests", type=int, default=3000, help="calls per way (max 100000)")
+    add_set_arguments(parser, ["100k-blend"])
     parser.add_argument("--block", type=int, default=250, help="calls per block")
     parser.add_argument("--redis", default="", help="also log into this Redis (redis://host:port/db)")
     parser.add_argument("--isolated", type=int, default=20_000, help="calls of the feedback path alone (0: skip)")
-    parser.add_argument("--work-dir", default="benchmarks/results/raw")
     args = parser.parse_args(argv)
-    if not 1 <= args.requests <= 100_000:
-        parser.error("--requests must be 1..100000")
+    check_requests(parser, args)
     limit_blas_threads(os.environ)  # before numpy: one BLAS thread, as each server process runs
 
-    from benchmarks.load import build_requests
-    from benchmarks.synthetic import SyntheticSpec, ensure_published
-    from recsvc.artifacts import load_current
-    from recsvc.config import ExperimentArm, ExperimentsSettings, FeedbackSettings, ServerSettings, Settings
+    from benchmarks.recommend_turns import bench_sets, print_header, print_rows, take_turns
+    from recsvc.config import ExperimentArm, ExperimentsSettings, FeedbackSettings, Settings
     from recsvc.events.sqlite_store import SqliteEventStore
-    from recsvc.ranking import LoadedModel, RecommendationEngine
     from recsvc.server.feedback import FeedbackRuntime
     from recsvc.server.holder import ModelHolder
     from recsvc.server.servicer import RecommenderServicer
-    from recsvc.v1 import recsvc_pb2
 
     class Before(FeedbackRuntime):
         """The servicer's path before issue 18: the engine's answer, nothing else."""
@@ -72,16 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         def recommend(self, engine: Any, query: Any) -> tuple[Any, str, str]:
             return engine.recommend(query), "", ""
 
-    print(f"{'set':<12} {'way':<20} {'CPU ms per call':>16} {'vs before ms':>13}")
-    for label in args.sets:
-        n_items, ranker = SETS[label]
-        spec = SyntheticSpec(n_items=n_items, learned_ranker=ranker)
-        root = Path(args.work_dir) / f"artifacts-{label}"
-        ensure_published(root, spec, f"bench-{label}-a")
-        model = LoadedModel(load_current(root, verify=False, mmap=True))
-        engine = RecommendationEngine(model, ServerSettings())
-        requests = [recsvc_pb2.RecommendRequest.FromString(r) for r in build_requests("Recommend", vars(spec), 1,
-                                                                                      args.requests)]
+    print_header("way", "vs before ms", 13)
+    model = None
+    for bench in bench_sets(args.sets, args.work_dir, args.requests):
+        model = bench.model
         arms = ExperimentsSettings(name="bench", arms={"a": ExperimentArm(share=0.5), "b": ExperimentArm(share=0.5)})
         with tempfile.TemporaryDirectory() as tmp:
             stores: list[Any] = [SqliteEventStore(Path(tmp) / "log.sqlite"),
@@ -96,38 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 stores.append(RedisEventStore(args.redis, prefix=f"bench-feedback-{os.getpid()}"))
                 runtimes.append(("ids + log (redis)", FeedbackRuntime(Settings(), stores[-1])))
-            ways = [(name, RecommenderServicer(ModelHolder(engine), feedback=runtime), runtime)
+            # a block that logs ends with a flush, so its writes fall inside its own block
+            ways = [Way(name, RecommenderServicer(ModelHolder(bench.engine), feedback=runtime), bench.requests,
+                        settle=runtime.log.flush if runtime.log is not None else None)
                     for name, runtime in runtimes]
-            spent = [0.0] * len(ways)
-            done = [0] * len(ways)
             warm = max(1, args.requests // 10)
-            for _, servicer, _ in ways:  # warm-up: caches, scratch buffers, connections
-                for r in requests[:warm]:
-                    servicer.Recommend(r, None)
-            for start in range(0, args.requests, args.block):
-                block = requests[start:start + args.block]
-                for w, (_, servicer, runtime) in enumerate(ways):
-                    if runtime.log is not None:
-                        runtime.log.flush()  # the warm-up's (or the last block's) writes are not this block's
-                    began = time.process_time()
-                    for r in block:
-                        servicer.Recommend(r, None)
-                    if runtime.log is not None:
-                        runtime.log.flush()
-                    spent[w] += time.process_time() - began
-                    done[w] += len(block)
-            base = spent[0] / done[0] * 1e3
-            for (way, _, runtime), total, n in zip(ways, spent, done, strict=True):
-                per_call = total / n * 1e3
-                extra = f"{per_call - base:+.3f}" if way != "before" else ""
-                print(f"{label:<12} {way:<20} {per_call:>16.3f} {extra:>13}", flush=True)
+            take_turns(ways, range(warm), warm, timed=False)  # warm-up: caches, scratch buffers, connections
+            spent = take_turns(ways, range(args.requests), args.block)
+            print_rows(bench.label, ways, spent, args.requests, 13)
+            for _, runtime in runtimes:
                 if runtime.log is not None:
                     status = runtime.log.status()
                     assert status.dropped_full == status.dropped_store == 0, status
                 runtime.close()
             for store in stores:
                 store.close()
-    if args.isolated:
+    if args.isolated and model is not None:
         isolated(model, args.isolated, args.redis)
     return 0
 

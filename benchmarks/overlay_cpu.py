@@ -12,7 +12,8 @@ sets and request mix, one thread, one BLAS thread) three ways:
   costs the ranking (fold-in, co-purchase seeds) whoever supplies them, so ``fresh events`` minus this is the
   overlay's own cost (lookup, the value object, hiding, reasons).
 
-The ways take turns call by call (a busy neighbour slows all alike).
+The ways take turns call by call (a busy neighbour slows all alike); the set-up and the turns are
+:mod:`benchmarks.recommend_turns`'.
 
 ::
 
@@ -28,56 +29,40 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.recommend_turns import Way, add_set_arguments, check_requests
 from recsvc.server.workers import limit_blas_threads
-
-SETS = {"100k": (100_000, True), "100k-blend": (100_000, False), "1m": (1_000_000, True)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="In-process CPU per Recommend call with and without live events.")
-    parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["100k", "100k-blend"])
-    parser.add_argument("--requests", type=int, default=3000, help="calls per way (max 100000)")
+    add_set_arguments(parser, ["100k", "100k-blend"])
     parser.add_argument("--events", type=int, default=3, help="live events per customer (1..200)")
-    parser.add_argument("--work-dir", default="benchmarks/results/raw")
     args = parser.parse_args(argv)
-    if not 1 <= args.requests <= 100_000:
-        parser.error("--requests must be 1..100000")
+    check_requests(parser, args)
     if not 1 <= args.events <= 200:
         parser.error("--events must be 1..200")
     limit_blas_threads(os.environ)  # before numpy: one BLAS thread, as each server process runs
 
     import numpy as np
 
-    from benchmarks.load import build_requests
-    from benchmarks.synthetic import SyntheticSpec, ensure_published
-    from recsvc.artifacts import load_current
-    from recsvc.config import ServerSettings
+    from benchmarks.recommend_turns import bench_sets, print_header, print_rows, take_turns
     from recsvc.events.overlay import EventOverlay, cutoff_ms
     from recsvc.events.sqlite_store import SqliteEventStore
     from recsvc.events.store import FeedBatch
-    from recsvc.ranking import LoadedModel, RecommendationEngine
     from recsvc.server.holder import ModelHolder
     from recsvc.server.servicer import RecommenderServicer
     from recsvc.v1 import recsvc_pb2
 
-    print(f"{'set':<12} {'way':<20} {'CPU ms per call':>16} {'vs off ms':>11}")
-    for label in args.sets:
-        n_items, ranker = SETS[label]
-        spec = SyntheticSpec(n_items=n_items, learned_ranker=ranker)
-        root = Path(args.work_dir) / f"artifacts-{label}"
-        ensure_published(root, spec, f"bench-{label}-a")
-        model = LoadedModel(load_current(root, verify=False, mmap=True))
-        engine = RecommendationEngine(model, ServerSettings())
-        requests = [recsvc_pb2.RecommendRequest.FromString(r) for r in build_requests("Recommend", vars(spec), 1,
-                                                                                      args.requests)]
+    print_header("way", "vs off ms", 11)
+    for bench in bench_sets(args.sets, args.work_dir, args.requests):
+        spec, engine, requests = bench.spec, bench.engine, bench.requests
         customers = sorted({r.customer_id for r in requests if r.customer_id})
         rng = np.random.default_rng(7)
-        start = cutoff_ms(model) + 3_600_000
+        start = cutoff_ms(bench.model) + 3_600_000
         with tempfile.TemporaryDirectory() as tmp:
             overlays = []
             for prefix, ids in (("x", [f"other-{i}" for i in range(len(customers))]), ("e", customers)):
@@ -92,25 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 copy.CopyFrom(r)
                 copy.context_item_ids.extend(items.get(r.customer_id, []))
                 with_context.append(copy)
-            # (way, servicer, requests); the ways take turns call by call, so a busy neighbour on the shared
-            # cores slows them all alike
-            ways: list[tuple[str, Any, Sequence[Any]]] = [
-                ("off", RecommenderServicer(ModelHolder(engine)), requests),
-                ("no events", RecommenderServicer(ModelHolder(engine), nobody.activity), requests),
-                ("fresh events", RecommenderServicer(ModelHolder(engine), fresh.activity), requests),
-                ("same as context ids", RecommenderServicer(ModelHolder(engine)), with_context)]
-            spent = [0.0] * len(ways)
-            for i in range(len(requests) + len(requests) // 10):
-                warm = i < len(requests) // 10  # warm-up: caches, the fold-in's Gramian, scratch buffers
-                for w, (_, servicer, calls) in enumerate(ways):
-                    started = time.process_time()
-                    servicer.Recommend(calls[i % len(calls)], None)
-                    if not warm:
-                        spent[w] += time.process_time() - started
-            for (way, _, _), total in zip(ways, spent, strict=True):
-                per_call = total / len(requests) * 1e3
-                extra = f"{per_call - spent[0] / len(requests) * 1e3:+.3f}" if way != "off" else ""
-                print(f"{label:<12} {way:<20} {per_call:>16.3f} {extra:>11}", flush=True)
+            ways = [Way("off", RecommenderServicer(ModelHolder(engine)), requests),
+                    Way("no events", RecommenderServicer(ModelHolder(engine), nobody.activity), requests),
+                    Way("fresh events", RecommenderServicer(ModelHolder(engine), fresh.activity), requests),
+                    Way("same as context ids", RecommenderServicer(ModelHolder(engine)), with_context)]
+            # call by call; the warm-up (caches, the fold-in's Gramian, scratch buffers) runs into the timed
+            # calls, which then start where it stopped and wrap around: every request is timed once per way
+            n, warm = len(requests), len(requests) // 10
+            take_turns(ways, range(warm), 1, timed=False)
+            spent = take_turns(ways, range(warm, n + warm), 1)
+            print_rows(bench.label, ways, spent, n, 11)
     return 0
 
 

@@ -38,6 +38,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +142,98 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
     return found
 
 
+@dataclass
+class IngestRun:
+    """The start of one ingest and its bookkeeping, shared by the single-node and the Spark trainer.
+
+    :meth:`start` does what every ingest does before reading a row (refuse an empty default channel, fix the
+    plausible event times, find the tables, open the report); the methods then keep the rules both trainers
+    must apply alike: how a table's counts enter the report, when a table with nothing valid stops the run,
+    and how the quarantine folder is written (also when the run stops). A trainer stores each table's
+    quarantined rows in :attr:`quarantine` as soon as it has them, so a later failure still writes them.
+    """
+
+    settings: TrainingSettings
+    #: the plausible event times of this run
+    window: PlausibleTimes
+    #: table -> its file (or, on Spark, the events folder), in contract order
+    files: dict[str, Path]
+    quarantine_dir: Path
+    report: IngestReport
+    #: table -> its quarantined raw rows (``reason`` and ``source_row`` added), filled by the trainer
+    quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, data_dir: Path, settings: TrainingSettings, quarantine_dir: Path, *,
+              now: pd.Timestamp | None = None,
+              find_tables: Callable[[Path], dict[str, Path]] = find_table_files) -> IngestRun:
+        """Check the settings, fix the window of a run starting at ``now`` and find the tables of ``data_dir``.
+
+        ``find_tables`` maps the folder to its tables (default :func:`find_table_files`; the Spark trainer
+        passes its own, which also accepts an events folder). The report's ``input_files`` are the files found
+        (a folder is not listed).
+
+        Raises
+        ------
+        ConfigError
+            ``settings.default_channel`` is empty, or the plausible-time settings are unusable (checked before
+            the folder is looked at).
+        InputError
+            From ``find_tables``: a missing folder or required table, or ambiguous table files.
+        """
+        if not settings.default_channel.strip():
+            raise ConfigError("training.default_channel must not be empty: events without a channel get it")
+        window = PlausibleTimes.for_run(settings, now)
+        files = find_tables(Path(data_dir))
+        report = IngestReport(input_files=[p for p in files.values() if p.is_file()],
+                              earliest_plausible=window.earliest.isoformat(),
+                              newest_plausible=window.newest.isoformat())
+        return cls(settings=settings, window=window, files=files, quarantine_dir=Path(quarantine_dir),
+                   report=report)
+
+    def read_table(self, table: str, required: tuple[str, ...]) -> pd.DataFrame:
+        """Every column of ``table``'s file as strings ("" if missing), header names trimmed.
+
+        Raises
+        ------
+        InputError
+            The file cannot be read, is empty, or lacks a column of ``required``.
+        """
+        return _read_table(self.files[table], table, required)
+
+    def tally(self, table: str, read: int, kept: int, *, required: bool) -> None:
+        """Enter ``table``'s counts (and its quarantine in :attr:`quarantine`, per reason) into the report.
+
+        Raises
+        ------
+        InputError
+            ``table`` had rows but none valid, or is ``required`` and had none.
+        """
+        _count(self.report, table, read, kept, self.quarantine[table])
+        _require_valid(self.files[table], table, read, kept, self.quarantine_dir, required=required)
+
+    def write_quarantine(self) -> list[Path]:
+        """Write each table's quarantine file and remove a stale one; returns the files written."""
+        return _write_quarantine(self.quarantine_dir, self.quarantine)
+
+    @contextmanager
+    def quarantine_written_on_failure(self) -> Iterator[None]:
+        """On an :class:`InputError` inside the block, write what was quarantined so far, then re-raise: a table
+        with nothing valid is explained there."""
+        try:
+            yield
+        except InputError:
+            self.write_quarantine()
+            raise
+
+    def log_counts(self) -> None:
+        """One line per table read: rows read, kept and quarantined per reason."""
+        report = self.report
+        for table in report.rows_read:
+            logger.info("%s: read %d rows, kept %d, quarantined %s", table, report.rows_read[table],
+                        report.rows_kept[table], report.quarantined.get(table) or "none")
+
+
 def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_dir: Path, *,
                        now: pd.Timestamp | None = None) -> TrainingData:
     """Read, validate and clean every table of ``data_dir`` and resolve every event to its customer.
@@ -171,21 +266,10 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
     ConfigError
         ``settings.default_channel`` is empty, or the plausible-time settings are unusable.
     """
-    if not settings.default_channel.strip():
-        raise ConfigError("training.default_channel must not be empty: events without a channel get it")
-    window = PlausibleTimes.for_run(settings, now)
-    files = find_table_files(Path(data_dir))
-    quarantine_dir = Path(quarantine_dir)
-    quarantine: dict[str, pd.DataFrame] = {}
-    try:
-        data = _load(files, settings, window, quarantine_dir, quarantine)
-    except InputError:
-        # Write what was quarantined before the failure: a table with nothing valid is explained there.
-        _write_quarantine(quarantine_dir, quarantine)
-        raise
-    for table in data.report.rows_read:
-        logger.info("%s: read %d rows, kept %d, quarantined %s", table, data.report.rows_read[table],
-                    data.report.rows_kept[table], data.report.quarantined.get(table) or "none")
+    run = IngestRun.start(data_dir, settings, quarantine_dir, now=now)
+    with run.quarantine_written_on_failure():
+        data = _load(run)
+    run.log_counts()
     if data.report.items_added_from_events:
         logger.info("items: added %d item(s) seen only in events to the catalog",
                     data.report.items_added_from_events)
@@ -195,14 +279,12 @@ def load_training_data(data_dir: Path, settings: TrainingSettings, quarantine_di
     return data
 
 
-def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleTimes, quarantine_dir: Path,
-          quarantine: dict[str, pd.DataFrame]) -> TrainingData:
-    """The body of :func:`load_training_data`; fills ``quarantine`` (table -> rows) as it goes."""
-    report = IngestReport(input_files=list(files.values()), earliest_plausible=window.earliest.isoformat(),
-                          newest_plausible=window.newest.isoformat())
-    raw_events = _read_table(files[EVENTS], EVENTS, REQUIRED_EVENT_COLUMNS)
+def _load(run: IngestRun) -> TrainingData:
+    """The body of :func:`load_training_data`; fills ``run.quarantine`` (table -> rows) as it goes."""
+    files, report, quarantine = run.files, run.report, run.quarantine
+    raw_events = run.read_table(EVENTS, REQUIRED_EVENT_COLUMNS)
     events, quarantine[EVENTS], report.negative_quantities_as_returns = _clean_events(
-        raw_events, settings.default_channel, window)
+        raw_events, run.settings.default_channel, run.window)
     # valid feedback rows (impression, click, message_sent) are kept out of every model: counted, then dropped
     feedback = events[EVENT].isin(FEEDBACK_EVENT_TYPES).to_numpy()
     report.feedback_events = int(feedback.sum())
@@ -210,24 +292,20 @@ def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleT
         logger.info("%d feedback events (impression, click, message_sent) are not used for training",
                     report.feedback_events)
         events = events[~feedback].reset_index(drop=True)
-    raw_items = _read_table(files[ITEMS], ITEMS, REQUIRED_ITEM_COLUMNS)
+    raw_items = run.read_table(ITEMS, REQUIRED_ITEM_COLUMNS)
     items, quarantine[ITEMS] = clean_items(raw_items)
-    for table, raw, kept in ((EVENTS, raw_events, len(events) + report.feedback_events), (ITEMS, raw_items,
-                                                                                          len(items))):
-        _count(report, table, len(raw), kept, quarantine[table])
-        _require_valid(files[table], table, len(raw), kept, quarantine_dir, required=True)
+    run.tally(EVENTS, len(raw_events), len(events) + report.feedback_events, required=True)
+    run.tally(ITEMS, len(raw_items), len(items), required=True)
 
     customers = pd.DataFrame({CUSTOMER_ID: pd.Series([], dtype=str)})
     if CUSTOMERS in files:
-        raw_customers = _read_table(files[CUSTOMERS], CUSTOMERS, CUSTOMER_COLUMNS)
+        raw_customers = run.read_table(CUSTOMERS, CUSTOMER_COLUMNS)
         customers, quarantine[CUSTOMERS] = clean_customers(raw_customers)
-        _count(report, CUSTOMERS, len(raw_customers), len(customers), quarantine[CUSTOMERS])
-        _require_valid(files[CUSTOMERS], CUSTOMERS, len(raw_customers), len(customers), quarantine_dir,
-                       required=False)
+        run.tally(CUSTOMERS, len(raw_customers), len(customers), required=False)
 
     alias_to_customer: dict[str, str] = {}
     if IDENTITIES in files:
-        raw_links = _read_table(files[IDENTITIES], IDENTITIES, IDENTITY_COLUMNS)
+        raw_links = run.read_table(IDENTITIES, IDENTITY_COLUMNS)
         links = raw_links.copy()
         for column in IDENTITY_COLUMNS:
             links[column] = clean_id_series(raw_links[column])
@@ -237,9 +315,7 @@ def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleT
         quarantine[IDENTITIES] = quarantine_frame(raw_links, rejected[SOURCE_ROW_COLUMN].to_numpy() - 1,
                                                    rejected[REASON_COLUMN].to_numpy())
         report.identity_conflicts = resolution.n_conflicts
-        _count(report, IDENTITIES, resolution.links_read, resolution.links_kept, quarantine[IDENTITIES])
-        _require_valid(files[IDENTITIES], IDENTITIES, resolution.links_read, resolution.links_kept,
-                       quarantine_dir, required=False)
+        run.tally(IDENTITIES, resolution.links_read, resolution.links_kept, required=False)
     aliases = pd.DataFrame({ALIAS_ID: pd.Series(list(alias_to_customer.keys()), dtype=str),
                             CUSTOMER_ID: pd.Series(list(alias_to_customer.values()), dtype=str)})
     aliases = aliases.sort_values(ALIAS_ID, kind="stable", ignore_index=True)
@@ -254,12 +330,11 @@ def _load(files: dict[str, Path], settings: TrainingSettings, window: PlausibleT
     stock = pd.DataFrame({STORE_ID: pd.Series([], dtype=str), ITEM_ID: pd.Series([], dtype=str),
                           QUANTITY_ON_HAND: pd.Series([], dtype=np.float64)})
     if STOCK in files:
-        raw_stock = _read_table(files[STOCK], STOCK, STOCK_COLUMNS)
+        raw_stock = run.read_table(STOCK, STOCK_COLUMNS)
         stock, quarantine[STOCK] = clean_stock(raw_stock)
-        _count(report, STOCK, len(raw_stock), len(stock), quarantine[STOCK])
-        _require_valid(files[STOCK], STOCK, len(raw_stock), len(stock), quarantine_dir, required=False)
+        run.tally(STOCK, len(raw_stock), len(stock), required=False)
 
-    report.quarantine_files = _write_quarantine(quarantine_dir, quarantine)
+    report.quarantine_files = run.write_quarantine()
     channels = sorted(set(events[CHANNEL].unique().tolist()) | catalog_channels(items[CHANNELS]))
     return TrainingData(events=events, items=items, customers=customers, aliases=aliases, stock=stock,
                         channels=channels, report=report)

@@ -40,19 +40,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from recsvc.config import ConfigError, TrainingSettings
+from recsvc.config import TrainingSettings
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import IngestReport
 from recsvc_training.input.identity import REASON_COLUMN, SOURCE_ROW_COLUMN, resolve_identities
-from recsvc_training.input.ingest import (
-    OPTIONAL_TABLES,
-    QUARANTINE_SUFFIX,
-    InputError,
-    _count,
-    _read_table,
-    _require_valid,
-    _write_quarantine,
-)
+from recsvc_training.input.ingest import OPTIONAL_TABLES, QUARANTINE_SUFFIX, IngestRun, InputError
 from recsvc_training.input.tables import (
     add_items_from_events,
     catalog_channels,
@@ -258,18 +250,12 @@ def load_spark_training_data(spark: SparkSession, data_dir: Path, settings: Trai
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    if not settings.default_channel.strip():
-        raise ConfigError("training.default_channel must not be empty: events without a channel get it")
-    window = PlausibleTimes.for_run(settings, now)
-    files = find_spark_tables(Path(data_dir))
-    quarantine_dir = Path(quarantine_dir)
-    report = IngestReport(input_files=[p for p in files.values() if p.is_file()],
-                          earliest_plausible=window.earliest.isoformat(), newest_plausible=window.newest.isoformat())
-    quarantine: dict[str, pd.DataFrame] = {}
-    try:
+    run = IngestRun.start(data_dir, settings, quarantine_dir, now=now, find_tables=find_spark_tables)
+    files, report, quarantine = run.files, run.report, run.quarantine
+    with run.quarantine_written_on_failure():
         raw, cached_raw = _read_events(spark, files[C.EVENTS])
         raw_columns = [c for c in raw.columns if c != SOURCE_ROW]
-        checked = _clean_events(raw, settings.default_channel, window).persist(StorageLevel.MEMORY_AND_DISK)
+        checked = _clean_events(raw, settings.default_channel, run.window).persist(StorageLevel.MEMORY_AND_DISK)
         counts = {str(r[REASON_COLUMN]): int(r["count"]) for r in checked.groupBy(REASON_COLUMN).count().collect()}
         n_read = sum(counts.values())
         n_kept = counts.get("", 0)
@@ -277,27 +263,23 @@ def load_spark_training_data(spark: SparkSession, data_dir: Path, settings: Trai
                     .select(*[F.col(f"`{c}`") for c in raw_columns], REASON_COLUMN, SOURCE_ROW)
                     .orderBy(SOURCE_ROW).toPandas())
         quarantine[C.EVENTS] = rejected.astype({REASON_COLUMN: str})
-        _count(report, C.EVENTS, n_read, n_kept, quarantine[C.EVENTS])
-        _require_valid(files[C.EVENTS], C.EVENTS, n_read, n_kept, quarantine_dir, required=True)
+        run.tally(C.EVENTS, n_read, n_kept, required=True)
         report.negative_quantities_as_returns = int(
             checked.where((F.col(REASON_COLUMN) == "") & F.col("_as_return")).count())
 
-        raw_items = _read_table(files[C.ITEMS], C.ITEMS, C.REQUIRED_ITEM_COLUMNS)
+        raw_items = run.read_table(C.ITEMS, C.REQUIRED_ITEM_COLUMNS)
         items, quarantine[C.ITEMS] = clean_items(raw_items)
-        _count(report, C.ITEMS, len(raw_items), len(items), quarantine[C.ITEMS])
-        _require_valid(files[C.ITEMS], C.ITEMS, len(raw_items), len(items), quarantine_dir, required=True)
+        run.tally(C.ITEMS, len(raw_items), len(items), required=True)
 
         customers = pd.DataFrame({C.CUSTOMER_ID: pd.Series([], dtype=str)})
         if C.CUSTOMERS in files:
-            raw_customers = _read_table(files[C.CUSTOMERS], C.CUSTOMERS, C.CUSTOMER_COLUMNS)
+            raw_customers = run.read_table(C.CUSTOMERS, C.CUSTOMER_COLUMNS)
             customers, quarantine[C.CUSTOMERS] = clean_customers(raw_customers)
-            _count(report, C.CUSTOMERS, len(raw_customers), len(customers), quarantine[C.CUSTOMERS])
-            _require_valid(files[C.CUSTOMERS], C.CUSTOMERS, len(raw_customers), len(customers), quarantine_dir,
-                           required=False)
+            run.tally(C.CUSTOMERS, len(raw_customers), len(customers), required=False)
 
         alias_to_customer: dict[str, str] = {}
         if C.IDENTITIES in files:
-            raw_links = _read_table(files[C.IDENTITIES], C.IDENTITIES, C.IDENTITY_COLUMNS)
+            raw_links = run.read_table(C.IDENTITIES, C.IDENTITY_COLUMNS)
             links = raw_links.copy()
             for column in C.IDENTITY_COLUMNS:
                 links[column] = clean_id_series(raw_links[column])
@@ -307,9 +289,7 @@ def load_spark_training_data(spark: SparkSession, data_dir: Path, settings: Trai
             quarantine[C.IDENTITIES] = quarantine_frame(raw_links, bad[SOURCE_ROW_COLUMN].to_numpy() - 1,
                                                          bad[REASON_COLUMN].to_numpy())
             report.identity_conflicts = resolution.n_conflicts
-            _count(report, C.IDENTITIES, resolution.links_read, resolution.links_kept, quarantine[C.IDENTITIES])
-            _require_valid(files[C.IDENTITIES], C.IDENTITIES, resolution.links_read, resolution.links_kept,
-                           quarantine_dir, required=False)
+            run.tally(C.IDENTITIES, resolution.links_read, resolution.links_kept, required=False)
         aliases = pd.DataFrame({C.ALIAS_ID: pd.Series(list(alias_to_customer.keys()), dtype=str),
                                 C.CUSTOMER_ID: pd.Series(list(alias_to_customer.values()), dtype=str)})
         aliases = aliases.sort_values(C.ALIAS_ID, kind="stable", ignore_index=True)
@@ -325,19 +305,13 @@ def load_spark_training_data(spark: SparkSession, data_dir: Path, settings: Trai
         stock = pd.DataFrame({C.STORE_ID: pd.Series([], dtype=str), C.ITEM_ID: pd.Series([], dtype=str),
                               C.QUANTITY_ON_HAND: pd.Series([], dtype=np.float64)})
         if C.STOCK in files:
-            raw_stock = _read_table(files[C.STOCK], C.STOCK, C.STOCK_COLUMNS)
+            raw_stock = run.read_table(C.STOCK, C.STOCK_COLUMNS)
             stock, quarantine[C.STOCK] = clean_stock(raw_stock)
-            _count(report, C.STOCK, len(raw_stock), len(stock), quarantine[C.STOCK])
-            _require_valid(files[C.STOCK], C.STOCK, len(raw_stock), len(stock), quarantine_dir, required=False)
-    except InputError:
-        _write_quarantine(quarantine_dir, quarantine)
-        raise
-    report.quarantine_files = _write_quarantine(quarantine_dir, quarantine)
+            run.tally(C.STOCK, len(raw_stock), len(stock), required=False)
+    report.quarantine_files = run.write_quarantine()
     event_channels = {str(r[0]) for r in events.select(C.CHANNEL).distinct().collect()}
     channels = sorted(event_channels | catalog_channels(items[C.CHANNELS]))
-    for table in report.rows_read:
-        logger.info("%s: read %d rows, kept %d, quarantined %s", table, report.rows_read[table],
-                    report.rows_kept[table], report.quarantined.get(table) or "none")
+    run.log_counts()
     return SparkTrainingData(events=events, items=items, customers=customers, aliases=aliases, stock=stock,
                              channels=channels, report=report)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsvc.artifacts.part import Part, SetContext, array, csr_rows, rows_within
-from recsvc.artifacts.parts.catalog import Catalog
+from recsvc.artifacts.csr_part import ItemRowsCsr
+from recsvc.artifacts.part import SetContext, array
 
 COPURCHASE_INDPTR = "copurchase_indptr"
 COPURCHASE_ITEMS = "copurchase_items"
@@ -30,26 +30,23 @@ COPURCHASE_SUPPORT = "copurchase_support"
 
 
 @dataclass(frozen=True, eq=False)
-class CoPurchase(Part):
+class CoPurchase(ItemRowsCsr):
+    """Co-purchase neighbours, a row per catalog item (:class:`~recsvc.artifacts.csr_part.ItemRowsCsr`), plus
+    each pair's basket count."""
+
     NAME = "copurchase"
     REQUIRED = True
     ARRAYS = (COPURCHASE_INDPTR, COPURCHASE_ITEMS, COPURCHASE_SCORES, COPURCHASE_SUPPORT)
+    INDPTR, ITEMS, SCORES = COPURCHASE_INDPTR, COPURCHASE_ITEMS, COPURCHASE_SCORES
+    ROWS = "items"
+    FINITE_SCORES = False  # never checked so far: a set that loaded before must load now
 
-    indptr: np.ndarray
-    items: np.ndarray
-    scores: np.ndarray
     support: np.ndarray
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {COPURCHASE_INDPTR: self.indptr, COPURCHASE_ITEMS: self.items, COPURCHASE_SCORES: self.scores,
-                COPURCHASE_SUPPORT: self.support}
+        return {**super().to_arrays(), COPURCHASE_SUPPORT: self.support}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], ctx: SetContext) -> CoPurchase:
-        n_items = ctx.get(Catalog).n_items
-        indptr = array(arrays, COPURCHASE_INDPTR, "iu", (n_items + 1,))
-        nnz = csr_rows(COPURCHASE_INDPTR, indptr)
-        items = array(arrays, COPURCHASE_ITEMS, "iu", (nnz,))
-        rows_within(COPURCHASE_ITEMS, items, n_items)
-        return cls(indptr, items, array(arrays, COPURCHASE_SCORES, "f", (nnz,)),
-                   array(arrays, COPURCHASE_SUPPORT, "iu", (nnz,)))
+        indptr, items, scores = cls.read_csr(arrays, ctx)
+        return cls(indptr, items, scores, array(arrays, COPURCHASE_SUPPORT, "iu", (items.size,)))

@@ -14,13 +14,9 @@ Present only when the trainer chose item-kNN (alone or in a blend) for SimilarIt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
-from recsvc.artifacts.part import Part, SetContext, array, csr_rows, finite, rows_within
-from recsvc.artifacts.parts.catalog import Catalog
+from recsvc.artifacts.csr_part import ItemRowsCsr
 
 KNN_INDPTR = "knn_indptr"
 KNN_ITEMS = "knn_items"
@@ -28,25 +24,11 @@ KNN_SCORES = "knn_scores"
 
 
 @dataclass(frozen=True, eq=False)
-class ItemNeighbours(Part):
+class ItemNeighbours(ItemRowsCsr):
+    """Item-kNN neighbours, a row per catalog item (:class:`~recsvc.artifacts.csr_part.ItemRowsCsr`)."""
+
     NAME = "item_neighbours"
     REQUIRED = False
     ARRAYS = (KNN_INDPTR, KNN_ITEMS, KNN_SCORES)
-
-    indptr: np.ndarray
-    items: np.ndarray
-    scores: np.ndarray
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {KNN_INDPTR: self.indptr, KNN_ITEMS: self.items, KNN_SCORES: self.scores}
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], ctx: SetContext) -> ItemNeighbours:
-        n_items = ctx.get(Catalog).n_items
-        indptr = array(arrays, KNN_INDPTR, "iu", (n_items + 1,))
-        nnz = csr_rows(KNN_INDPTR, indptr)
-        items = array(arrays, KNN_ITEMS, "iu", (nnz,))
-        rows_within(KNN_ITEMS, items, n_items)
-        scores = array(arrays, KNN_SCORES, "f", (nnz,))
-        finite(KNN_SCORES, scores)
-        return cls(indptr, items, scores)
+    INDPTR, ITEMS, SCORES = KNN_INDPTR, KNN_ITEMS, KNN_SCORES
+    ROWS = "items"

@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from recsvc.artifacts.csr_part import ItemRowsCsr
 from recsvc.artifacts.errors import ArtifactError
-from recsvc.artifacts.part import Part, SetContext, array, csr_rows, finite, rows_within
-from recsvc.artifacts.parts.catalog import Catalog
-from recsvc.artifacts.parts.customers import Customers
+from recsvc.artifacts.part import SetContext
 
 NEXT_BASKET_INDPTR = "next_basket_indptr"
 NEXT_BASKET_ITEMS = "next_basket_items"
@@ -36,40 +35,26 @@ NEXT_BASKET_EXTRA = "next_basket"
 
 
 @dataclass(frozen=True, eq=False)
-class NextBasket(Part):
+class NextBasket(ItemRowsCsr):
+    """TIFU-KNN lists, a row per customer (:class:`~recsvc.artifacts.csr_part.ItemRowsCsr`; :meth:`row` gives a
+    customer's items and scores), and the hyperparameters behind them."""
+
     NAME = "next_basket"
     REQUIRED = False
     ARRAYS = (NEXT_BASKET_INDPTR, NEXT_BASKET_ITEMS, NEXT_BASKET_SCORES)
+    INDPTR, ITEMS, SCORES = NEXT_BASKET_INDPTR, NEXT_BASKET_ITEMS, NEXT_BASKET_SCORES
+    ROWS = "customers"
     EXTRA_KEYS = (NEXT_BASKET_EXTRA,)
 
-    indptr: np.ndarray
-    items: np.ndarray
-    scores: np.ndarray
     params: Mapping[str, Any] = field(default_factory=dict)
-
-    def row(self, customer_row: int) -> tuple[np.ndarray, np.ndarray]:
-        """The customer's items and scores, best first (empty for ``-1``); views, no copies."""
-        if customer_row < 0:
-            return self.items[:0], self.scores[:0]
-        lo, hi = int(self.indptr[customer_row]), int(self.indptr[customer_row + 1])
-        return self.items[lo:hi], self.scores[lo:hi]
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {NEXT_BASKET_INDPTR: self.indptr, NEXT_BASKET_ITEMS: self.items, NEXT_BASKET_SCORES: self.scores}
 
     def to_extra(self) -> dict[str, Any]:
         return {NEXT_BASKET_EXTRA: dict(self.params)}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], ctx: SetContext) -> NextBasket:
-        n_customers = ctx.get(Customers).n_customers
-        indptr = array(arrays, NEXT_BASKET_INDPTR, "iu", (n_customers + 1,))
-        n = csr_rows(NEXT_BASKET_INDPTR, indptr)
-        items = array(arrays, NEXT_BASKET_ITEMS, "iu", (n,))
-        scores = array(arrays, NEXT_BASKET_SCORES, "f", (n,))
-        rows_within(NEXT_BASKET_ITEMS, items, ctx.get(Catalog).n_items)
-        finite(NEXT_BASKET_SCORES, scores)
-        if n and scores.min() <= 0:
+        indptr, items, scores = cls.read_csr(arrays, ctx)
+        if scores.size and scores.min() <= 0:
             raise ArtifactError(f"{NEXT_BASKET_SCORES} must be positive")
         params = ctx.extra.get(NEXT_BASKET_EXTRA, {})
         return cls(indptr, items, scores, dict(params) if isinstance(params, Mapping) else {})
