@@ -101,3 +101,29 @@ def test_item_knn_equals_a_dense_cosine_reference() -> None:
         lo, hi = knn.indptr[item], knn.indptr[item + 1]
         assert knn.items[lo:hi].tolist() == want, item
         np.testing.assert_allclose(knn.scores[lo:hi], [sims[c] for c in want], rtol=1e-6)
+
+
+def test_similar_items_pairs_keep_at_most_max_queries_query_items() -> None:
+    """SimilarItems' measurement calls the serving code once per query item and method, each call scoring the
+    catalog: the pairs are bounded in query items, and every pair kept is a pair of the window."""
+    import pandas as pd
+
+    from recsvc_training.evaluation.similar_items import next_basket_pairs
+    from recsvc_training.input import columns as C
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for c in range(60):  # two baskets per customer: day 1 (the previous basket) and day 10 (in the window)
+        for day in (1, 10):
+            for item in rng.choice(40, 5, replace=False):
+                rows.append({C.CUSTOMER_ID: f"c{c}", C.ITEM_ID: f"i{item:02d}", C.DAY: day,
+                             C.EVENT: C.PURCHASE, C.BASKET_ID: f"b{c}-{day}"})
+    events = pd.DataFrame(rows)
+    item_ids = np.array(sorted({r[C.ITEM_ID] for r in rows}))
+    every = next_basket_pairs(events, 5, 20, item_ids, max_queries=10_000)
+    capped = next_basket_pairs(events, 5, 20, item_ids, max_queries=7)
+    assert np.unique(every.a).size > 7 and np.unique(capped.a).size == 7
+    assert set(zip(capped.a.tolist(), capped.b.tolist(), strict=True)) <= set(
+        zip(every.a.tolist(), every.b.tolist(), strict=True))
+    again = next_basket_pairs(events, 5, 20, item_ids, max_queries=7)  # seeded: the same pairs each time
+    assert (again.a == capped.a).all() and (again.b == capped.b).all()
