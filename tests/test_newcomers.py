@@ -29,6 +29,7 @@ from recsvc_training.models.newcomers import (
     build_window_models,
     channel_pairs,
     choose_newcomer_answers,
+    definition_scores,
     newcomer_answers_for,
     ordered_values,
     validation_window,
@@ -59,7 +60,7 @@ def test_one_pass_over_every_channel_counts_what_each_channel_alone_counts() -> 
                       "ch": rng.integers(0, 3, n)})
     pairs = channel_pairs(p, 12, 3)
     for name, definition in DEFINITIONS.items():
-        batch = pairs.scores(name, 61)
+        batch = definition_scores(name, pairs, 61)
         for ch in range(3):
             assert batch[ch] == pytest.approx(definition(p[p["ch"] == ch], 12, 61)), (name, ch)
         assert batch[3] == pytest.approx(definition(p, 12, 61)), name

@@ -84,6 +84,9 @@ MIN_GAIN = 1.01
 RECENCY_WEIGHTED = "recency_weighted"
 #: The reference every other definition must beat on the validation window.
 BUYERS = "buyers"
+#: Days of purchases the cold blend's attribute-group lists count (0: all of them, the attribute-popularity
+#: baseline's list): what a group bought lately, as well as what it bought ever.
+ATTRIBUTE_WINDOWS: tuple[int, ...] = (0, 28, 14)
 #: Cold-start blends tried, as weights of (LightFM, attribute group, newcomer popular list).
 COLD_WEIGHT_GRID: tuple[tuple[float, float, float], ...] = (
     (0, 1, 0), (1, 0, 0), (1, 1, 0), (2, 1, 0), (1, 2, 0), (4, 4, 1), (2, 2, 1), (1, 1, 1), (2, 1, 1),
@@ -154,18 +157,42 @@ class PairDays:
         return counts.astype(np.float64).reshape(self.n_segments, self.n_items)
 
 
+#: Fused definitions: the weighted reciprocal-rank fusion (as the cold blend fuses, offset
+#: ``COLD_RANK_OFFSET``, the first ``COLD_LIST_DEPTH`` of each) of two definitions' lists, the rest of the
+#: catalog by buyers. Recent buyers lead on NDCG, what newcomers bought first or all-time buyers on Recall.
+FUSED: Mapping[str, tuple[tuple[str, float], tuple[str, float]]] = {
+    "fused_last_14d_first_baskets": (("buyers_last_14d", 1.0), ("first_baskets", 1.0)),
+    "fused_last_7d_first_baskets": (("buyers_last_7d", 2.0), ("first_baskets", 1.0)),
+    "fused_buyers_last_14d": ((BUYERS, 1.0), ("buyers_last_14d", 1.0)),
+}
+
+
+def definition_scores(definition: str, pairs: PairDays, ref_day: int) -> np.ndarray:
+    """float64 ``[n_segments, n_items]``: any definition of :data:`DEFINITIONS` within each segment."""
+    if definition not in FUSED:
+        return pairs.scores(definition, ref_day)
+    buyers = pairs.scores(BUYERS, ref_day)
+    out = np.zeros((pairs.n_segments, pairs.n_items))
+    for name, weight in FUSED[definition]:
+        scores = pairs.scores(name, ref_day)
+        for row in range(pairs.n_segments):
+            head = _order(scores[row], buyers[row], COLD_LIST_DEPTH)
+            out[row, head] += weight / (COLD_RANK_OFFSET + np.arange(1, head.size + 1))
+    return out
+
+
 def _definition(definition: str) -> Callable[[pd.DataFrame, int, int], np.ndarray]:
     def scores(p: pd.DataFrame, n_items: int, ref_day: int) -> np.ndarray:
         c = p["c"].to_numpy(np.int64)
         pairs = PairDays.of_rows(np.zeros(c.size, dtype=np.int64), c, p["i"].to_numpy(np.int64),
                                  p["day"].to_numpy(np.int64), 1, n_items)
-        return pairs.scores(definition, ref_day)[0]
+        return definition_scores(definition, pairs, ref_day)[0]
     return scores
 
 
 #: Each definition on purchase rows (``c``, ``i``, ``day``) before ``ref_day``: float64 ``[n_items]`` scores.
 DEFINITIONS: Mapping[str, Callable[[pd.DataFrame, int, int], np.ndarray]] = {name: _definition(name)
-                                                                             for name in _SPECS}
+                                                                             for name in (*_SPECS, *FUSED)}
 
 
 def channel_pairs(p: pd.DataFrame, n_items: int, n_channels: int) -> PairDays:
@@ -220,7 +247,7 @@ def newcomer_value_rows(definition: str, pairs: PairDays, ref_day: int, served_c
     lists (``served_channel``, ``served_global``)."""
     buyers = pairs.scores(BUYERS, ref_day)
     scores = _served_scores(served_channel, served_global, pairs) if definition == RECENCY_WEIGHTED else (
-        pairs.scores(definition, ref_day))
+        definition_scores(definition, pairs, ref_day))
     return np.stack([ordered_values(scores[row], buyers[row]) for row in range(pairs.n_segments)])
 
 
@@ -308,6 +335,8 @@ class NewcomerAnswers:
     validation: dict[str, Any] = field(default_factory=dict)
     #: The popularity definition of the blend's popular list (may differ from the unknown customer's).
     cold_definition: str = BUYERS
+    #: Days of purchases the attribute groups' lists count (0: all).
+    attribute_days: int = 0
 
     def newcomer_meta(self) -> dict[str, Any]:
         return {"definitions": dict(self.channel_definitions), "global_definition": self.global_definition,
@@ -318,7 +347,7 @@ class NewcomerAnswers:
             return None
         return {"weights": dict(zip(COLD_LISTS, self.cold_weights, strict=True)),
                 "attribute_columns": list(self.attribute_columns), "newcomer_definition": self.cold_definition,
-                "validation": self.validation.get("cold", {})}
+                "attribute_days": self.attribute_days, "validation": self.validation.get("cold", {})}
 
 
 def group_lists(customers: pd.DataFrame, columns: Sequence[str], customer_ids: np.ndarray, p: pd.DataFrame,
@@ -419,6 +448,8 @@ class _WindowLists:
     cold: ValidationWindow | None = None
     lightfm: np.ndarray | None = None
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # "a+b" -> [cold customers, depth]
+    #: (groups key, days) -> the groups' lists of the last ``days`` of purchases (:data:`ATTRIBUTE_WINDOWS`)
+    recent_groups: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
 
 def _candidate_lists(models: WindowModels, start_day: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -429,7 +460,7 @@ def _candidate_lists(models: WindowModels, start_day: int) -> dict[str, tuple[np
     lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in (BUYERS, RECENCY_WEIGHTED, *[d for d in DEFINITIONS if d != BUYERS]):
         scores = buyers if name == BUYERS else _served_scores(models.pop_channel, models.pop_global, pairs) if (
-            name == RECENCY_WEIGHTED) else pairs.scores(name, start_day)
+            name == RECENCY_WEIGHTED) else definition_scores(name, pairs, start_day)
         orders = np.stack([_order(scores[row], buyers[row], COLD_LIST_DEPTH) for row in range(n_channels + 1)])
         lists[name] = (orders[:n_channels], orders[n_channels])
     return lists
@@ -458,6 +489,11 @@ def _window_lists(models: WindowModels, data: TrainingData, start_day: int, max_
     for columns in _column_choices(attributes):
         group, items = group_lists(data.customers, columns, models.customer_ids, p, n_items)
         found.groups["+".join(columns)] = items[group[cold_rows]].astype(np.int64)
+        for days in ATTRIBUTE_WINDOWS:
+            if days > 0:
+                recent = p[p["day"].to_numpy() >= start_day - days]
+                group, items = group_lists(data.customers, columns, models.customer_ids, recent, n_items)
+                found.recent_groups["+".join(columns), days] = items[group[cold_rows]].astype(np.int64)
     users = np.asarray(part.user_embeddings, dtype=np.float32)[cold_rows]
     item_t = np.asarray(part.item_embeddings, dtype=np.float32).T
     biases = np.asarray(part.item_biases, dtype=np.float32)[None, :]
@@ -529,27 +565,32 @@ def choose_newcomer_answers(windows: Sequence[tuple[WindowModels, TrainingData, 
     attribute_key = max(attribute_scores[0], key=lambda n: float(np.mean(
         [s[n][f"ndcg@{CHOICE_K}"] for s in attribute_scores])))
     per_window_blends: list[dict[str, dict[str, float]]] = []
-    candidates: dict[str, tuple[tuple[float, float, float], str]] = {}
+    candidates: dict[str, tuple[tuple[float, float, float], str, int]] = {}
     for w in cold:
         assert w.cold is not None and w.lightfm is not None
-        group_top, scored = w.groups[attribute_key], {}
-        for weights in COLD_WEIGHT_GRID:
-            # a blend with a popular list tries each definition for it; the others do not read one
-            for name in (w.lists if weights[2] > 0 else [global_definition]):
-                newcomer = _tiled_full(w.lists[name][0], w.cold.channel_rows, w.lists[name][1])
-                recs = fuse_cold_batch((w.lightfm, group_top, newcomer), weights, CHOICE_K)
-                key = _weights_key(weights) + (f",newcomer_definition={name}" if weights[2] > 0 else "")
-                scored[key] = _score(recs, w.cold.truth)
-                candidates[key] = (weights, name)
+        scored = {}
+        for days in ATTRIBUTE_WINDOWS:
+            group_top = w.groups[attribute_key] if days == 0 else w.recent_groups[attribute_key, days]
+            for weights in COLD_WEIGHT_GRID:
+                if weights[1] == 0 and days:
+                    continue  # the same blend as with days 0
+                # a blend with a popular list tries each definition for it; the others do not read one
+                for name in (w.lists if weights[2] > 0 else [global_definition]):
+                    newcomer = _tiled_full(w.lists[name][0], w.cold.channel_rows, w.lists[name][1])
+                    recs = fuse_cold_batch((w.lightfm, group_top, newcomer), weights, CHOICE_K)
+                    key = (_weights_key(weights) + (f",newcomer_definition={name}" if weights[2] > 0 else "")
+                           + (f",attribute_days={days}" if days else ""))
+                    scored[key] = _score(recs, w.cold.truth)
+                    candidates[key] = (weights, name, days)
         per_window_blends.append(scored)
     best_key = _select(per_window_blends, _weights_key(COLD_WEIGHT_GRID[0]))  # vs attribute popularity alone
-    best_weights, cold_definition = candidates[best_key]
+    best_weights, cold_definition, attribute_days = candidates[best_key]
     logger.info("cold start chosen on %s cold new customers: %s (attributes %s)",
                 [len(w.cold) for w in cold if w.cold is not None], best_key, attribute_key)
     validation["cold"] = {"customers": [len(w.cold) for w in cold if w.cold is not None],
                           "attribute_columns": attribute_scores, "chosen": best_key, "windows": per_window_blends}
     return NewcomerAnswers(definitions, global_definition, best_weights, tuple(attribute_key.split("+")),
-                           validation, cold_definition)
+                           validation, cold_definition, attribute_days)
 
 
 def fuse_cold_batch(lists: Sequence[np.ndarray], weights: Sequence[float], k: int) -> np.ndarray:
@@ -673,7 +714,8 @@ def attach_newcomer_answers(artifacts: ArtifactSet, data: TrainingData, answers:
     artifacts.extra[NEWCOMER_EXTRA] = answers.newcomer_meta()
     cold = answers.cold_meta()
     if cold is not None and LFM_USER_EMBEDDINGS in arrays:
-        group, items = group_lists(data.customers, answers.attribute_columns, customer_ids, p, n_items)
+        recent = p if not answers.attribute_days else p[p["day"].to_numpy() >= end_day - answers.attribute_days]
+        group, items = group_lists(data.customers, answers.attribute_columns, customer_ids, recent, n_items)
         arrays[COLDSTART_GROUP], arrays[COLDSTART_GROUP_ITEMS] = group, items
         arrays[COLDSTART_NEWCOMER_ITEMS] = _top(rows_of(answers.cold_definition), COLD_LIST_DEPTH).astype(np.int32)
         artifacts.extra[COLDSTART_EXTRA] = {**dict(artifacts.extra.get(COLDSTART_EXTRA) or {}), "choice": cold}
