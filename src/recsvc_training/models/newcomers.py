@@ -20,6 +20,14 @@ NDCG@10 and on Recall@10 in every window (the issue's own bar: never below the b
 among those the best mean of the two metrics relative to the reference wins. On Ta Feng one window alone
 chose lists of the weeks around the Lunar New Year that served the next month worse than buyer counts. The arrays
 for day D (:func:`attach_newcomer_answers`) are then computed from every event before D.
+
+Cost: the choice reads only the id maps, the set's own popularity, the purchase rows and LightFM of the
+models before each window (:class:`WindowModels`), so it builds only those (:func:`build_window_models`;
+LightFM only for a window with at least :data:`MIN_COLD_CUSTOMERS` cold newcomers to judge it on), once per
+run and day, shared by the evaluation's choice and the published set's. It used to read the run's label-window
+sets, whose ALS and next-basket builds were most of the run on large logs, and which hold no LightFM, so no
+run chose a cold blend. Every definition for every channel is then one ``bincount`` after one sort of the
+purchase rows (:class:`PairDays`).
 """
 
 from __future__ import annotations
@@ -571,13 +579,18 @@ def choose_newcomer_answers(windows: Sequence[tuple[WindowModels, TrainingData, 
         scored = {}
         for days in ATTRIBUTE_WINDOWS:
             group_top = w.groups[attribute_key] if days == 0 else w.recent_groups[attribute_key, days]
-            for weights in COLD_WEIGHT_GRID:
-                if weights[1] == 0 and days:
-                    continue  # the same blend as with days 0
-                # a blend with a popular list tries each definition for it; the others do not read one
-                for name in (w.lists if weights[2] > 0 else [global_definition]):
-                    newcomer = _tiled_full(w.lists[name][0], w.cold.channel_rows, w.lists[name][1])
-                    recs = fuse_cold_batch((w.lightfm, group_top, newcomer), weights, CHOICE_K)
+            for name in w.lists:
+                newcomer = _tiled_full(w.lists[name][0], w.cold.channel_rows, w.lists[name][1])
+                # customers with the same attributes and channel have the same three lists (LightFM's vector
+                # is the sum of their attribute vectors): fuse each distinct triple once
+                distinct, inverse = np.unique(np.hstack([w.lightfm, group_top, newcomer]), axis=0,
+                                              return_inverse=True)
+                parts = np.split(distinct, np.cumsum([w.lightfm.shape[1], group_top.shape[1]]), axis=1)
+                for weights in COLD_WEIGHT_GRID:
+                    # a blend with a popular list tries each definition for it; the others do not read one
+                    if (weights[1] == 0 and days) or (weights[2] == 0 and name != global_definition):
+                        continue
+                    recs = fuse_cold_batch(parts, weights, CHOICE_K)[np.asarray(inverse).reshape(-1)]
                     key = (_weights_key(weights) + (f",newcomer_definition={name}" if weights[2] > 0 else "")
                            + (f",attribute_days={days}" if days else ""))
                     scored[key] = _score(recs, w.cold.truth)
