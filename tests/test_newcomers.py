@@ -26,7 +26,11 @@ from recsvc_training.input.ingest import load_training_data
 from recsvc_training.models.newcomers import (
     DEFINITIONS,
     attach_newcomer_answers,
+    build_window_models,
+    channel_pairs,
     choose_newcomer_answers,
+    definition_scores,
+    newcomer_answers_for,
     ordered_values,
     validation_window,
 )
@@ -46,6 +50,20 @@ def test_the_definitions_count_what_their_names_say() -> None:
     assert DEFINITIONS["buyers_last_7d"](p, 3, 10).tolist() == [0, 1, 1]  # only days >= 3
     decayed = DEFINITIONS["buyers_half_life_14d"](p, 3, 15)  # each pair's last purchase, halved per 14 days
     assert decayed == pytest.approx([0.5 ** (14 / 14), 0.5 ** (6 / 14) + 0.5 ** (13 / 14), 0.5 ** (6 / 14)])
+
+
+def test_one_pass_over_every_channel_counts_what_each_channel_alone_counts() -> None:
+    # the batch the choice uses (one sort for every channel and the overall list) against each channel's rows
+    rng = np.random.default_rng(7)
+    n = 400
+    p = pd.DataFrame({"c": rng.integers(0, 30, n), "i": rng.integers(0, 12, n), "day": rng.integers(0, 60, n),
+                      "ch": rng.integers(0, 3, n)})
+    pairs = channel_pairs(p, 12, 3)
+    for name, definition in DEFINITIONS.items():
+        batch = definition_scores(name, pairs, 61)
+        for ch in range(3):
+            assert batch[ch] == pytest.approx(definition(p[p["ch"] == ch], 12, 61)), (name, ch)
+        assert batch[3] == pytest.approx(definition(p, 12, 61)), name
 
 
 def test_ordered_values_break_ties_by_buyers_then_row() -> None:
@@ -120,8 +138,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
                                    als_iterations=3, eval_test_days=14)
     data = load_training_data(folder, settings, tmp_path_factory.mktemp("quarantine"))
     start = int(data.events["day"].min()) + VALIDATION_START
-    val_model = LoadedModel(build_artifacts(data.before(start), settings))
-    answers = choose_newcomer_answers([(val_model, data, start)])
+    answers = choose_newcomer_answers([(build_window_models(data.before(start), settings), data, start)])
     artifacts = build_artifacts(data, settings)
     assert answers is not None
     attach_newcomer_answers(artifacts, data, answers)
@@ -183,6 +200,20 @@ def test_a_cold_customer_gets_the_validated_blend_alone(shop) -> None:
         "cold"]["chosen"]) or answers.cold_weights[2] == 0
     expected = fuse_cold_lists((lightfm, group, newcomer), answers.cold_weights)[0]
     assert [s.item_id for s in result.items] == model.items.ids[expected[:5]].tolist()
+
+
+def test_the_run_step_judges_the_cold_blend_with_its_own_lightfm(shop) -> None:
+    # Regression: the step read the run's label-window sets, which carry no LightFM, so no training run ever
+    # chose a cold blend (Ta Feng: `choices.coldstart` null). It now builds the few models it reads itself.
+    data, start, answers, _ = shop
+
+    class Run:  # what the step reads of the run's model builder
+        settings = dataclasses.replace(TrainingSettings(), progress=False, lfm_threads=1, lfm_epochs=5)
+
+    found = newcomer_answers_for(start + 14, data, Run(), 14, int(data.events["day"].min()))
+    assert found is not None and found.cold_weights is not None
+    assert found.channel_definitions == answers.channel_definitions
+    assert found.validation["cold"]["customers"] == [12]
 
 
 def test_a_candidate_must_hold_in_every_window_to_replace_the_reference() -> None:

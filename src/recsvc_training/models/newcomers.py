@@ -20,14 +20,24 @@ NDCG@10 and on Recall@10 in every window (the issue's own bar: never below the b
 among those the best mean of the two metrics relative to the reference wins. On Ta Feng one window alone
 chose lists of the weeks around the Lunar New Year that served the next month worse than buyer counts. The arrays
 for day D (:func:`attach_newcomer_answers`) are then computed from every event before D.
+
+Cost: the choice reads only the id maps, the set's own popularity, the purchase rows and LightFM of the
+models before each window (:class:`WindowModels`), so it builds only those (:func:`build_window_models`;
+LightFM only for a window with at least :data:`MIN_COLD_CUSTOMERS` cold newcomers to judge it on), once per
+run and day, shared by the evaluation's choice and the published set's. It used to read the run's label-window
+sets, whose ALS and next-basket builds were most of the run on large logs, and which hold no LightFM, so no
+run chose a cold blend. Every definition for every channel is then one ``bincount`` after one sort of the
+purchase rows (:class:`PairDays`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,10 +46,14 @@ import scipy.sparse as sp
 from recsvc.artifacts import ArtifactSet
 from recsvc.artifacts.parts.catalog import ITEM_IDS
 from recsvc.artifacts.parts.coldstart import (
+    COLDSTART_CUSTOMER,
     COLDSTART_EXTRA,
     COLDSTART_GROUP,
     COLDSTART_GROUP_ITEMS,
     COLDSTART_NEWCOMER_ITEMS,
+    LFM_ITEM_BIASES,
+    LFM_ITEM_EMBEDDINGS,
+    LFM_USER_BIASES,
     LFM_USER_EMBEDDINGS,
     ColdStart,
 )
@@ -51,6 +65,7 @@ from recsvc.artifacts.parts.popularity import (
     POP_NEWCOMER_CHANNEL,
     POP_NEWCOMER_GLOBAL,
 )
+from recsvc.config import TrainingSettings
 from recsvc.ranking.coldstart import COLD_LIST_DEPTH, COLD_LISTS, COLD_RANK_OFFSET
 from recsvc.ranking.model import LoadedModel
 from recsvc_training.evaluation.cold_baselines import MIN_GROUP_BUYERS, _column_choices, _group_codes
@@ -58,6 +73,10 @@ from recsvc_training.evaluation.metrics import ranking_metrics
 from recsvc_training.evaluation.topk import top_k_sparse
 from recsvc_training.input import columns as C
 from recsvc_training.input.dataset import TrainingData
+from recsvc_training.input.id_maps import build_id_maps, event_rows
+from recsvc_training.models.coldstart import build_coldstart, customer_attribute_columns
+from recsvc_training.models.popularity import build_popularity
+from recsvc_training.models.repurchase import build_repurchase
 
 logger = logging.getLogger(__name__)
 
@@ -73,60 +92,139 @@ MIN_GAIN = 1.01
 RECENCY_WEIGHTED = "recency_weighted"
 #: The reference every other definition must beat on the validation window.
 BUYERS = "buyers"
+#: Days of purchases the cold blend's attribute-group lists count (0: all of them, the attribute-popularity
+#: baseline's list): what a group bought lately, as well as what it bought ever.
+ATTRIBUTE_WINDOWS: tuple[int, ...] = (0, 28, 14)
 #: Cold-start blends tried, as weights of (LightFM, attribute group, newcomer popular list).
 COLD_WEIGHT_GRID: tuple[tuple[float, float, float], ...] = (
     (0, 1, 0), (1, 0, 0), (1, 1, 0), (2, 1, 0), (1, 2, 0), (4, 4, 1), (2, 2, 1), (1, 1, 1), (2, 1, 1),
     (1, 2, 1), (1, 1, 2), (0, 0, 1))
 
 
-def _pair_last_day(p: pd.DataFrame) -> pd.DataFrame:
-    return p.groupby(["c", "i"], sort=False)["day"].max().reset_index()
-
-
-def _buyers(p: pd.DataFrame, n_items: int, ref_day: int) -> np.ndarray:
-    return np.bincount(p.drop_duplicates(["c", "i"])["i"].to_numpy(), minlength=n_items).astype(np.float64)
-
-
-def _decayed_buyers(half_life: float) -> Callable[[pd.DataFrame, int, int], np.ndarray]:
-    def scores(p: pd.DataFrame, n_items: int, ref_day: int) -> np.ndarray:
-        last = _pair_last_day(p)
-        weight = np.power(0.5, (ref_day - last["day"].to_numpy(dtype=np.float64)) / half_life)
-        return np.bincount(last["i"].to_numpy(), weights=weight, minlength=n_items)
-    return scores
-
-
-def _recent_buyers(days: int) -> Callable[[pd.DataFrame, int, int], np.ndarray]:
-    def scores(p: pd.DataFrame, n_items: int, ref_day: int) -> np.ndarray:
-        return _buyers(p[p["day"].to_numpy() >= ref_day - days], n_items, ref_day)
-    return scores
-
-
-def _first_baskets(p: pd.DataFrame, n_items: int, ref_day: int) -> np.ndarray:
-    """Distinct customers who bought the item on the day of their first purchase (what newcomers buy)."""
-    first = p[p["day"].to_numpy() == p.groupby("c")["day"].transform("min").to_numpy()]
-    return _buyers(first, n_items, ref_day)
-
-
-#: Popularity definitions for a customer without history: item scores from purchase rows (``c``, ``i``,
-#: ``day``) before ``ref_day``. Ties are broken by all-time buyers, then by item row.
-DEFINITIONS: Mapping[str, Callable[[pd.DataFrame, int, int], np.ndarray]] = {
-    BUYERS: _buyers,
-    "buyers_half_life_14d": _decayed_buyers(14.0),
-    "buyers_half_life_56d": _decayed_buyers(56.0),
-    "buyers_last_7d": _recent_buyers(7),
-    "buyers_last_14d": _recent_buyers(14),
-    "buyers_last_28d": _recent_buyers(28),
-    "first_baskets": _first_baskets,
+#: Popularity definitions for a customer without history, as (kind, parameter): item scores from the purchase
+#: rows before ``ref_day``, counting each (customer, item) pair once. ``buyers``: every pair; ``half_life``:
+#: each pair weighted by ``0.5 ** (days since its last purchase / parameter)``; ``last_days``: pairs with a
+#: purchase in the last ``parameter`` days; ``first_day``: pairs bought on the customer's first purchase day
+#: (what newcomers buy). Ties are broken by all-time buyers, then by item row.
+_SPECS: Mapping[str, tuple[str, float]] = {
+    BUYERS: ("buyers", 0.0),
+    "buyers_half_life_14d": ("half_life", 14.0),
+    "buyers_half_life_56d": ("half_life", 56.0),
+    "buyers_last_7d": ("last_days", 7.0),
+    "buyers_last_14d": ("last_days", 14.0),
+    "buyers_last_28d": ("last_days", 28.0),
+    "first_baskets": ("first_day", 0.0),
 }
+
+
+@dataclass(frozen=True, eq=False)
+class PairDays:
+    """Purchase rows reduced to their distinct (segment, customer, item) pairs, with each pair's first and last
+    purchase day and whether that first day is the (segment, customer)'s first purchase day: one sort of the
+    rows, after which every definition (:data:`DEFINITIONS`) is one weighted ``bincount``, so the cost is
+    linear in the rows (plus the sort) whatever the number of segments, customers or definitions."""
+
+    n_segments: int
+    n_items: int
+    cell: np.ndarray  # segment * n_items + item, per pair
+    first: np.ndarray
+    last: np.ndarray
+    on_first_day: np.ndarray
+
+    @classmethod
+    def of_rows(cls, segment: np.ndarray, customer: np.ndarray, item: np.ndarray, day: np.ndarray,
+                n_segments: int, n_items: int) -> PairDays:
+        n_customers = int(customer.max()) + 1 if customer.size else 1
+        pair = (segment.astype(np.int64) * n_customers + customer) * n_items + item
+        order = np.lexsort((day, pair))
+        pair_sorted, day_sorted = pair[order], np.asarray(day, dtype=np.int64)[order]
+        starts = np.flatnonzero(np.r_[True, pair_sorted[1:] != pair_sorted[:-1]]) if pair.size else order
+        ends = np.r_[starts[1:], pair_sorted.size] - 1
+        pairs, first = pair_sorted[starts], day_sorted[starts]
+        # pairs are sorted by (segment, customer) first, so each group's first day is one reduceat
+        group = pairs // n_items
+        group_starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.size else starts
+        group_first = np.minimum.reduceat(first, group_starts) if group.size else first
+        on_first_day = first == np.repeat(group_first, np.diff(np.r_[group_starts, group.size]))
+        return cls(n_segments, n_items, (pairs // (n_customers * n_items)) * n_items + pairs % n_items, first,
+                   day_sorted[ends], on_first_day)
+
+    def scores(self, definition: str, ref_day: int) -> np.ndarray:
+        """float64 ``[n_segments, n_items]``: ``definition``'s item scores within each segment's rows."""
+        kind, parameter = _SPECS[definition]
+        weight: np.ndarray | None
+        if kind == "buyers":
+            weight = None
+        elif kind == "half_life":
+            weight = np.power(0.5, (ref_day - self.last.astype(np.float64)) / parameter)
+        elif kind == "last_days":
+            weight = (self.last >= ref_day - parameter).astype(np.float64)
+        else:
+            weight = self.on_first_day.astype(np.float64)
+        counts = np.bincount(self.cell, weights=weight, minlength=self.n_segments * self.n_items)
+        return counts.astype(np.float64).reshape(self.n_segments, self.n_items)
+
+
+#: Fused definitions: the weighted reciprocal-rank fusion (as the cold blend fuses, offset
+#: ``COLD_RANK_OFFSET``, the first ``COLD_LIST_DEPTH`` of each) of two definitions' lists, the rest of the
+#: catalog by buyers. Recent buyers lead on NDCG, what newcomers bought first or all-time buyers on Recall.
+FUSED: Mapping[str, tuple[tuple[str, float], tuple[str, float]]] = {
+    "fused_last_14d_first_baskets": (("buyers_last_14d", 1.0), ("first_baskets", 1.0)),
+    "fused_last_7d_first_baskets": (("buyers_last_7d", 2.0), ("first_baskets", 1.0)),
+    "fused_buyers_last_14d": ((BUYERS, 1.0), ("buyers_last_14d", 1.0)),
+}
+
+
+def definition_scores(definition: str, pairs: PairDays, ref_day: int) -> np.ndarray:
+    """float64 ``[n_segments, n_items]``: any definition of :data:`DEFINITIONS` within each segment."""
+    if definition not in FUSED:
+        return pairs.scores(definition, ref_day)
+    buyers = pairs.scores(BUYERS, ref_day)
+    out = np.zeros((pairs.n_segments, pairs.n_items))
+    for name, weight in FUSED[definition]:
+        scores = pairs.scores(name, ref_day)
+        for row in range(pairs.n_segments):
+            head = _order(scores[row], buyers[row], COLD_LIST_DEPTH)
+            out[row, head] += weight / (COLD_RANK_OFFSET + np.arange(1, head.size + 1))
+    return out
+
+
+def _definition(definition: str) -> Callable[[pd.DataFrame, int, int], np.ndarray]:
+    def scores(p: pd.DataFrame, n_items: int, ref_day: int) -> np.ndarray:
+        c = p["c"].to_numpy(np.int64)
+        pairs = PairDays.of_rows(np.zeros(c.size, dtype=np.int64), c, p["i"].to_numpy(np.int64),
+                                 p["day"].to_numpy(np.int64), 1, n_items)
+        return definition_scores(definition, pairs, ref_day)[0]
+    return scores
+
+
+#: Each definition on purchase rows (``c``, ``i``, ``day``) before ``ref_day``: float64 ``[n_items]`` scores.
+DEFINITIONS: Mapping[str, Callable[[pd.DataFrame, int, int], np.ndarray]] = {name: _definition(name)
+                                                                             for name in (*_SPECS, *FUSED)}
+
+
+def channel_pairs(p: pd.DataFrame, n_items: int, n_channels: int) -> PairDays:
+    """:class:`PairDays` of purchase rows with one segment per channel (row = channel row of ``p["ch"]``) and a
+    last one, ``n_channels``, for all of them: every channel's list and the overall one from one sort."""
+    c, i, day, ch = (p[name].to_numpy(np.int64) for name in ("c", "i", "day", "ch"))
+    mine = ch >= 0
+    segment = np.concatenate([ch[mine], np.full(c.size, n_channels, dtype=np.int64)])
+    return PairDays.of_rows(segment, np.concatenate([c[mine], c]), np.concatenate([i[mine], i]),
+                            np.concatenate([day[mine], day]), n_channels + 1, n_items)
+
+
+def _order(scores: np.ndarray, buyers: np.ndarray, depth: int | None = None) -> np.ndarray:
+    """Item rows by ``scores`` descending, ties by ``buyers`` descending, then by lower row (first ``depth``)."""
+    order = np.lexsort((np.arange(scores.size), -buyers, -scores))
+    return order if depth is None else order[:depth]
 
 
 def ordered_values(scores: np.ndarray, buyers: np.ndarray) -> np.ndarray:
     """float32 values whose descending order is ``scores``, ties by ``buyers``, then by lower row:
     ``n_items - position`` (exact in float32 up to 16M items)."""
     n = scores.size
-    order = np.lexsort((np.arange(n), -buyers, -scores))
     values = np.empty(n, dtype=np.float32)
-    values[order] = (n - np.arange(n)).astype(np.float32)
+    values[_order(scores, buyers)] = (n - np.arange(n)).astype(np.float32)
     return values
 
 
@@ -150,16 +248,24 @@ def purchase_rows(events: pd.DataFrame, item_ids: np.ndarray, customer_ids: np.n
     return frame[(frame["c"] >= 0) & (frame["i"] >= 0)]
 
 
-def newcomer_values(definition: str, p: pd.DataFrame, n_items: int, ref_day: int,
-                    served: np.ndarray | None = None) -> np.ndarray:
-    """The newcomer list of one definition as ordered float32 values; ``served`` is the set's own list
-    (``pop_channel`` row), the values of :data:`RECENCY_WEIGHTED`."""
-    buyers = _buyers(p, n_items, ref_day)
-    if definition == RECENCY_WEIGHTED:
-        if served is None:
-            raise ValueError(f"{RECENCY_WEIGHTED} needs the set's own popularity")
-        return ordered_values(np.asarray(served, dtype=np.float64), buyers)
-    return ordered_values(DEFINITIONS[definition](p, n_items, ref_day), buyers)
+def newcomer_value_rows(definition: str, pairs: PairDays, ref_day: int, served_channel: np.ndarray | None = None,
+                        served_global: np.ndarray | None = None) -> np.ndarray:
+    """float32 ``[n_channels + 1, n_items]``: the newcomer list of one definition per channel (last row: all
+    channels) as ordered values, from :func:`channel_pairs`. :data:`RECENCY_WEIGHTED` reads the set's own
+    lists (``served_channel``, ``served_global``)."""
+    buyers = pairs.scores(BUYERS, ref_day)
+    scores = _served_scores(served_channel, served_global, pairs) if definition == RECENCY_WEIGHTED else (
+        definition_scores(definition, pairs, ref_day))
+    return np.stack([ordered_values(scores[row], buyers[row]) for row in range(pairs.n_segments)])
+
+
+def _served_scores(served_channel: np.ndarray | None, served_global: np.ndarray | None, pairs: PairDays
+                   ) -> np.ndarray:
+    if served_channel is None or served_global is None:
+        raise ValueError(f"{RECENCY_WEIGHTED} needs the set's own popularity")
+    n_channels, n_items = pairs.n_segments - 1, pairs.n_items
+    return np.vstack([np.asarray(served_channel, dtype=np.float64).reshape(n_channels, n_items),
+                      np.asarray(served_global, dtype=np.float64)[None, :]])
 
 
 @dataclass(frozen=True)
@@ -237,6 +343,8 @@ class NewcomerAnswers:
     validation: dict[str, Any] = field(default_factory=dict)
     #: The popularity definition of the blend's popular list (may differ from the unknown customer's).
     cold_definition: str = BUYERS
+    #: Days of purchases the attribute groups' lists count (0: all).
+    attribute_days: int = 0
 
     def newcomer_meta(self) -> dict[str, Any]:
         return {"definitions": dict(self.channel_definitions), "global_definition": self.global_definition,
@@ -247,7 +355,7 @@ class NewcomerAnswers:
             return None
         return {"weights": dict(zip(COLD_LISTS, self.cold_weights, strict=True)),
                 "attribute_columns": list(self.attribute_columns), "newcomer_definition": self.cold_definition,
-                "validation": self.validation.get("cold", {})}
+                "attribute_days": self.attribute_days, "validation": self.validation.get("cold", {})}
 
 
 def group_lists(customers: pd.DataFrame, columns: Sequence[str], customer_ids: np.ndarray, p: pd.DataFrame,
@@ -278,6 +386,66 @@ def group_lists(customers: pd.DataFrame, columns: Sequence[str], customer_ids: n
     return np.asarray(group, dtype=np.int32).reshape(-1), items
 
 
+#: Fewer cold new customers than this in a validation window choose no cold blend from it (and its LightFM
+#: model is not fitted): a handful of customers' purchases are noise, not evidence.
+MIN_COLD_CUSTOMERS = 10
+
+
+@dataclass(frozen=True, eq=False)
+class WindowModels:
+    """What the choice reads from the models built before a validation window: the id maps, the set's own
+    popularity (the :data:`RECENCY_WEIGHTED` candidate), the purchase rows and, when cold customers are to
+    be judged, the LightFM cold-start part. A small part of a set: :func:`build_window_models` builds only
+    these (no ALS, next-basket or co-purchase model, which the choice never reads)."""
+
+    item_ids: np.ndarray
+    customer_ids: np.ndarray
+    channels: tuple[str, ...]
+    pop_channel: np.ndarray
+    pop_global: np.ndarray
+    purchases: pd.DataFrame  # c, i, day, ch: purchase events as rows of the id maps
+    coldstart: ColdStart | None = None
+
+    def customer_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of ``ids`` in :attr:`customer_ids` (-1 unknown)."""
+        query = np.asarray(ids).astype(np.str_)
+        if self.customer_ids.size == 0:
+            return np.full(query.size, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.customer_ids, query), self.customer_ids.size - 1)
+        return np.where(self.customer_ids[pos] == query, pos, -1).astype(np.int64)
+
+    @classmethod
+    def of_model(cls, model: LoadedModel, data: TrainingData) -> WindowModels:
+        """The same from a loaded set built from ``data`` (whose events end before the window)."""
+        channels = tuple(model.channels)
+        return cls(model.items.ids, model.customers.ids, channels, np.asarray(model.pop_channel),
+                   np.asarray(model.pop_global),
+                   purchase_rows(data.events, model.items.ids, model.customers.ids, channels),
+                   model.parts.get(ColdStart))
+
+
+def build_window_models(data: TrainingData, settings: TrainingSettings, *, coldstart: bool = True) -> WindowModels:
+    """:class:`WindowModels` from ``data`` (the events before a validation window), with the builders a full
+    set uses (:mod:`recsvc_training.assemble`), so every array is the one that set would hold; LightFM only
+    when ``coldstart`` and the customers table has attributes (``build_coldstart`` decides the rest)."""
+    maps = build_id_maps(data)
+    events = event_rows(data, maps)
+    end_day = int(data.events[C.DAY].max())
+    popularity = build_popularity(events, maps, settings, end_day)
+    bought = events.mask(C.PURCHASE)
+    purchases = pd.DataFrame({name: np.asarray(values[bought], dtype=np.int64) for name, values in (
+        ("c", events.customer), ("i", events.item), ("day", events.day), ("ch", events.channel))})
+    part = None
+    if coldstart and customer_attribute_columns(data.customers):
+        history = build_repurchase(events, maps, end_day, settings.recency_half_life_days)
+        arrays, _ = build_coldstart(data, events, maps, history, settings)
+        if arrays:
+            part = ColdStart(arrays[LFM_USER_EMBEDDINGS], arrays[LFM_USER_BIASES], arrays[LFM_ITEM_EMBEDDINGS],
+                             arrays[LFM_ITEM_BIASES], arrays[COLDSTART_CUSTOMER])
+    return WindowModels(maps.item_ids, maps.customer_ids, tuple(maps.channels), popularity[POP_CHANNEL],
+                        popularity[POP_GLOBAL], purchases, part)
+
+
 @dataclass
 class _WindowLists:
     """One validation window's new customers and every candidate list for them (rows of its model)."""
@@ -288,37 +456,52 @@ class _WindowLists:
     cold: ValidationWindow | None = None
     lightfm: np.ndarray | None = None
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # "a+b" -> [cold customers, depth]
+    #: (groups key, days) -> the groups' lists of the last ``days`` of purchases (:data:`ATTRIBUTE_WINDOWS`)
+    recent_groups: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
 
-def _window_lists(val_model: LoadedModel, data: TrainingData, start_day: int, max_customers: int
+def _candidate_lists(models: WindowModels, start_day: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every definition's top :data:`COLD_LIST_DEPTH` item rows per channel and over all channels."""
+    n_channels = len(models.channels)
+    pairs = channel_pairs(models.purchases, models.item_ids.size, n_channels)
+    buyers = pairs.scores(BUYERS, start_day)
+    lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in (BUYERS, RECENCY_WEIGHTED, *[d for d in DEFINITIONS if d != BUYERS]):
+        scores = buyers if name == BUYERS else _served_scores(models.pop_channel, models.pop_global, pairs) if (
+            name == RECENCY_WEIGHTED) else definition_scores(name, pairs, start_day)
+        orders = np.stack([_order(scores[row], buyers[row], COLD_LIST_DEPTH) for row in range(n_channels + 1)])
+        lists[name] = (orders[:n_channels], orders[n_channels])
+    return lists
+
+
+def _window_lists(models: WindowModels, data: TrainingData, start_day: int, max_customers: int
                   ) -> _WindowLists | None:
-    item_ids, channels = val_model.items.ids, list(val_model.channels)
+    item_ids, channels = models.item_ids, list(models.channels)
     n_items = item_ids.size
     window = validation_window(data.events, start_day, item_ids, channels)
     if not len(window):
         return None
     if len(window) > max_customers:
         window = window.subset(np.sort(np.random.default_rng(0).choice(len(window), max_customers, replace=False)))
-    p = purchase_rows(data.before(start_day).events, item_ids, val_model.customers.ids, channels)
-    lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name in (BUYERS, RECENCY_WEIGHTED, *[d for d in DEFINITIONS if d != BUYERS]):
-        per_channel = np.stack([newcomer_values(name, p[p["ch"].to_numpy() == c], n_items, start_day,
-                                                val_model.pop_channel[c]) for c in range(len(channels))])
-        overall = newcomer_values(name, p, n_items, start_day, val_model.pop_global)
-        lists[name] = (_top(per_channel, COLD_LIST_DEPTH), _top(overall, COLD_LIST_DEPTH))
-    found = _WindowLists(start_day, window, lists)
-    part = val_model.parts.get(ColdStart)
+    p = models.purchases
+    found = _WindowLists(start_day, window, _candidate_lists(models, start_day))
+    part = models.coldstart
     attributes = [c for c in data.customers.columns if c != C.CUSTOMER_ID]
-    rows = val_model.customers.lookup(window.customer_ids)
+    rows = models.customer_rows(window.customer_ids)
     if part is None or not attributes:
         return found
     cold = (rows >= 0) & part.served[np.maximum(rows, 0)]
-    if not cold.any():
+    if int(cold.sum()) < MIN_COLD_CUSTOMERS:
         return found
     found.cold, cold_rows = window.subset(cold), rows[cold]
     for columns in _column_choices(attributes):
-        group, items = group_lists(data.customers, columns, val_model.customers.ids, p, n_items)
+        group, items = group_lists(data.customers, columns, models.customer_ids, p, n_items)
         found.groups["+".join(columns)] = items[group[cold_rows]].astype(np.int64)
+        for days in ATTRIBUTE_WINDOWS:
+            if days > 0:
+                recent = p[p["day"].to_numpy() >= start_day - days]
+                group, items = group_lists(data.customers, columns, models.customer_ids, recent, n_items)
+                found.recent_groups["+".join(columns), days] = items[group[cold_rows]].astype(np.int64)
     users = np.asarray(part.user_embeddings, dtype=np.float32)[cold_rows]
     item_t = np.asarray(part.item_embeddings, dtype=np.float32).T
     biases = np.asarray(part.item_biases, dtype=np.float32)[None, :]
@@ -342,11 +525,11 @@ def _select(scores: list[dict[str, dict[str, float]]], reference: str) -> str:
     return max(qualified, key=lambda n: (mean_objective(n), n == reference))
 
 
-def choose_newcomer_answers(windows: Sequence[tuple[LoadedModel, TrainingData, int]],
+def choose_newcomer_answers(windows: Sequence[tuple[WindowModels, TrainingData, int]],
                             max_customers: int = 20_000) -> NewcomerAnswers | None:
     """Choose the newcomer popularity per channel and the cold-start blend on one or more validation windows.
 
-    Each window is ``(model built before start_day, data up to the window's end, start_day)``, newest first.
+    Each window is ``(the models built before start_day, data up to the window's end, start_day)``, newest first.
     A candidate replaces the reference (buyer counts; attribute popularity for the cold blend) only when it
     is at least as good on NDCG@10 and Recall@10 in every window: one month's quirk (a holiday) must not
     choose for the next. None when no window has a new customer.
@@ -390,27 +573,37 @@ def choose_newcomer_answers(windows: Sequence[tuple[LoadedModel, TrainingData, i
     attribute_key = max(attribute_scores[0], key=lambda n: float(np.mean(
         [s[n][f"ndcg@{CHOICE_K}"] for s in attribute_scores])))
     per_window_blends: list[dict[str, dict[str, float]]] = []
-    candidates: dict[str, tuple[tuple[float, float, float], str]] = {}
+    candidates: dict[str, tuple[tuple[float, float, float], str, int]] = {}
     for w in cold:
         assert w.cold is not None and w.lightfm is not None
-        group_top, scored = w.groups[attribute_key], {}
-        for weights in COLD_WEIGHT_GRID:
-            # a blend with a popular list tries each definition for it; the others do not read one
-            for name in (w.lists if weights[2] > 0 else [global_definition]):
+        scored = {}
+        for days in ATTRIBUTE_WINDOWS:
+            group_top = w.groups[attribute_key] if days == 0 else w.recent_groups[attribute_key, days]
+            for name in w.lists:
                 newcomer = _tiled_full(w.lists[name][0], w.cold.channel_rows, w.lists[name][1])
-                recs = fuse_cold_batch((w.lightfm, group_top, newcomer), weights, CHOICE_K)
-                key = _weights_key(weights) + (f",newcomer_definition={name}" if weights[2] > 0 else "")
-                scored[key] = _score(recs, w.cold.truth)
-                candidates[key] = (weights, name)
+                # customers with the same attributes and channel have the same three lists (LightFM's vector
+                # is the sum of their attribute vectors): fuse each distinct triple once
+                distinct, inverse = np.unique(np.hstack([w.lightfm, group_top, newcomer]), axis=0,
+                                              return_inverse=True)
+                parts = np.split(distinct, np.cumsum([w.lightfm.shape[1], group_top.shape[1]]), axis=1)
+                for weights in COLD_WEIGHT_GRID:
+                    # a blend with a popular list tries each definition for it; the others do not read one
+                    if (weights[1] == 0 and days) or (weights[2] == 0 and name != global_definition):
+                        continue
+                    recs = fuse_cold_batch(parts, weights, CHOICE_K)[np.asarray(inverse).reshape(-1)]
+                    key = (_weights_key(weights) + (f",newcomer_definition={name}" if weights[2] > 0 else "")
+                           + (f",attribute_days={days}" if days else ""))
+                    scored[key] = _score(recs, w.cold.truth)
+                    candidates[key] = (weights, name, days)
         per_window_blends.append(scored)
     best_key = _select(per_window_blends, _weights_key(COLD_WEIGHT_GRID[0]))  # vs attribute popularity alone
-    best_weights, cold_definition = candidates[best_key]
+    best_weights, cold_definition, attribute_days = candidates[best_key]
     logger.info("cold start chosen on %s cold new customers: %s (attributes %s)",
                 [len(w.cold) for w in cold if w.cold is not None], best_key, attribute_key)
     validation["cold"] = {"customers": [len(w.cold) for w in cold if w.cold is not None],
                           "attribute_columns": attribute_scores, "chosen": best_key, "windows": per_window_blends}
     return NewcomerAnswers(definitions, global_definition, best_weights, tuple(attribute_key.split("+")),
-                           validation, cold_definition)
+                           validation, cold_definition, attribute_days)
 
 
 def fuse_cold_batch(lists: Sequence[np.ndarray], weights: Sequence[float], k: int) -> np.ndarray:
@@ -444,18 +637,64 @@ def _weights_key(weights: Sequence[float]) -> str:
     return ",".join(f"{name}={w:g}" for name, w in zip(COLD_LISTS, weights, strict=True))
 
 
-def newcomer_answers_for(day: int, data: TrainingData, model_before: Callable[[int], LoadedModel],
-                         window_days: int, first_day: int, windows: int = VALIDATION_WINDOWS
-                         ) -> NewcomerAnswers | None:
+class RunModels(Protocol):
+    """What this step reads of the run's model builder (:class:`recsvc_training.ranker.step.ModelsBefore`)."""
+
+    @property
+    def settings(self) -> TrainingSettings: ...
+
+
+#: Each run's window models by first day, shared by the evaluation's choice and the published set's (their
+#: windows overlap by one); dropped with the run's model builder.
+_WINDOW_MODELS: weakref.WeakKeyDictionary[Any, dict[tuple[int, bool], WindowModels]] = weakref.WeakKeyDictionary()
+
+
+def _has_cold_newcomers(data: TrainingData, start: int, days: int) -> bool:
+    """Whether at least :data:`MIN_COLD_CUSTOMERS` customers of the customers table with an attribute value
+    make their first purchase in ``[start, start + days)`` with no event before (who the blend would serve)."""
+    attributes = customer_attribute_columns(data.customers)
+    if not attributes:
+        return False
+    table = data.customers.drop_duplicates(C.CUSTOMER_ID)
+    values = table[attributes].astype("string").fillna("").apply(lambda col: col.str.strip() != "")
+    described = table[C.CUSTOMER_ID].astype(str).to_numpy()[values.any(axis=1).to_numpy()]
+    day = data.events[C.DAY].to_numpy()
+    ids = data.events[C.CUSTOMER_ID].astype(str).to_numpy()
+    window = (day >= start) & (day < start + days) & (data.events[C.EVENT].to_numpy() == C.PURCHASE)
+    newcomers = np.setdiff1d(np.unique(ids[window]), np.unique(ids[day < start]))
+    return int(np.isin(newcomers, described).sum()) >= MIN_COLD_CUSTOMERS
+
+
+def window_models_before(models: RunModels, data: TrainingData, day: int, *, coldstart: bool) -> WindowModels:
+    """:func:`build_window_models` of ``data.before(day)``, once per run (``models``) and day."""
+    cache = _WINDOW_MODELS.setdefault(models, {})
+    key = (day, coldstart)
+    if key not in cache:
+        if not coldstart and (day, True) in cache:
+            return cache[(day, True)]
+        started = time.perf_counter()
+        cache[key] = build_window_models(data.before(day), models.settings, coldstart=coldstart)
+        logger.info("newcomer answers: models before day %d (LightFM %s) in %.2fs", day,
+                    "fitted" if cache[key].coldstart is not None else "not fitted", time.perf_counter() - started)
+    return cache[key]
+
+
+def newcomer_answers_for(day: int, data: TrainingData, models: RunModels, window_days: int, first_day: int,
+                         windows: int = VALIDATION_WINDOWS) -> NewcomerAnswers | None:
     """The choice for a set built from the events before ``day``: judged on up to ``windows`` windows of
-    ``window_days`` before it (newest first), each with the models ``model_before(its start)``. A window needs
-    at least ``window_days`` of log before it; None when not even the newest has."""
+    ``window_days`` before it (newest first), each with the models built from the events before its start
+    (:func:`window_models_before`: only what the choice reads; LightFM only for a window with cold new
+    customers to judge it on). A window needs at least ``window_days`` of log before it; None when not even
+    the newest has."""
     chosen = []
     for n in range(1, windows + 1):
         start = day - n * window_days
         if window_days <= 0 or start - first_day < window_days:
             break
-        chosen.append((model_before(start), data.before(start + window_days), start))
+        window_data = data.before(start + window_days)
+        coldstart = models.settings.coldstart_max_purchases >= 0 and _has_cold_newcomers(window_data, start,
+                                                                                          window_days)
+        chosen.append((window_models_before(models, data, start, coldstart=coldstart), window_data, start))
     if not chosen:
         logger.info("newcomer answers: the log before day %d is too short for a %d-day validation window",
                     day, window_days)
@@ -468,23 +707,28 @@ def attach_newcomer_answers(artifacts: ArtifactSet, data: TrainingData, answers:
     (all of them before the set's cut-off), and record the choice in its manifest ``extra``."""
     arrays = artifacts.arrays
     item_ids, customer_ids, channels = arrays[ITEM_IDS], arrays[CUSTOMER_IDS], list(artifacts.channels)
-    n_items = item_ids.size
+    n_items, n_channels = item_ids.size, len(channels)
     end_day = int(artifacts.data_end_day) + 1
     p = purchase_rows(data.events, item_ids, customer_ids, channels)
-    per_channel = [newcomer_values(answers.channel_definitions.get(ch, answers.global_definition),
-                                   p[p["ch"].to_numpy() == c], n_items, end_day, arrays[POP_CHANNEL][c])
+    pairs = channel_pairs(p, n_items, n_channels)
+    values: dict[str, np.ndarray] = {}  # each definition once, for every channel it serves
+
+    def rows_of(definition: str) -> np.ndarray:
+        if definition not in values:
+            values[definition] = newcomer_value_rows(definition, pairs, end_day, arrays[POP_CHANNEL],
+                                                     arrays[POP_GLOBAL])
+        return values[definition]
+
+    per_channel = [rows_of(answers.channel_definitions.get(ch, answers.global_definition))[c]
                    for c, ch in enumerate(channels)]
     arrays[POP_NEWCOMER_CHANNEL] = (np.stack(per_channel) if per_channel
                                     else np.zeros((0, n_items), dtype=np.float32))
-    arrays[POP_NEWCOMER_GLOBAL] = newcomer_values(answers.global_definition, p, n_items, end_day, arrays[POP_GLOBAL])
+    arrays[POP_NEWCOMER_GLOBAL] = rows_of(answers.global_definition)[n_channels]
     artifacts.extra[NEWCOMER_EXTRA] = answers.newcomer_meta()
     cold = answers.cold_meta()
     if cold is not None and LFM_USER_EMBEDDINGS in arrays:
-        group, items = group_lists(data.customers, answers.attribute_columns, customer_ids, p, n_items)
+        recent = p if not answers.attribute_days else p[p["day"].to_numpy() >= end_day - answers.attribute_days]
+        group, items = group_lists(data.customers, answers.attribute_columns, customer_ids, recent, n_items)
         arrays[COLDSTART_GROUP], arrays[COLDSTART_GROUP_ITEMS] = group, items
-        definition = answers.cold_definition
-        per_channel = [newcomer_values(definition, p[p["ch"].to_numpy() == c], n_items, end_day, arrays[POP_CHANNEL][c])
-                       for c in range(len(channels))]
-        overall = newcomer_values(definition, p, n_items, end_day, arrays[POP_GLOBAL])
-        arrays[COLDSTART_NEWCOMER_ITEMS] = _top(np.stack([*per_channel, overall]), COLD_LIST_DEPTH).astype(np.int32)
+        arrays[COLDSTART_NEWCOMER_ITEMS] = _top(rows_of(answers.cold_definition), COLD_LIST_DEPTH).astype(np.int32)
         artifacts.extra[COLDSTART_EXTRA] = {**dict(artifacts.extra.get(COLDSTART_EXTRA) or {}), "choice": cold}
