@@ -98,6 +98,8 @@ def candidate_lists(contexts: Sequence[RankingContext], sources: Sequence[Candid
     """Each context's candidate lists, one per source. A source that reads neither the channel nor the store
     (``uses_channel`` False) is asked once per customer, today and context items within the batch: the
     nightly batch ranks every channel of a customer together, and only popularity differs between them."""
+    if len(contexts) == 1:  # a live request: nothing to share
+        return [tuple(source.candidates(contexts[0], k) for source in sources)]
     shared: dict[tuple[int, int, int, int, int, bytes], Candidates] = {}
     out = []
     for ctx in contexts:
@@ -115,6 +117,19 @@ def candidate_lists(contexts: Sequence[RankingContext], sources: Sequence[Candid
             lists.append(found)
         out.append(tuple(lists))
     return out
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate`` that hands back the one array of a batch of one (no copy: nothing writes to it)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _order_within(keys: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Indices ordering ``keys`` ascending within each of the (ascending) ``groups``, ties by index: a
+    stable argsort when there is one group, the same order as ``np.lexsort((keys, groups))``."""
+    if n_groups == 1:
+        return np.argsort(keys, kind="stable")
+    return np.lexsort((keys, groups))
 
 
 def _segment_starts(sizes: np.ndarray) -> np.ndarray:
@@ -144,8 +159,8 @@ def build_pools(model: LoadedModel, contexts: Sequence[RankingContext], sources:
         feats = np.zeros((0, n_features), dtype=np.float32)
         pools = [CandidatePool(empty, feats, lists, empty, empty) for lists in lists_of]
         return PoolBatch(pools, feats, np.zeros(q_count + 1, dtype=np.int64))
-    all_items = np.concatenate([c.items for c in flat_lists])
-    all_scores = np.concatenate([c.scores for c in flat_lists])
+    all_items = _joined([c.items for c in flat_lists])
+    all_scores = _joined([c.scores for c in flat_lists])
     entry_q = np.repeat(np.repeat(np.arange(q_count, dtype=np.int64), n_lists), entry_sizes)
     entry_list = np.repeat(np.tile(np.arange(n_lists, dtype=np.int64), q_count), entry_sizes)
     entry_position = np.arange(all_items.size, dtype=np.int64) - np.repeat(_segment_starts(entry_sizes),
@@ -171,10 +186,10 @@ def build_pools(model: LoadedModel, contexts: Sequence[RankingContext], sources:
     row_today = today[row_q]
 
     # History, concatenated: entry e belongs to request hist_q[e]; a pool row finds its entry by key search.
-    h_items = np.concatenate([h.items for h in histories]).astype(np.int64)
-    h_count = np.concatenate([h.count for h in histories])
-    h_first = np.concatenate([h.first_day for h in histories])
-    h_last = np.concatenate([h.last_day for h in histories])
+    h_items = _joined([h.items for h in histories]).astype(np.int64)
+    h_count = _joined([h.count for h in histories])
+    h_first = _joined([h.first_day for h in histories])
+    h_last = _joined([h.last_day for h in histories])
     hist_q = np.repeat(np.arange(q_count, dtype=np.int64), hist_len)
     h_start = _segment_starts(hist_len)
     h_keys = hist_q * n_all + h_items
@@ -221,7 +236,7 @@ def build_pools(model: LoadedModel, contexts: Sequence[RankingContext], sources:
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(bought, np.where(row_total > 0, stored[safe] / row_total, 0.0), 0.0)
         feats[:, col["hist_decayed_share"]] = np.where(rows_with_hist, share, np.nan)
-        by_own = np.lexsort((-stored, hist_q))  # within each request, largest first, ties by history order
+        by_own = _order_within(-stored, hist_q, q_count)  # per request, largest first, ties by history order
         order_in_history = np.empty(h_items.size, dtype=np.float64)
         order_in_history[by_own] = np.arange(h_items.size) - h_start[hist_q[by_own]]
         feats[:, col["hist_decayed_rank"]] = np.where(bought, order_in_history[safe], np.nan)
@@ -237,7 +252,7 @@ def build_pools(model: LoadedModel, contexts: Sequence[RankingContext], sources:
             # the batch holds
             als = np.multiply(m.item_factors[items[rows]], users).sum(axis=1, dtype=np.float32)
             feats[rows, col["cf_score"]] = als
-            by_score = np.lexsort((-als, row_q[rows]))  # stable: ties keep pool order, as argsort did
+            by_score = _order_within(-als, row_q[rows], q_count)  # stable: ties keep pool order
             als_rank = np.empty(rows.size, dtype=np.float32)
             als_rank[by_score] = np.arange(rows.size) - np.searchsorted(row_q[rows], row_q[rows][by_score])
             feats[rows, col["cf_rank"]] = als_rank
@@ -264,9 +279,12 @@ def build_pools(model: LoadedModel, contexts: Sequence[RankingContext], sources:
         tifu_score[pool_row[of_list]] = all_scores[of_list]
         feats[:, col["tifu_score"]] = tifu_score
 
-    row_channel = channel[row_q]
-    pop = np.where(row_channel >= 0, m.pop_channel[np.maximum(row_channel, 0), items] if m.pop_channel.size
-                   else m.pop_global[items], m.pop_global[items]).astype(m.pop_global.dtype)
+    if (channel == channel[0]).all():  # one channel for the whole batch (a live request, most batches)
+        pop = (m.pop_channel[channel[0]] if channel[0] >= 0 else m.pop_global)[items]
+    else:
+        row_channel = channel[row_q]
+        pop = np.where(row_channel >= 0, m.pop_channel[np.maximum(row_channel, 0), items] if m.pop_channel.size
+                       else m.pop_global[items], m.pop_global[items]).astype(m.pop_global.dtype)
     feats[:, col["pop_channel"]] = np.log1p(np.maximum(pop, 0))
     feats[:, col["pop_global"]] = np.log1p(np.maximum(m.pop_global[items], 0))
     trend = m.item_trend
