@@ -293,10 +293,13 @@ def recommend_many(engine: RecommendationEngine, customer_ids: Iterable[str], ch
     (:meth:`RecommendationEngine.recommend_batch`), in ``workers`` processes (see the module docstring;
     with more than one, the ids are read into chunks first)."""
     done = 0
-    parallel = worker_count(workers) > 1
-    chunks: Iterable[tuple[list[str], str, int, str]] = (
-        (ids, channel, n, store_id) for ids in _batches(customer_ids, CHUNK // 4 if parallel else CHUNK))
-    for results in _map_chunks(engine, _recommend_chunk, list(chunks) if parallel else chunks, workers):
+    chunks: Iterable[tuple[list[str], str, int, str]]
+    if worker_count(workers) > 1:
+        ids = list(customer_ids)
+        chunks = [(ids[lo:hi], channel, n, store_id) for lo, hi in _chunks(len(ids), worker_count(workers))]
+    else:
+        chunks = ((batch, channel, n, store_id) for batch in _batches(customer_ids, CHUNK))
+    for results in _map_chunks(engine, _recommend_chunk, chunks, workers):
         yield from results
         done += len(results)
         if progress is not None:
