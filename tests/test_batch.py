@@ -99,3 +99,20 @@ def test_the_learned_batch_and_its_workers_answer_what_recommend_answers_one_at_
                     np.testing.assert_array_equal(getattr(other, name), getattr(found, name))
     finally:
         batch.TREE_BATCH = old_batch
+
+
+def test_recommend_batch_refuses_what_recommend_refuses() -> None:
+    import pytest
+
+    from recsvc.errors import InvalidRequest
+
+    engine = _engine()
+    customer = str(engine.model.customers.ids[0])
+    for bad in (RecommendQuery(customer_id=customer, channel=""),
+                RecommendQuery(customer_id=customer, channel="web", num_items=10_000),
+                RecommendQuery(customer_id=customer, channel="web", exclude_item_ids=[""])):
+        with pytest.raises(InvalidRequest) as alone:
+            engine.recommend(bad)
+        with pytest.raises(InvalidRequest) as batched:
+            engine.recommend_batch([RecommendQuery(customer_id=customer, channel="web"), bad])
+        assert str(batched.value) == str(alone.value)

@@ -196,16 +196,7 @@ class RecommendationEngine:
             exclude ids or categories, more than ``max_context_items`` context ids; an empty string among
             the ids.
         """
-        if not query.channel:
-            raise InvalidRequest("channel: required; name the channel the customer is on, e.g. 'web', 'app' "
-                                 "or 'store'")
-        n = self._num_items(query.num_items, "num_items")
-        limit = self._settings.max_ids_per_request
-        self._check_ids(query.exclude_item_ids, "exclude_item_ids", limit)
-        self._check_ids(query.context_item_ids, "context_item_ids", self._settings.max_context_items)
-        self._check_ids(query.include_categories, "include_categories", limit)
-        self._check_ids(query.exclude_categories, "exclude_categories", limit)
-        return self._recommend(query, n)
+        return self._recommend(query, self._checked(query))
 
     def bundle(self, query: BundleQuery) -> BundleResult:
         """Items that complete a basket, and one bundle built around the basket's strongest anchor.
@@ -274,6 +265,19 @@ class RecommendationEngine:
                             n).rows
 
     # -------------------------------------------------------------------------------------------- validation
+
+    def _checked(self, query: RecommendQuery) -> int:
+        """Validate a Recommend query (see :meth:`recommend`); the number of items to answer."""
+        if not query.channel:
+            raise InvalidRequest("channel: required; name the channel the customer is on, e.g. 'web', 'app' "
+                                 "or 'store'")
+        n = self._num_items(query.num_items, "num_items")
+        limit = self._settings.max_ids_per_request
+        self._check_ids(query.exclude_item_ids, "exclude_item_ids", limit)
+        self._check_ids(query.context_item_ids, "context_item_ids", self._settings.max_context_items)
+        self._check_ids(query.include_categories, "include_categories", limit)
+        self._check_ids(query.exclude_categories, "exclude_categories", limit)
+        return n
 
     def _num_items(self, value: int, field_name: str) -> int:
         limit = self._settings.max_num_items
@@ -469,17 +473,7 @@ class RecommendationEngine:
         answers, other paths) are answered one by one. For campaigns and other batch callers; a live
         request is a batch of one (:meth:`recommend`)."""
         m = self._model
-        prepared: list[tuple[RecommendQuery, int]] = []
-        for query in queries:
-            if not query.channel:
-                self.recommend(query)  # raises the error recommend raises
-            n = self._num_items(query.num_items, "num_items")
-            limit = self._settings.max_ids_per_request
-            self._check_ids(query.exclude_item_ids, "exclude_item_ids", limit)
-            self._check_ids(query.context_item_ids, "context_item_ids", self._settings.max_context_items)
-            self._check_ids(query.include_categories, "include_categories", limit)
-            self._check_ids(query.exclude_categories, "exclude_categories", limit)
-            prepared.append((query, n))
+        prepared = [(query, self._checked(query)) for query in queries]
         contexts: list[RankingContext] = []
         names: list[str] = []
         at: list[int] = []
