@@ -131,6 +131,9 @@ class TrainingSettings:
     #: Only customers with a purchase in the last this-many days of the log get a list (0: every customer
     #: with history); the others are ranked live when they come.
     stored_lists_active_days: int = 0
+    #: Processes that rank the stored lists (forked after the set is loaded, so they share its memory-mapped
+    #: pages; each takes chunks of customers): 1 ranks in the training process, 0 uses every core.
+    stored_lists_workers: int = 1
 
 
 @dataclass(frozen=True)

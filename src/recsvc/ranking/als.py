@@ -56,6 +56,7 @@ class AlsSource(CandidateSource):
 
     name = "als"
     needs_customer = True
+    uses_channel = False
     max_explain_history: int = 200
 
     def candidates(self, ctx: RankingContext, k: int) -> Candidates:

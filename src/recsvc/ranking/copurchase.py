@@ -75,6 +75,7 @@ class CoPurchaseSource(CandidateSource):
     """Neighbours of the context items and of the customer's recent purchases; reason BOUGHT_TOGETHER."""
 
     name = "copurchase"
+    uses_channel = False
     recent_items: int = 10
     context_weight: float = 1.0
     history_weight_min: float = 0.25

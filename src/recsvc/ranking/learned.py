@@ -21,7 +21,7 @@ from recsvc.artifacts import ArtifactError
 from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.ranking.als import AlsSource
 from recsvc.ranking.copurchase import CoPurchaseSource
-from recsvc.ranking.features import FEATURE_NAMES, CandidatePool, build_pool
+from recsvc.ranking.features import FEATURE_NAMES, CandidatePool, build_pools
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.next_basket import NextBasketSource
 from recsvc.ranking.popularity import PopularitySource
@@ -92,25 +92,21 @@ class LearnedRanker:
         return cls(model, TreeEnsemble.from_part(part), pool_per_source)
 
     def rank(self, ctx: RankingContext) -> RankedPool:
-        """The pool for ``ctx`` ordered by the ranker (ties by lower item row)."""
-        pool = build_pool(self.model, ctx, self.sources, self.pool_per_source)
-        if len(pool) == 0:
-            return RankedPool(pool, np.zeros(0, dtype=np.int64), np.zeros(0))
-        return self._ordered(pool, self.ensemble.predict(pool.features))
+        """The pool for ``ctx`` ordered by the ranker (ties by lower item row): :meth:`rank_many` of one."""
+        return self.rank_many([ctx])[0]
 
     def rank_many(self, contexts: Sequence[RankingContext]) -> list[RankedPool]:
-        """:meth:`rank` for each context, the ensemble evaluated once over all their pools (the batch path:
-        a tree evaluation's cost is mostly per call, and a row's score does not depend on the other rows, so
-        each pool gets the scores :meth:`rank` would give it)."""
-        pools = [build_pool(self.model, ctx, self.sources, self.pool_per_source) for ctx in contexts]
-        sizes = [len(pool) for pool in pools]
-        if sum(sizes) == 0:
-            return [RankedPool(pool, np.zeros(0, dtype=np.int64), np.zeros(0)) for pool in pools]
-        scores = self.ensemble.predict(np.concatenate([pool.features for pool in pools]))
-        bounds = np.cumsum([0, *sizes])
+        """:meth:`rank` for each context: the pools built together (:func:`~recsvc.ranking.features.build_pools`)
+        and the ensemble evaluated once over all their rows (a tree evaluation's cost is mostly per call, and a
+        row's score does not depend on the other rows, so each pool gets the scores it gets alone)."""
+        batch = build_pools(self.model, contexts, self.sources, self.pool_per_source)
+        if batch.features.shape[0] == 0:
+            return [RankedPool(pool, np.zeros(0, dtype=np.int64), np.zeros(0)) for pool in batch.pools]
+        scores = self.ensemble.predict(batch.features)
+        bounds = batch.bounds.tolist()
         return [self._ordered(pool, scores[lo:hi]) if hi > lo else
                 RankedPool(pool, np.zeros(0, dtype=np.int64), np.zeros(0))
-                for pool, lo, hi in zip(pools, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+                for pool, lo, hi in zip(batch.pools, bounds[:-1], bounds[1:], strict=True)]
 
     @staticmethod
     def _ordered(pool: CandidatePool, scores: np.ndarray) -> RankedPool:

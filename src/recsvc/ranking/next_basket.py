@@ -22,6 +22,7 @@ class NextBasketSource(CandidateSource):
 
     name = "tifu_knn"
     needs_customer = True
+    uses_channel = False
     max_explain_history: int = 200
 
     def __init__(self, model: LoadedModel) -> None:

@@ -134,6 +134,15 @@ class RankingPaths:
             return self._policies.coldstart(channel_row)
         return self._policies.get(channel_row)
 
+    def learned_path(self, customer_row: int, channel_row: int, applied: AppliedPolicy | None) -> str | None:
+        """The policy name :meth:`rank` reports when it ranks this customer with the learned ranker's whole
+        pool (what a batch may rank ahead, :meth:`LearnedRanker.rank_many`); None for every other path."""
+        if customer_row < 0 or self._learned is None or (applied is not None and applied.coldstart):
+            return None
+        if applied is None and self.chosen(channel_row) != POLICY_LEARNED:
+            return None
+        return (applied.name if applied is not None else "") or POLICY_LEARNED
+
     def rank(self, ctx: RankingContext, n: int, blocked: int, applied: AppliedPolicy | None) -> Ranked:
         """Candidates for ``ctx`` best first, before filters; ``n`` items will be shown and ``blocked`` items
         are known to be filtered out (both size each source's list)."""

@@ -196,16 +196,7 @@ class RecommendationEngine:
             exclude ids or categories, more than ``max_context_items`` context ids; an empty string among
             the ids.
         """
-        if not query.channel:
-            raise InvalidRequest("channel: required; name the channel the customer is on, e.g. 'web', 'app' "
-                                 "or 'store'")
-        n = self._num_items(query.num_items, "num_items")
-        limit = self._settings.max_ids_per_request
-        self._check_ids(query.exclude_item_ids, "exclude_item_ids", limit)
-        self._check_ids(query.context_item_ids, "context_item_ids", self._settings.max_context_items)
-        self._check_ids(query.include_categories, "include_categories", limit)
-        self._check_ids(query.exclude_categories, "exclude_categories", limit)
-        return self._recommend(query, n)
+        return self._recommend(query, self._checked(query))
 
     def bundle(self, query: BundleQuery) -> BundleResult:
         """Items that complete a basket, and one bundle built around the basket's strongest anchor.
@@ -275,6 +266,19 @@ class RecommendationEngine:
 
     # -------------------------------------------------------------------------------------------- validation
 
+    def _checked(self, query: RecommendQuery) -> int:
+        """Validate a Recommend query (see :meth:`recommend`); the number of items to answer."""
+        if not query.channel:
+            raise InvalidRequest("channel: required; name the channel the customer is on, e.g. 'web', 'app' "
+                                 "or 'store'")
+        n = self._num_items(query.num_items, "num_items")
+        limit = self._settings.max_ids_per_request
+        self._check_ids(query.exclude_item_ids, "exclude_item_ids", limit)
+        self._check_ids(query.context_item_ids, "context_item_ids", self._settings.max_context_items)
+        self._check_ids(query.include_categories, "include_categories", limit)
+        self._check_ids(query.exclude_categories, "exclude_categories", limit)
+        return n
+
     def _num_items(self, value: int, field_name: str) -> int:
         limit = self._settings.max_num_items
         if value == 0:
@@ -335,10 +339,12 @@ class RecommendationEngine:
 
     def _select(self, customer_row: int, channel_row: int, store_row: int, context_rows: np.ndarray,
                 exclude_rows: np.ndarray, category_allowed: np.ndarray | None, in_stock: np.ndarray | None,
-                sold_everywhere: np.ndarray | None, n: int, live: LiveRows | None = None) -> _Selection:
+                sold_everywhere: np.ndarray | None, n: int, live: LiveRows | None = None,
+                ranked: Ranked | None = None) -> _Selection:
         """The Recommend answer as rows (the one ranking path of :meth:`recommend` and
         :meth:`top_item_rows`): rank, filter, then fill from popularity when the filters leave it short.
-        ``live`` rows join the context for ranking only; its hidden purchases are blocked."""
+        ``live`` rows join the context for ranking only; its hidden purchases are blocked. ``ranked`` is the
+        ranking :meth:`recommend_batch` computed for this query in its batch (None: rank here)."""
         ranking_rows = context_rows if live is None else ordered_unique(np.concatenate([context_rows, live.context]))
         ctx = self._context(customer_row, channel_row, store_row, ranking_rows)
         applied = self._paths.policy(customer_row, channel_row)
@@ -346,12 +352,13 @@ class RecommendationEngine:
         blocked = np.unique(np.concatenate([context_rows, exclude_rows, hidden,
                                             live.hidden if live is not None else _NO_ROWS]))
         item_filter = ItemFilter(self._model, channel_row, category_allowed, blocked, in_stock, sold_everywhere)
-        ranked = self._paths.rank(ctx, n, blocked.size, applied)
+        if ranked is None:
+            ranked = self._paths.rank(ctx, n, blocked.size, applied)
         chosen = np.flatnonzero(item_filter.allows(ranked.items))[:n]
         fill = fill_popular(self._popularity, ctx, item_filter, ranked.items[chosen], n - chosen.size)
         return _Selection(ctx, ranked, chosen, fill, ranked.policy)
 
-    def _recommend(self, query: RecommendQuery, n: int) -> RecommendResult:
+    def _recommend(self, query: RecommendQuery, n: int, ranked: Ranked | None = None) -> RecommendResult:
         m = self._model
         live = query.live
         customer_row = live.customer_row if live is not None else m.resolve_customer(query.customer_id)
@@ -392,7 +399,8 @@ class RecommendationEngine:
         rows = (live_rows(m, live, m.history(customer_row), self._today(), self._settings.max_context_items)
                 if live is not None else None)
         chosen = self._select(customer_row, channel_filter.channel_row, store_row, ordered_unique(context_all),
-                              exclude_rows, category_allowed, in_stock, channel_filter.sold_everywhere, n, rows)
+                              exclude_rows, category_allowed, in_stock, channel_filter.sold_everywhere, n, rows,
+                              ranked)
         ranked, fill, ctx = chosen.ranked, chosen.fill, chosen.ctx
         reasons = ranked.reasons(chosen.chosen, m, ctx)
         if rows is not None:
@@ -428,27 +436,70 @@ class RecommendationEngine:
         what the stored lists hold (:mod:`recsvc.ranking.batch`), the trees evaluated once for all of them.
         None for a customer not ranked by the learned ranker (no ranker, custom sources, cold start) or one a
         channel policy hides items from (the caller ranks those through :meth:`recommend`)."""
+        return self.ranked_pools_on(customer_rows, [channel_row] * len(customer_rows))
+
+    def ranked_pools_on(self, customer_rows: Sequence[int], channel_rows: Sequence[int]) -> list[Ranked | None]:
+        """:meth:`ranked_pools` for (customer row, channel row) pairs, all ranked in one batch: the pairs of one
+        customer on several channels share the candidate lists that do not depend on the channel."""
         learned = self._paths.learned
         out: list[Ranked | None] = [None] * len(customer_rows)
-        if learned is None or channel_row < 0:
+        if learned is None:
             return out
         at: list[int] = []
         names: list[str] = []
-        for i, row in enumerate(customer_rows):
+        for i, (row, channel_row) in enumerate(zip(customer_rows, channel_rows, strict=True)):
+            if row < 0 or channel_row < 0:
+                continue
             applied = self._paths.policy(row, channel_row)
-            if row < 0 or (applied is not None and (applied.coldstart or not applied.repurchase
-                                                    or applied.exclude_bought_within_days > 0)):
+            if applied is not None and (applied.coldstart or not applied.repurchase
+                                        or applied.exclude_bought_within_days > 0):
                 continue
             at.append(i)
             names.append((applied.name if applied is not None else "") or POLICY_LEARNED)
-        ranked = learned.rank_many([self._context(int(customer_rows[i]), channel_row, -1, _NO_ROWS) for i in at])
+        ranked = learned.rank_many([self._context(int(customer_rows[i]), int(channel_rows[i]), -1, _NO_ROWS)
+                                    for i in at])
         for i, name, result in zip(at, names, ranked, strict=True):
             pool = result.pool
             items = pool.items[result.order]
-            keep = np.flatnonzero(self._model.channel_mask(channel_row, items))
+            keep = np.flatnonzero(self._model.channel_mask(int(channel_rows[i]), items))
             out[i] = Ranked(items[keep], result.scores[keep], pool.lists, pool.reason_list[result.order][keep],
                             pool.reason_position[result.order][keep], name)
         return out
+
+    def recommend_batch(self, queries: Sequence[RecommendQuery]) -> list[RecommendResult]:
+        """:meth:`recommend` for each query, in order, the same answers (each query is validated the same way
+        and raises what :meth:`recommend` raises): the queries live ranking would rank on the learned path
+        have their pools built and scored together (one tree evaluation for the batch), the rest (stored
+        answers, other paths) are answered one by one. For campaigns and other batch callers; a live
+        request is a batch of one (:meth:`recommend`)."""
+        m = self._model
+        prepared = [(query, self._checked(query)) for query in queries]
+        contexts: list[RankingContext] = []
+        names: list[str] = []
+        at: list[int] = []
+        learned = self._paths.learned
+        for i, (query, _n) in enumerate(prepared):
+            # only the plain case (no context, no live events, no store): what campaigns and the nightly ask
+            if learned is None or query.context_item_ids or query.live is not None or query.store_id:
+                continue
+            row = m.resolve_customer(query.customer_id)
+            channel_row = self._channel_filter(query.channel)[0].channel_row
+            if row < 0 or (self._stored is not None and channel_row >= 0):
+                continue  # unknown: popular; a stored list answers it (or live ranking, rarely, one by one)
+            applied = self._paths.policy(row, channel_row)
+            name = self._paths.learned_path(row, channel_row, applied)
+            if name is None:
+                continue
+            at.append(i)
+            names.append(name)
+            contexts.append(self._context(row, channel_row, -1, _NO_ROWS))
+        ranked: list[Ranked | None] = [None] * len(prepared)
+        for i, name, result in zip(at, names, learned.rank_many(contexts) if learned is not None and contexts
+                                   else [], strict=True):
+            pool = result.pool
+            ranked[i] = Ranked(pool.items[result.order], result.scores, pool.lists, pool.reason_list[result.order],
+                               pool.reason_position[result.order], name)
+        return [self._recommend(query, n, ranked[i]) for i, (query, n) in enumerate(prepared)]
 
     def _bundle(self, query: BundleQuery, n: int, size: int) -> BundleResult:
         m = self._model

@@ -43,6 +43,7 @@ class RepurchaseSource(CandidateSource):
 
     name = "repurchase"
     needs_customer = True
+    uses_channel = False
 
     floor: float = 0.1
     due_width_before: float = 0.35

@@ -176,6 +176,9 @@ class CandidateSource(abc.ABC):
     name: str = ""
     #: Whether the source has anything to say without a known customer (the engine skips it otherwise).
     needs_customer: bool = False
+    #: Whether :meth:`candidates` reads the request's channel or store; a source that reads neither says False,
+    #: and a batch asks it once for all channels of a customer (:func:`recsvc.ranking.features.candidate_lists`).
+    uses_channel: bool = True
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model

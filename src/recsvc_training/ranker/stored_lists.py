@@ -2,13 +2,15 @@
 
 Runs after the ranker is fitted and the gate passed, before publishing. It loads the finished set as the
 server would (:class:`~recsvc.ranking.model.LoadedModel`), builds the served engine on it and ranks with
-:func:`recsvc.ranking.batch.stored_rows`, the one batch path campaigns use too, so the stored list is the
+:func:`recsvc.ranking.batch.stored_rows_by_channel`, the one batch path campaigns use too, so the stored list is the
 live ranking of a customer without fresh events, item for item. The engine's clock is the set's creation
 time: "today" is the data's last day, the day a server loading the set that night ranks as of.
 
 Which customers: every customer with a purchase history, or (``stored_lists_active_days`` > 0) only those who
 bought in the last that-many days of the log; customers the learned ranker does not rank (cold start) get no
-list. A set without a learned ranker gets no stored lists (the rank fusion is cheap enough live).
+list. A set without a learned ranker gets no stored lists (the rank fusion is cheap enough live). Every
+channel of a customer is ranked in one batch, in ``stored_lists_workers`` forked processes
+(:mod:`recsvc.ranking.batch` says how the work is split).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from recsvc.artifacts import ArtifactSet
 from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.artifacts.parts.stored_lists import StoredLists
 from recsvc.config import TrainingSettings
-from recsvc.ranking.batch import stored_rows
+from recsvc.ranking.batch import stored_rows_by_channel
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.recommender import RecommendationEngine
 
@@ -55,14 +57,14 @@ def rank_stored_lists(artifacts: ArtifactSet, settings: TrainingSettings,
     rows = chosen_customers(model, settings.stored_lists_active_days) if customers is None else customers
     length = int(settings.stored_list_length)
     started = time.perf_counter()
-    per_channel = []
     ranked = np.zeros(rows.size, dtype=bool)
-    for channel in model.channels:
-        def progress(done: int, channel: str = channel) -> None:
-            logger.info("stored lists, %s: %d of %d customers", channel, done, rows.size)
 
-        found, on_learned_path = stored_rows(engine, rows, channel, length, progress)
-        per_channel.append(found)
+    def progress(done: int) -> None:
+        logger.info("stored lists: %d of %d customers (every channel)", done, rows.size)
+
+    found = stored_rows_by_channel(engine, rows, model.channels, length, progress, settings.stored_lists_workers)
+    per_channel = [rows_of_channel for rows_of_channel, _ in found]
+    for _, on_learned_path in found:
         ranked |= on_learned_path
     if not per_channel or not ranked.any():
         return None
