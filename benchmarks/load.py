@@ -86,6 +86,8 @@ TARGETS = {
 }
 #: Requests per caller of the ``100k-stored`` scenario: their customers are the ones it ranks ahead.
 STORED_REQUESTS_PER_CALLER = 300
+#: The 100k set with its stored lists, as ``100k-stored`` publishes it.
+STORED_VERSION = "bench-100k-stored"
 
 
 # ------------------------------------------------------------------------------------------ requests
@@ -539,6 +541,7 @@ class Options:
     swap_duration: float
     quiet_wait: float
     work: Path
+    reuse_stored: bool = False
 
 
 def _spec(n_items: int, seed: int = 0, learned_ranker: bool = True) -> SyntheticSpec:
@@ -646,6 +649,15 @@ def scenario_stored(opts: Options, report: dict[str, Any]) -> None:
     spec = _spec(100_000)
     root = opts.work / "artifacts-100k"
     version, _ = ensure_published(root, spec, "bench-100k-a")
+    if opts.reuse_stored and (root / "versions" / STORED_VERSION).is_dir():
+        # iterating on the serving layer: serve the stored lists ranked by an earlier run (its nightly numbers
+        # stay in the report as that run left them)
+        from recsvc.artifacts import set_current
+
+        set_current(root, STORED_VERSION)
+        logger.info("reusing the stored lists of %s (no nightly ranking this run)", STORED_VERSION)
+        _serve_stored(opts, report, root, spec, version)
+        return
     artifacts = load_artifact_set(root / "versions" / version)
     model = LoadedModel(artifacts)
     asked = {recsvc_pb2.RecommendRequest.FromString(body).customer_id
@@ -669,9 +681,15 @@ def scenario_stored(opts: Options, report: dict[str, Any]) -> None:
     report.setdefault("nightly", {})["100k"] = nightly
     logger.info("nightly ranking: %s", nightly)
     stored = dataclasses.replace(artifacts, arrays={**artifacts.arrays, **part.to_arrays()},
-                                 extra={**artifacts.extra, **part.to_extra()}, version="bench-100k-stored")
+                                 extra={**artifacts.extra, **part.to_extra()}, version=STORED_VERSION)
     publish_artifacts(stored, root, keep=10)
     del artifacts, stored
+    _serve_stored(opts, report, root, spec, version)
+
+
+def _serve_stored(opts: Options, report: dict[str, Any], root: Path, spec: SyntheticSpec, version: str) -> None:
+    """The stored and live Recommend runs of :func:`scenario_stored` on the published stored set; ``CURRENT``
+    goes back to ``version`` afterwards."""
     try:
         with running(start_server(root, opts.workers, opts.work)) as server:
             for label, variant in (("100k-stored", ""), ("100k-context", "context")):
@@ -909,6 +927,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--swap-duration", type=float, default=40.0)
     parser.add_argument("--quiet-wait", type=float, default=300.0,
                         help="wait up to this many seconds for other jobs on the machine to finish")
+    parser.add_argument("--reuse-stored", action="store_true",
+                        help="100k-stored: serve the stored lists an earlier run published instead of ranking "
+                             "them again (for iterating on the server; the nightly numbers are not re-measured)")
     parser.add_argument("--work-dir", default="benchmarks/results/raw",
                         help="artifact cache, server logs and raw per-request results (git-ignored)")
     args = parser.parse_args(argv)
@@ -919,7 +940,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     opts = Options(callers=args.callers, duration=args.duration, warmup=args.warmup, workers=args.workers,
                    paced_share=args.paced_share, swap_share=args.swap_share, swap_duration=args.swap_duration,
-                   quiet_wait=args.quiet_wait, work=work)
+                   quiet_wait=args.quiet_wait, work=work, reuse_stored=args.reuse_stored)
     out = Path(args.out)
     report: dict[str, Any] = {"command": "python -m benchmarks.load " + " ".join(argv or sys.argv[1:]),
                               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
@@ -928,6 +949,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.is_file() and args.scenario != "all":  # a single scenario updates the last full report
         previous = json.loads(out.read_text())
         report["sets"], report["runs"] = previous.get("sets", {}), previous.get("runs", {})
+        if previous.get("nightly"):
+            report["nightly"] = previous["nightly"]
         report["reruns"] = [*previous.get("reruns", []), f"{report['date']}: {report['command']}"]
         report["command"], report["date"] = previous.get("command", report["command"]), previous.get("date", "")
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
