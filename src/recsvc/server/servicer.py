@@ -41,7 +41,7 @@ def add_scored_items(target: Any, suggestions: Iterable[Suggestion]) -> None:
     for s in suggestions:
         r = s.reason
         reason = add(item_id=s.item_id, score=s.score, title=s.title, category=s.category).reason
-        reason.kind = r.kind  # type: ignore[assignment]  # an IntEnum of the same values
+        reason.kind = r.kind  # an IntEnum of the same values
         reason.text = r.text
         if r.source_item_ids:
             reason.source_item_ids.extend(r.source_item_ids)
