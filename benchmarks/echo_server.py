@@ -40,13 +40,28 @@ def _items(n: int = 10) -> list[recsvc_pb2.ScoredItem]:
             for i in range(n)]
 
 
+def _recommend_items(n: int = 10) -> list[recsvc_pb2.ScoredItem]:
+    """Items shaped like a stored-path answer's (three "bought before" reasons with the days, channel and store
+    they name), so the canned Recommend answer is as long as the real one (~1,040 bytes on the 100k set)."""
+    items = _items(n)
+    for i, item in enumerate(items[:3]):
+        item.reason.kind = recsvc_pb2.REASON_KIND_BOUGHT_BEFORE
+        item.reason.text = f"You buy this every ~{17 + i} days; last bought {289 + i} days ago"
+        item.reason.days_since_last_purchase = 289 + i
+        item.reason.typical_interval_days = 16.8 + i
+        item.reason.source_channel = "store"
+        item.reason.source_store_id = f"S{28 + i:03d}"
+    return items
+
+
 def canned_responses() -> dict[str, bytes]:
-    """Serialised responses by method path: 10 items each, like the real server's default answer."""
+    """Serialised responses by method path: 10 items each, like the real server's default answer (the
+    Recommend one with the header fields a real answer carries: recommendation id, version, customer)."""
     items = _items()
     return {
         f"/{SERVICE}/Recommend": recsvc_pb2.RecommendResponse(
-            items=items, model_version="echo", resolved_customer_id="C0000042", known_customer=True,
-            policy="blend").SerializeToString(),
+            recommendation_id="r3f9c0a1b2c3d4e5f-1a2b", items=_recommend_items(), model_version="bench-100k-stored",
+            resolved_customer_id="C0000042", known_customer=True, policy="learned").SerializeToString(),
         f"/{SERVICE}/RecommendBundle": recsvc_pb2.RecommendBundleResponse(
             items=items, bundle=recsvc_pb2.Bundle(anchor_item_id="I0000001", items=items[:2], score=1.5),
             model_version="echo").SerializeToString(),

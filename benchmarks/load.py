@@ -86,6 +86,8 @@ TARGETS = {
 }
 #: Requests per caller of the ``100k-stored`` scenario: their customers are the ones it ranks ahead.
 STORED_REQUESTS_PER_CALLER = 300
+#: The 100k set with its stored lists, as ``100k-stored`` publishes it.
+STORED_VERSION = "bench-100k-stored"
 
 
 # ------------------------------------------------------------------------------------------ requests
@@ -370,13 +372,16 @@ def _wait_serving(target: str, process: subprocess.Popen[bytes], log: Path, time
     raise TimeoutError(f"{target} not SERVING within {timeout:.0f}s; see {log}")
 
 
-def start_server(root: Path, workers: int, log_dir: Path, extra_env: dict[str, str] | None = None) -> ServerHandle:
-    """``python -m recsvc serve`` on a free loopback port, ``workers`` processes; waits for SERVING."""
+def start_server(root: Path, workers: int, log_dir: Path, extra_env: dict[str, str] | None = None,
+                 threads: int = 0) -> ServerHandle:
+    """``python -m recsvc serve`` on a free loopback port, ``workers`` processes (``threads`` ranking threads
+    each, 0 = the server's default ``max_workers``); waits for SERVING."""
     port = free_port()
     log = log_dir / f"server-{root.name}-{port}.log"
     # Metrics on, as an operator runs it (each worker serves its registry on metrics_port + its index).
     env = {**os.environ, "RECSVC_SERVER__WORKERS": str(workers), "RECSVC_SERVER__RELOAD_POLL_SECONDS": "0",
-           "RECSVC_SERVER__METRICS_PORT": str(free_port_run(workers)), **(extra_env or {})}
+           "RECSVC_SERVER__METRICS_PORT": str(free_port_run(workers)),
+           **({"RECSVC_SERVER__MAX_WORKERS": str(threads)} if threads > 0 else {}), **(extra_env or {})}
     with log.open("wb") as fh:
         process = subprocess.Popen([sys.executable, "-m", "recsvc", "--log-level", "WARNING", "serve",
                                     "--artifacts", str(root), "--host", "127.0.0.1", "--port", str(port)],
@@ -390,11 +395,14 @@ def start_server(root: Path, workers: int, log_dir: Path, extra_env: dict[str, s
     return handle
 
 
-def start_echo(workers: int, log_dir: Path) -> ServerHandle:
+def start_echo(workers: int, log_dir: Path, threads: int = 0) -> ServerHandle:
+    """The echo server, ``workers`` processes of ``threads`` handler threads (0 = its default, as the real
+    server's ``max_workers``)."""
     port = free_port()
     log = log_dir / f"echo-{port}.log"
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.echo_server", "--port", str(port),
-                                "--workers", str(workers)], stdout=subprocess.PIPE, stderr=log.open("wb"))
+                                "--workers", str(workers), *(["--max-workers", str(threads)] if threads > 0 else [])],
+                               stdout=subprocess.PIPE, stderr=log.open("wb"))
     assert process.stdout is not None
     line = process.stdout.readline().decode()
     if not line.startswith("READY"):
@@ -539,6 +547,8 @@ class Options:
     swap_duration: float
     quiet_wait: float
     work: Path
+    reuse_stored: bool = False
+    threads: int = 0
 
 
 def _spec(n_items: int, seed: int = 0, learned_ranker: bool = True) -> SyntheticSpec:
@@ -547,7 +557,7 @@ def _spec(n_items: int, seed: int = 0, learned_ranker: bool = True) -> Synthetic
 
 def scenario_echo(opts: Options, report: dict[str, Any]) -> None:
     spec = _spec(100_000)
-    with running(start_echo(opts.workers, opts.work)) as echo:
+    with running(start_echo(opts.workers, opts.work, threads=opts.threads)) as echo:
         for rpc in RPCS:
             result, _, _ = run_load(f"echo-{rpc}", echo, rpc, spec, opts.callers, opts.duration, opts.warmup,
                                     opts.work)
@@ -563,7 +573,7 @@ def scenario_catalog(opts: Options, report: dict[str, Any], n_items: int, label:
     report["sets"][label] = {"items": n_items, "customers": spec.n_customers, "factors": spec.factors,
                              "disk_mb": round(set_size_bytes(root / "versions" / version) / 1e6, 1), "ann": ann,
                              "ranker": {k: ranker[k] for k in ("trees", "max_depth", "pool_per_source") if k in ranker}}
-    with running(start_server(root, opts.workers, opts.work)) as server:
+    with running(start_server(root, opts.workers, opts.work, threads=opts.threads)) as server:
         idle_rss, idle_pss = memory_kib(server.pids())
         report["sets"][label].update(server_rss_mb=round(idle_rss / 1024, 1), server_pss_mb=round(idle_pss / 1024, 1))
         for rpc in RPCS:
@@ -580,7 +590,7 @@ def scenario_catalog(opts: Options, report: dict[str, Any], n_items: int, label:
                 # The same paced load on the bare echo server: the latency this machine, gRPC and the callers
                 # give any server at that rate, so the recsvc run's excess is what the ranking costs.
                 wait_for_quiet(opts.quiet_wait / 5)
-                with running(start_echo(opts.workers, opts.work)) as echo:
+                with running(start_echo(opts.workers, opts.work, threads=opts.threads)) as echo:
                     floor, _, _ = run_load(f"{label}-{rpc}-paced-echo", echo, rpc, spec, opts.callers,
                                            opts.duration, opts.warmup, opts.work, rate=rate)
                 _record(report, floor)
@@ -593,7 +603,7 @@ def scenario_swap(opts: Options, report: dict[str, Any]) -> None:
     ensure_published(root, spec_a, "bench-1m-a")  # ... so CURRENT names the first when the server starts
     from recsvc.artifacts import set_current
 
-    with running(start_server(root, opts.workers, opts.work)) as server:
+    with running(start_server(root, opts.workers, opts.work, threads=opts.threads)) as server:
         steady_rss, steady_pss = memory_kib(server.pids())
         peak = report["runs"].get("1m-Recommend", {}).get("qps", 0.0)
         if not peak:
@@ -646,6 +656,15 @@ def scenario_stored(opts: Options, report: dict[str, Any]) -> None:
     spec = _spec(100_000)
     root = opts.work / "artifacts-100k"
     version, _ = ensure_published(root, spec, "bench-100k-a")
+    if opts.reuse_stored and (root / "versions" / STORED_VERSION).is_dir():
+        # iterating on the serving layer: serve the stored lists ranked by an earlier run (its nightly numbers
+        # stay in the report as that run left them)
+        from recsvc.artifacts import set_current
+
+        set_current(root, STORED_VERSION)
+        logger.info("reusing the stored lists of %s (no nightly ranking this run)", STORED_VERSION)
+        _serve_stored(opts, report, root, spec, version)
+        return
     artifacts = load_artifact_set(root / "versions" / version)
     model = LoadedModel(artifacts)
     asked = {recsvc_pb2.RecommendRequest.FromString(body).customer_id
@@ -669,11 +688,22 @@ def scenario_stored(opts: Options, report: dict[str, Any]) -> None:
     report.setdefault("nightly", {})["100k"] = nightly
     logger.info("nightly ranking: %s", nightly)
     stored = dataclasses.replace(artifacts, arrays={**artifacts.arrays, **part.to_arrays()},
-                                 extra={**artifacts.extra, **part.to_extra()}, version="bench-100k-stored")
+                                 extra={**artifacts.extra, **part.to_extra()}, version=STORED_VERSION)
+    folder = root / "versions" / STORED_VERSION
+    if folder.is_dir():  # an earlier run's lists: replaced by this run's (a version is never published twice)
+        import shutil
+
+        shutil.rmtree(folder)
     publish_artifacts(stored, root, keep=10)
     del artifacts, stored
+    _serve_stored(opts, report, root, spec, version)
+
+
+def _serve_stored(opts: Options, report: dict[str, Any], root: Path, spec: SyntheticSpec, version: str) -> None:
+    """The stored and live Recommend runs of :func:`scenario_stored` on the published stored set; ``CURRENT``
+    goes back to ``version`` afterwards."""
     try:
-        with running(start_server(root, opts.workers, opts.work)) as server:
+        with running(start_server(root, opts.workers, opts.work, threads=opts.threads)) as server:
             for label, variant in (("100k-stored", ""), ("100k-context", "context")):
                 wait_for_quiet(opts.quiet_wait / 5)
                 result, _, _ = run_load(f"{label}-Recommend", server, "Recommend", spec, opts.callers, opts.duration,
@@ -687,7 +717,7 @@ def scenario_stored(opts: Options, report: dict[str, Any]) -> None:
                                        opts.duration, opts.warmup, opts.work, rate=rate, variant=variant,
                                        n_requests=STORED_REQUESTS_PER_CALLER)
                 _record(report, paced)
-                with running(start_echo(opts.workers, opts.work)) as echo:
+                with running(start_echo(opts.workers, opts.work, threads=opts.threads)) as echo:
                     floor, _, _ = run_load(f"{label}-Recommend-paced-echo", echo, "Recommend", spec, opts.callers,
                                            opts.duration, opts.warmup, opts.work, rate=rate, variant=variant,
                                            n_requests=STORED_REQUESTS_PER_CALLER)
@@ -818,6 +848,10 @@ def _cpu_ms_per_call(run: dict[str, Any]) -> str:
     return f"{1000 * run['server_cpu_cores'] / run['qps']:.2f}" if run["qps"] > 0 else ""
 
 
+def _threads_text(threads: int) -> str:
+    return f" of {threads} handler threads (echo too)" if threads else ""
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -828,7 +862,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cpus']} cores ({m['cpu_model']}), {m['memory_gb']} GB; Python {m['python']}, "
         f"numpy {m['numpy']}, grpcio {m['grpcio']}, faiss {m['faiss']}  ",
         f"Load: {report['options']['callers']} caller processes (one channel each) on the same cores as the "
-        f"server; server `recsvc serve` with {report['options']['workers']} worker processes and metrics on; echo "
+        f"server; server `recsvc serve` with {report['options']['workers']} worker processes"
+        f"{_threads_text(report['options'].get('threads', 0))} and metrics on; echo "
         "server with "
         f"as many processes; {report['options']['duration']} s measured after {report['options']['warmup']} s "
         "warm-up; paced runs at "
@@ -903,12 +938,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 4 on 2 cores: 8 callers hold 8 connections, which SO_REUSEPORT spreads per connection; with 2 processes
     # 7 of them land on one process in 7 % of runs (README: "Under load")
     parser.add_argument("--workers", type=int, default=4, help="server (and echo) processes")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="handler threads per process of the server (max_workers) and of the echo server "
+                             "(0 = their defaults)")
     parser.add_argument("--paced-share", type=float, default=0.5,
                         help="paced runs offer this share of the closed-loop throughput")
     parser.add_argument("--swap-share", type=float, default=0.7)
     parser.add_argument("--swap-duration", type=float, default=40.0)
     parser.add_argument("--quiet-wait", type=float, default=300.0,
                         help="wait up to this many seconds for other jobs on the machine to finish")
+    parser.add_argument("--reuse-stored", action="store_true",
+                        help="100k-stored: serve the stored lists an earlier run published instead of ranking "
+                             "them again (for iterating on the server; the nightly numbers are not re-measured)")
     parser.add_argument("--work-dir", default="benchmarks/results/raw",
                         help="artifact cache, server logs and raw per-request results (git-ignored)")
     args = parser.parse_args(argv)
@@ -919,7 +960,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     opts = Options(callers=args.callers, duration=args.duration, warmup=args.warmup, workers=args.workers,
                    paced_share=args.paced_share, swap_share=args.swap_share, swap_duration=args.swap_duration,
-                   quiet_wait=args.quiet_wait, work=work)
+                   quiet_wait=args.quiet_wait, work=work, reuse_stored=args.reuse_stored,
+                   threads=args.threads)
     out = Path(args.out)
     report: dict[str, Any] = {"command": "python -m benchmarks.load " + " ".join(argv or sys.argv[1:]),
                               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
@@ -928,6 +970,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.is_file() and args.scenario != "all":  # a single scenario updates the last full report
         previous = json.loads(out.read_text())
         report["sets"], report["runs"] = previous.get("sets", {}), previous.get("runs", {})
+        if previous.get("nightly"):
+            report["nightly"] = previous["nightly"]
         report["reruns"] = [*previous.get("reruns", []), f"{report['date']}: {report['command']}"]
         report["command"], report["date"] = previous.get("command", report["command"]), previous.get("date", "")
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]

@@ -72,3 +72,14 @@ def test_the_fast_path_targets_are_ratios_of_the_reports_own_columns() -> None:
                                  "grpcio": "1", "faiss": "1"},
                      "options": {"callers": 8, "workers": 2, "duration": 15.0, "warmup": 3.0, "paced_share": 0.5}})
     assert "## Nightly ranking" in text and "1M x 3 would take ~500.0 min" in text
+
+
+def test_the_report_names_the_handler_threads_when_a_run_set_them() -> None:
+    base: dict[str, Any] = {"runs": {}, "targets": [], "sets": {}, "command": "c", "date": "d",
+                            "machine": {"cpus": 2, "cpu_model": "x", "memory_gb": 1, "python": "3", "numpy": "2",
+                                        "grpcio": "1", "faiss": "1"},
+                            "options": {"callers": 8, "workers": 4, "duration": 15.0, "warmup": 3.0,
+                                        "paced_share": 0.5}}
+    assert "4 worker processes and metrics on" in markdown(base)  # an older report, no threads option
+    threaded = markdown({**base, "options": {**base["options"], "threads": 1}})
+    assert "4 worker processes of 1 handler threads (echo too) and metrics on" in threaded

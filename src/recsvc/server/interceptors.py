@@ -9,6 +9,7 @@ status codes themselves.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,11 +44,50 @@ def carry_lane(wrapper: Callable[..., Any], behavior: Callable[..., Any]) -> Cal
     return wrapper
 
 
-def _request_id(context: grpc.ServicerContext) -> str:
+class CallInfo:
+    """What the interceptors learn about one call, shared through a context variable (grpc runs each call's
+    behaviour in a context of its own, so it never leaks into the next call on the same thread).
+
+    The request id is the caller's ``x-request-id`` or, only when something asks for it (an access line, an
+    INTERNAL error), a new random one: most calls never need one, and a ``uuid4`` per call is measurable.
+    """
+
+    __slots__ = ("_context", "_request_id", "caller")
+
+    def __init__(self, context: grpc.ServicerContext | None = None, request_id: str = "") -> None:
+        self._context = context
+        self._request_id = request_id
+        self.caller = ""
+
+    @property
+    def request_id(self) -> str:
+        if not self._request_id:
+            sent = _sent_request_id(self._context) if self._context is not None else ""
+            self._request_id = sent or uuid.uuid4().hex[:16]
+        return self._request_id
+
+
+_call_info: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("recsvc_call_info", default=None)
+
+
+def current_call() -> CallInfo | None:
+    """The call being handled (inside :class:`~recsvc.server.metrics.ObservabilityInterceptor`), else ``None``."""
+    return _call_info.get()
+
+
+def _sent_request_id(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_KEY and value:
             return str(value)[:64]
-    return uuid.uuid4().hex[:16]
+    return ""
+
+
+def _request_id(context: grpc.ServicerContext) -> str:
+    """The call's request id: the one the observability layer reports, else the caller's, else a new one."""
+    info = _call_info.get()
+    if info is not None:
+        return info.request_id
+    return _sent_request_id(context) or uuid.uuid4().hex[:16]
 
 
 class MalformedRequest:
@@ -72,7 +112,15 @@ def tolerant_parser(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], An
 
 
 class ExceptionToStatusInterceptor(grpc.ServerInterceptor):
-    """Maps exceptions raised by recsvc servicer methods to gRPC statuses (see the module docstring)."""
+    """Maps exceptions raised by recsvc servicer methods to gRPC statuses (see the module docstring).
+
+    The wrapped handler of each method is built once and reused while the inner handler stays the same
+    object (the registered services hand out one handler per method), so a call costs a dictionary lookup
+    here, not new closures.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
                           handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
@@ -80,6 +128,14 @@ class ExceptionToStatusInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(RECSVC_METHOD_PREFIX):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap_handler(handler, method)
+        self._wrapped[method] = (handler, wrapped)  # one assignment: threads racing here store equal wrappers
+        return wrapped
+
+    def _wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if not handler.request_streaming and handler.request_deserializer is not None:
             # grpc answers a payload it cannot parse with INTERNAL; that is the caller's fault, so parse it
             # here and let the wrapper below turn the failure into INVALID_ARGUMENT (found by tests/test_fuzz.py).

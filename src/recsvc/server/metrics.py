@@ -30,19 +30,17 @@ per pod and scrape one port.
 
 The access line (logger ``recsvc.access``, only when ``log_json``) carries ``rpc``, ``code``, ``latency_ms``,
 ``channel``, ``request_id``, ``caller`` and ``peer`` as JSON fields. The request id is the caller's
-``x-request-id`` or a new one; it is handed to every inner interceptor, so an INTERNAL error's log line and
-the access line name the same id.
+``x-request-id`` or a new one; every inner interceptor reads it from the call's
+:class:`~recsvc.server.interceptors.CallInfo`, so an INTERNAL error's log line and the access line name the
+same id.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +51,10 @@ from prometheus_client.registry import Collector
 
 from recsvc.ranking.results import FALLBACK_IGNORING_STOCK
 from recsvc.server.holder import ModelHolder
-from recsvc.server.interceptors import REQUEST_ID_KEY, carry_lane
+from recsvc.server.interceptors import CallInfo, _call_info, carry_lane, current_call
+
+__all__ = ["LATENCY_BUCKETS", "CallInfo", "MetricsEndpoint", "ObservabilityInterceptor", "ServerMetrics",
+           "current_call"]
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("recsvc.access")
@@ -64,22 +65,6 @@ RECSVC_PREFIX = "/recsvc."
 #: Latency buckets (seconds): a ranked answer takes about a millisecond on a 100k-item catalog.
 LATENCY_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                                       2.5, 5.0)
-
-
-@dataclass
-class CallInfo:
-    """What the interceptors learn about one call, shared through a context variable (same thread)."""
-
-    request_id: str
-    caller: str = ""
-
-
-_call_info: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("recsvc_call_info", default=None)
-
-
-def current_call() -> CallInfo | None:
-    """The call being handled on this thread (inside :class:`ObservabilityInterceptor`), else ``None``."""
-    return _call_info.get()
 
 
 def _short_rpc(method: str) -> str:
@@ -160,6 +145,14 @@ class ServerMetrics:
             self.reloads.labels(result)  # present at 0, so alerts on increase() work from the first failure
         self.registry.register(_ModelCollector(holder))
         ProcessCollector(registry=self.registry)
+        # Label children by their label values, looked up once: ``labels()`` takes a lock and builds a key per
+        # call. Every key is bounded (rpc names, status codes, the model's channels, policy names).
+        self._requests: dict[tuple[str, str], Any] = {}
+        self._errors: dict[tuple[str, str], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._policies: dict[str, Any] = {}
+        self._known_model: object = None
+        self._known_channels: frozenset[str] = frozenset()
 
     def channel_label(self, channel: str) -> str:
         """``channel`` when the serving model knows it, ``none`` when empty, else ``other``.
@@ -169,20 +162,31 @@ class ServerMetrics:
         if not channel:
             return "none"
         try:
-            known: Sequence[str] = self._holder.current().model.channels
+            model = self._holder.current().model
         except Exception:
             return "other"
-        return channel if channel in known else "other"
+        if model is not self._known_model:  # a new model may know other channels
+            self._known_channels, self._known_model = frozenset(model.channels), model
+        return channel if channel in self._known_channels else "other"
+
+    @staticmethod
+    def _child(cache: dict[Any, Any], metric: Any, key: Any) -> Any:
+        child = cache.get(key)
+        if child is None:
+            child = cache[key] = metric.labels(*key) if isinstance(key, tuple) else metric.labels(key)
+        return child
 
     def observe(self, rpc: str, code: str, seconds: float, channel: str, response: Any = None) -> None:
         """Count one finished call."""
-        self.requests.labels(rpc, code).inc()
+        self._child(self._requests, self.requests, (rpc, code)).inc()
         if code != "OK":
-            self.errors.labels(rpc, code).inc()
-        self.latency.labels(rpc, self.channel_label(channel)).observe(seconds)
-        policy = getattr(response, "policy", "") if response is not None else ""
+            self._child(self._errors, self.errors, (rpc, code)).inc()
+        self._child(self._latency, self.latency, (rpc, self.channel_label(channel))).observe(seconds)
+        if response is None:
+            return
+        policy = getattr(response, "policy", "")
         if policy and isinstance(policy, str):
-            self.policies.labels(policy).inc()
+            self._child(self._policies, self.policies, policy).inc()
         if getattr(response, "fallback", "") == FALLBACK_IGNORING_STOCK:
             self.stock_fallbacks.labels(rpc).inc()
 
@@ -199,33 +203,6 @@ class ServerMetrics:
         endpoint = MetricsEndpoint(host, port, self.registry)
         logger.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", endpoint.port)
         return endpoint
-
-
-class _RequestContext:
-    """The grpc context as inner layers see it: the same object, plus the request id in the metadata.
-
-    So :class:`~recsvc.server.interceptors.ExceptionToStatusInterceptor` reports the id this layer chose
-    when the caller sent none. Every other attribute is the real context's.
-    """
-
-    def __init__(self, context: grpc.ServicerContext, request_id: str, has_id: bool) -> None:
-        self._context = context
-        self._request_id = request_id
-        self._has_id = has_id
-
-    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
-        metadata = tuple(self._context.invocation_metadata() or ())
-        return metadata if self._has_id else (*metadata, (REQUEST_ID_KEY, self._request_id))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-
-def _request_id(context: grpc.ServicerContext) -> tuple[str, bool]:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and value:
-            return str(value)[:64], True
-    return uuid.uuid4().hex[:16], False
 
 
 class ObservabilityInterceptor(grpc.ServerInterceptor):
@@ -248,29 +225,31 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
 
     def _wrap(self, behavior: Callable[[Any, grpc.ServicerContext], Any], rpc: str
               ) -> Callable[[Any, grpc.ServicerContext], Any]:
+        metrics, access_log = self._metrics, self._access_log
+        in_flight = metrics.in_flight if metrics is not None else None
+
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
-            request_id, has_id = _request_id(context)
-            info = CallInfo(request_id=request_id)
+            info = CallInfo(context)
             token = _call_info.set(info)
-            if self._metrics is not None:
-                self._metrics.in_flight.inc()
+            if in_flight is not None:
+                in_flight.inc()
             start = time.perf_counter()
             response = None
             try:
-                response = behavior(request, _RequestContext(context, request_id, has_id))
+                response = behavior(request, context)
                 return response
             finally:
                 seconds = time.perf_counter() - start
                 code = self._final_code(context, failed=response is None)
                 channel = getattr(request, "channel", "")
                 channel = channel if isinstance(channel, str) else ""
-                if self._metrics is not None:
-                    self._metrics.in_flight.dec()
-                    self._metrics.observe(rpc, code, seconds, channel, response if code == "OK" else None)
-                if self._access_log:
+                if metrics is not None:
+                    in_flight.dec()  # type: ignore[union-attr]  # set whenever metrics is
+                    metrics.observe(rpc, code, seconds, channel, response if code == "OK" else None)
+                if access_log:
                     access_logger.info("%s %s %.2f ms", rpc, code, seconds * 1e3, extra={
                         "rpc": rpc, "code": code, "latency_ms": round(seconds * 1e3, 3), "channel": channel,
-                        "request_id": request_id, "caller": info.caller, "peer": context.peer()})
+                        "request_id": info.request_id, "caller": info.caller, "peer": context.peer()})
                 _call_info.reset(token)
 
         return carry_lane(wrapper, behavior)

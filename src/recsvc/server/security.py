@@ -54,8 +54,7 @@ from typing import Any
 import grpc
 
 from recsvc.config import ConfigError, ServerSettings
-from recsvc.server.interceptors import carry_lane
-from recsvc.server.metrics import current_call
+from recsvc.server.interceptors import carry_lane, current_call
 from recsvc.server.reflection import REFLECTION_PREFIX
 
 logger = logging.getLogger(__name__)
