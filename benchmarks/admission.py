@@ -10,7 +10,9 @@ with the load benchmark's callers (:func:`benchmarks.load.run_load`: one process
    every 50 ms: refused and admitted calls' latency, probes refused;
 4. the same on a second server with ``RECSVC_ADMISSION_REFUSALS=pool``: refusals answered by a pool thread
    that reads the request and aborts (the design before :class:`recsvc.server.admission.DoorRefusal`), to
-   show what answering at the door, without the request, is worth (``--no-pool-run`` skips it).
+   show what answering at the door, without the request, is worth (``--no-pool-run`` skips it);
+5. the echo server again: the host's load drifts over the minutes of a run, so the ratios divide by the
+   better (lower) of the two echo p99s, which is the stricter yardstick.
 
 The issue's targets are the two ratios: refused p99 / echo p99 at the same concurrency (<= 1: a refusal
 costs what a bare call costs) and admitted p99 at 10x / admitted p99 at the cap (<= 1), with 0 probes
@@ -129,20 +131,29 @@ def measure(cap: int, duration: float, warmup: float, work: Path, pool_run: bool
         out["at_cap"]["other_cpu_cores"] = round(sampler.cores()[2], 2)
         out["overload"] = _overload("admission-10x", server, overload, duration, warmup, scratch, startup)
     out["probes"], out["probes_refused"] = out["overload"].pop("probes"), out["overload"].pop("probes_refused")
-    out["refused_p99_over_echo_p99"] = round(out["overload"]["refused_p99_ms"] / out["echo"]["ok_p99_ms"], 3)
-    out["admitted_p99_over_at_cap_p99"] = round(out["overload"]["ok_p99_ms"] / out["at_cap"]["ok_p99_ms"], 3)
     if pool_run:
         with running(start_server(root, 1, scratch, {**env, REFUSALS_ENV: "pool"})) as server:
             out["overload_pool_refusals"] = _overload("admission-10x-pool", server, overload, duration, warmup,
                                                       scratch, startup)
-        pool = out["overload_pool_refusals"]
-        pool["refused_p99_over_echo_p99"] = round(pool["refused_p99_ms"] / out["echo"]["ok_p99_ms"], 3)
-        pool["admitted_p99_over_at_cap_p99"] = round(pool["ok_p99_ms"] / out["at_cap"]["ok_p99_ms"], 3)
+    # the echo again, after: the host's load drifts over minutes, and the ratios use the better echo p99
+    with running(start_echo(1, scratch)) as echo:
+        _, data, sampler = run_load("admission-echo-after", echo, "Recommend", SPEC, overload, duration, warmup,
+                                    scratch, startup=startup)
+        out["echo_after"] = _split(data, warmup, duration)
+        out["echo_after"]["other_cpu_cores"] = round(sampler.cores()[2], 2)
+    echo_p99 = min(out["echo"]["ok_p99_ms"], out["echo_after"]["ok_p99_ms"])
+    out["echo_p99_ms"] = echo_p99
+    for key in ("overload", "overload_pool_refusals"):
+        if key in out:
+            run = out[key] if key != "overload" else out
+            run["refused_p99_over_echo_p99"] = round(out[key]["refused_p99_ms"] / echo_p99, 3)
+            run["admitted_p99_over_at_cap_p99"] = round(out[key]["ok_p99_ms"] / out["at_cap"]["ok_p99_ms"], 3)
     return out
 
 
 def table(result: dict[str, Any]) -> str:
     rows = [("echo", result["callers_at_overload"], result["echo"]),
+            ("echo, after the rest", result["callers_at_overload"], result["echo_after"]),
             ("recsvc at the cap", result["cap"], result["at_cap"]),
             ("recsvc at 10x the cap", result["callers_at_overload"], result["overload"])]
     if "overload_pool_refusals" in result:
@@ -155,7 +166,8 @@ def table(result: dict[str, Any]) -> str:
                      f"{r['ok_p50_ms']} / {r['ok_p99_ms']} | {r['refused_p50_ms']} / {r['refused_p99_ms']} | "
                      f"{r['other_cpu_cores']} |")
     probes = result["probes"]
-    lines += ["", f"refused p99 / echo p99: {result['refused_p99_over_echo_p99']} (target <= 1); "
+    lines += ["", f"refused p99 / echo p99 (the better echo run, {result['echo_p99_ms']} ms): "
+                  f"{result['refused_p99_over_echo_p99']} (target <= 1); "
                   f"admitted p99 at 10x / at the cap: {result['admitted_p99_over_at_cap_p99']} (target <= 1); "
                   f"probes: {sum(probes['codes'].values())} sent, {result['probes_refused']} refused, "
                   f"p99 {probes['p99_ms']} ms"]

@@ -22,9 +22,10 @@ the cap the excess waited in the pool's queue as long as the admitted calls did,
   thread instead cost four more turns at the GIL, each behind the ranking threads (the thread picks the call
   up and asks for the message; the serving thread delivers it; the thread parses it and aborts; the serving
   thread sends the status), and that, not the decision, was what made refusals slower than a bare call
-  (``python -m benchmarks.admission`` measures both ways). Answering needs two names private to
-  ``grpc._server``; on a grpc without them the refusal runs the old way on the door's own threads (see
-  :func:`inline_refusals_supported`; ``RECSVC_ADMISSION_REFUSALS=pool`` forces that, for the benchmark),
+  (``python -m benchmarks.admission`` measures both ways). Answering needs three names private to grpc
+  (in ``grpc._server`` and ``grpc._common``); on a grpc without them the refusal runs the old way, on the
+  door's own threads (:func:`inline_refusals_supported`; ``RECSVC_ADMISSION_REFUSALS=pool`` forces that,
+  for the benchmark),
 * everything else (Admin, Events, reflection) stays on the server's own pool, and health on its own threads: none of
   them is counted or refused for load.
 
@@ -158,12 +159,16 @@ class DoorRefusal(futures.ThreadPoolExecutor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
         if self.inline and _GRPC is not None and len(args) >= 3 and args[0] is _GRPC[0] and not kwargs:
             rpc_event, state = args[1], args[2]
-            with state.condition:  # grpc holds it here already (a re-entrant lock); _abort expects it held
-                _GRPC[1](state, rpc_event.call, self._cygrpc_code, self._details_bytes)
-            self.answered += 1
-            done: futures.Future[Any] = futures.Future()
-            done.set_result(None)
-            return done
+            try:
+                with state.condition:  # grpc holds it here already (a re-entrant lock); _abort expects it held
+                    _GRPC[1](state, rpc_event.call, self._cygrpc_code, self._details_bytes)
+            except Exception:  # never let a refusal break grpc's serving loop: refuse the ordinary way
+                logger.debug("refusal at the door failed; refusing on a thread", exc_info=True)
+            else:
+                self.answered += 1
+                done: futures.Future[Any] = futures.Future()
+                done.set_result(None)
+                return done
         self.pooled += 1
         return super().submit(fn, *args, **kwargs)
 
