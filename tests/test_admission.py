@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2
 
 from recsvc.artifacts import ArtifactSet
 from recsvc.ranking import RecommendationEngine, RecommendQuery, RecommendResult
-from recsvc.server.admission import inline_refusals_supported
+from recsvc.server.admission import REFUSALS_ENV, inline_refusals_supported
 from recsvc.server.versions import build_engine
 from recsvc.v1 import admin_pb2, recsvc_pb2
 from tests.conftest import LiveServers, settings_for, wait_for
@@ -38,15 +38,21 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_ten_times_the_cap_is_refused_at_the_door_and_probes_never_are(root: Path,
-                                                                        live_server: LiveServers) -> None:
+@pytest.mark.parametrize("refusals", ["door", "pool"])
+def test_ten_times_the_cap_is_refused_at_the_door_and_probes_never_are(root: Path, live_server: LiveServers,
+                                                                        refusals: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression, issue 15: the cap was checked only when a pool thread picked a call up, so the excess
     waited behind the ranking calls (refused as late as admitted calls finished), and grpc's own limit
     (``max_workers + max_queued_rpcs``, which the server set) refused health and Admin probes.
 
     Every ranking thread busy with an admitted call that will not finish until released: the other 18 of
     10x the cap come back RESOURCE_EXHAUSTED before the release, and 20 health and Admin probes sent then
-    all answer OK; after the release the admitted calls complete OK."""
+    all answer OK; after the release the admitted calls complete OK. ``door``: every refusal is answered on
+    the serving thread; ``pool`` (``RECSVC_ADMISSION_REFUSALS=pool``, the fallback): on a refusal thread.
+    Either way each refusal is counted once in the request counter."""
+    if refusals == "pool":
+        monkeypatch.setenv(REFUSALS_ENV, "pool")
     # max_queued_rpcs below the load, so the limit the server used to give grpc is exceeded here
     settings = settings_for(root, max_workers=CAP, max_concurrent_rpcs=CAP, max_queued_rpcs=4)
     factory = SlowFactory(settings)
@@ -67,10 +73,11 @@ def test_ten_times_the_cap_is_refused_at_the_door_and_probes_never_are(root: Pat
         assert all(not call.done() for call in admitted)  # refusals came back while ranking still ran
         statuses = [p.result() for p in probes[10:]]
         assert {(s.in_flight_rpcs, s.max_concurrent_rpcs) for s in statuses} == {(CAP, CAP)}
-        # answered on the serving thread without reading the request: no refusal thread ever started
+        # door: answered on the serving thread without reading the request, no refusal thread ever started
         assert inline_refusals_supported(), "this grpc no longer allows answering a refusal at the door"
         door = server.admission.overloaded
-        assert (door.answered, door.pooled) == (10 * CAP - CAP, 0)
+        expected = (10 * CAP - CAP, 0) if refusals == "door" else (0, 10 * CAP - CAP)
+        assert (door.answered, door.pooled) == expected
         # and still counted, though no interceptor's wrapper ran for them
         assert server.metrics is not None
         assert server.metrics.registry.get_sample_value(
