@@ -95,6 +95,9 @@ def build_server(settings: ServerSettings, holder: ModelHolder, *, lifecycle: Mo
     if settings.tokens_file:
         interceptors.append(TokenAuthInterceptor(load_tokens(settings.tokens_file)))
         warn_if_tokens_in_clear(settings)
+    if metrics is not None and admission.on_refused is None:
+        # a refusal answered at the door skips the interceptors' wrappers; count it as they would have
+        admission.on_refused = lambda method, code: metrics.observe(method.rsplit("/", 1)[-1], code, 0.0, "")
     interceptors += [admission, ExceptionToStatusInterceptor()]
     options = [
         # a second server on a taken port must fail, not share it by accident (grpc's default is to share);
