@@ -14,6 +14,10 @@ with the load benchmark's callers (:func:`benchmarks.load.run_load`: one process
 5. the echo server again: the host's load drifts over the minutes of a run, so the ratios divide by the
    better (lower) of the two echo p99s, which is the stricter yardstick.
 
+``--pin`` puts every server (echo included) on the first CPU and the callers on the others, so that the
+ranking does not take the callers' CPU (with 30 callers on the server's cores, the callers' share of the CPU
+sets the latency more than the server does).
+
 The issue's targets are the two ratios: refused p99 / echo p99 at the same concurrency (<= 1: a refusal
 costs what a bare call costs) and admitted p99 at 10x / admitted p99 at the cap (<= 1), with 0 probes
 refused. Run: ``python -m benchmarks.admission`` (``--cap``, ``--duration``; the synthetic set is cached
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -95,6 +100,18 @@ class Prober:
         self._thread.join(timeout=10)
 
 
+def _pin(handle: Any, cpus: set[int] | None) -> None:
+    """Every thread of every process of ``handle`` onto ``cpus`` (threads started later inherit it)."""
+    if not cpus:
+        return
+    for pid in handle.pids():
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                os.sched_setaffinity(int(tid), cpus)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+
+
 def _overload(name: str, server: Any, overload: int, duration: float, warmup: float, scratch: Path,
               startup: float) -> dict[str, Any]:
     """One run at 10x the cap with the prober: the callers' split and the probes' codes."""
@@ -108,23 +125,31 @@ def _overload(name: str, server: Any, overload: int, duration: float, warmup: fl
     return out
 
 
-def measure(cap: int, duration: float, warmup: float, work: Path, pool_run: bool = True) -> dict[str, Any]:
-    """The three runs (module docstring) and their ratios."""
+def measure(cap: int, duration: float, warmup: float, work: Path, pool_run: bool = True,
+            pin: bool = False) -> dict[str, Any]:
+    """The runs (module docstring) and their ratios; ``pin``: servers on CPU 0, callers on the others."""
+    server_cpus: set[int] | None = None
+    if pin and len(os.sched_getaffinity(0)) >= 2:
+        server_cpus = {min(os.sched_getaffinity(0))}
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - server_cpus)  # the callers inherit it
     root = work / "raw" / "artifacts-admission"
     scratch = work / "raw"  # the callers' raw results and the servers' logs (git-ignored)
     ensure_published(root, SPEC, "bench-admission-a")
     overload = 10 * cap
     env = {"RECSVC_SERVER__MAX_CONCURRENT_RPCS": str(cap), "RECSVC_SERVER__METRICS_PORT": "0"}
-    out: dict[str, Any] = {"cap": cap, "callers_at_overload": overload, "duration_s": duration}
+    out: dict[str, Any] = {"cap": cap, "callers_at_overload": overload, "duration_s": duration,
+                           "server_cpus": sorted(server_cpus) if server_cpus else "all"}
     out["quiet_wait_s"] = wait_for_quiet(30.0)
     # 30 caller processes importing numpy and grpc on a busy 2-core host need more than load.py's default
     startup = 10.0 + 0.5 * overload
     with running(start_echo(1, scratch)) as echo:
+        _pin(echo, server_cpus)
         _, data, sampler = run_load("admission-echo", echo, "Recommend", SPEC, overload, duration, warmup,
                                     scratch, startup=startup)
         out["echo"] = _split(data, warmup, duration)
         out["echo"]["other_cpu_cores"] = round(sampler.cores()[2], 2)
     with running(start_server(root, 1, scratch, env)) as server:
+        _pin(server, server_cpus)
         _, data, sampler = run_load("admission-cap", server, "Recommend", SPEC, cap, duration, warmup, scratch,
                                     startup=startup)
         out["at_cap"] = _split(data, warmup, duration)
@@ -133,10 +158,12 @@ def measure(cap: int, duration: float, warmup: float, work: Path, pool_run: bool
     out["probes"], out["probes_refused"] = out["overload"].pop("probes"), out["overload"].pop("probes_refused")
     if pool_run:
         with running(start_server(root, 1, scratch, {**env, REFUSALS_ENV: "pool"})) as server:
+            _pin(server, server_cpus)
             out["overload_pool_refusals"] = _overload("admission-10x-pool", server, overload, duration, warmup,
                                                       scratch, startup)
     # the echo again, after: the host's load drifts over minutes, and the ratios use the better echo p99
     with running(start_echo(1, scratch)) as echo:
+        _pin(echo, server_cpus)
         _, data, sampler = run_load("admission-echo-after", echo, "Recommend", SPEC, overload, duration, warmup,
                                     scratch, startup=startup)
         out["echo_after"] = _split(data, warmup, duration)
@@ -186,11 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per run (default 15)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (default 3)")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results"), help="results folder")
+    parser.add_argument("--pin", action="store_true",
+                        help="servers on the first CPU, the callers on the others (the server's cost alone)")
     parser.add_argument("--no-pool-run", dest="pool_run", action="store_false",
                         help="skip run 4 (refusals on a pool thread, for comparison)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    result = measure(args.cap, args.duration, args.warmup, args.work, pool_run=args.pool_run)
+    result = measure(args.cap, args.duration, args.warmup, args.work, pool_run=args.pool_run, pin=args.pin)
     result["machine"] = machine_info()
     result["command"] = "python -m benchmarks.admission " + " ".join(argv if argv is not None else [])
     (args.work / "admission.json").write_text(json.dumps(result, indent=2, sort_keys=True))
