@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -221,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     result = measure(args.cap, args.duration, args.warmup, args.work, pool_run=args.pool_run, pin=args.pin)
     result["machine"] = machine_info()
-    result["command"] = "python -m benchmarks.admission " + " ".join(argv if argv is not None else [])
+    result["command"] = "python -m benchmarks.admission " + " ".join(argv if argv is not None else sys.argv[1:])
     (args.work / "admission.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     print(table(result))
     return 0
