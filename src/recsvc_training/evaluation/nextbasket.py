@@ -110,59 +110,41 @@ def tifu_user_vectors(purchases: pd.DataFrame, n_customers: int, n_items: int, p
 
 
 class _Neighbourhood:
-    """Nearest customers by TIFU vector, for blocks of query rows.
+    """Nearest customers by TIFU vector, for blocks of query rows (all candidates are customers with a vector)."""
 
-    The candidates are ``pool`` (customer rows with a vector), or every customer with a vector. A bounded pool
-    keeps a search at queries x pool: the builder and the tuning both draw neighbours from the
-    :func:`neighbour_pool` of a log, so the tuned parameters are tuned for the neighbourhood that is served.
-    """
-
-    def __init__(self, vectors: sp.csr_matrix, metric: str, pool: np.ndarray | None = None) -> None:
+    def __init__(self, vectors: sp.csr_matrix, metric: str) -> None:
         self.vectors = vectors
         self.metric = metric
+        self._transposed = vectors.T.tocsr()
         self._sq_norms = np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel()
         self._empty = np.diff(vectors.indptr) == 0
-        self.pool = (np.flatnonzero(~self._empty) if pool is None
-                     else np.asarray(pool, dtype=np.int64)[~self._empty[np.asarray(pool, dtype=np.int64)]])
-        self._pool_t = vectors[self.pool].T.tocsr()
 
     def nearest(self, rows: np.ndarray, count: int) -> np.ndarray:
         """``[len(rows), count]`` customer rows, nearest first; -1 where fewer candidates exist."""
         rows = np.asarray(rows, dtype=np.int64)
         out = np.full((len(rows), count), -1, dtype=np.int64)
-        width = min(count, self.pool.size - 1)
+        width = min(count, int((~self._empty).sum()) - 1)
         if width <= 0:
             return out
-        pool_norms = self._sq_norms[self.pool]
         for start in range(0, len(rows), _BLOCK):
             block = rows[start:start + _BLOCK]
-            dist = (self.vectors[block] @ self._pool_t).toarray()  # dot products, turned in place into:
+            dist = (self.vectors[block] @ self._transposed).toarray()  # dot products, turned in place into:
             if self.metric == "euclidean":  # squared distances
                 dist *= -2.0
                 dist += self._sq_norms[block][:, None]
-                dist += pool_norms[None, :]
+                dist += self._sq_norms[None, :]
             else:  # minus the cosine
-                dist /= -np.maximum(np.sqrt(self._sq_norms[block])[:, None] * np.sqrt(pool_norms)[None, :],
-                                    1e-300)
-            dist[block[:, None] == self.pool[None, :]] = np.inf  # never one's own neighbour
+                norms = np.sqrt(self._sq_norms)
+                dist /= -np.maximum(norms[block][:, None] * norms[None, :], 1e-300)
+            dist[:, self._empty] = np.inf
+            dist[np.arange(len(block)), block] = np.inf  # never one's own neighbour
             part = np.argpartition(dist, width - 1, axis=1)[:, :width]
             order = np.argsort(np.take_along_axis(dist, part, axis=1), axis=1, kind="stable")
             best = np.take_along_axis(part, order, axis=1)
             finite = np.isfinite(np.take_along_axis(dist, best, axis=1))
-            out[start:start + len(block), :width] = np.where(finite, self.pool[best], -1)
+            out[start:start + len(block), :width] = np.where(finite, best, -1)
         out[self._empty[rows]] = -1  # no vector, no neighbourhood: the popularity fill answers
         return out
-
-
-def neighbour_pool(purchases: pd.DataFrame, n_customers: int, max_pool: int | None) -> np.ndarray | None:
-    """The customers neighbours are drawn from: at most ``max_pool`` with the most baskets (ties to the lower
-    row), sorted; None (every customer with a purchase) when the log has no more buyers than that."""
-    baskets = np.bincount(purchases.drop_duplicates("basket")["c"].to_numpy(dtype=np.int64),
-                          minlength=n_customers)
-    rows = np.flatnonzero(baskets > 0)
-    if max_pool is None or rows.size <= max_pool:
-        return None
-    return np.sort(rows[np.lexsort((rows, -baskets[rows]))[:max_pool]])
 
 
 def _neighbour_weights(neighbours: np.ndarray, n_customers: int) -> sp.csr_matrix:
@@ -197,51 +179,6 @@ def top_k_rows(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
     return out
 
 
-#: Share of stored entries above which a block of scores is ranked as a dense array (:func:`is_dense`).
-DENSE_SHARE = 0.125
-
-
-def is_dense(scores: sp.csr_matrix) -> bool:
-    """Whether a block of sparse scores is ranked faster as a dense array (:func:`top_k_rows`) than in its
-    stored entries (:func:`top_k_csr`); both give the same lists, so this is a matter of speed only: dense
-    costs rows x catalog, sparse a sort of the stored entries."""
-    return scores.nnz >= DENSE_SHARE * scores.shape[0] * scores.shape[1]
-
-
-def top_k_csr(scores: sp.csr_matrix, k: int, tiebreak: np.ndarray) -> np.ndarray:
-    """:func:`top_k_rows` of a sparse ``[n, n_items]`` score matrix (absent entries score 0): the same lists,
-    at a cost in stored entries instead of rows x catalog."""
-    n = scores.shape[0]
-    out = np.full((n, k), -1, dtype=np.int64)
-    if n == 0 or k <= 0:
-        return out
-    width = min(k, scores.shape[1])
-    counts = np.diff(scores.indptr)
-    r = np.repeat(np.arange(n, dtype=np.int64), counts)
-    c = scores.indices.astype(np.int64)
-    v = scores.data
-    positive = v > 0
-    r, c, v = r[positive], c[positive], v[positive]
-    # Rows by float32 score, descending, in one integer sort: positive float32 bit patterns order as their
-    # values. As in top_k_rows, every entry at or above a row's float32 k-th value can make the top k.
-    rounded = v.astype(np.float32)
-    key = (r << 32) | (0x7FFFFFFF - rounded.view(np.int32).astype(np.int64))
-    order = np.argsort(key, kind="stable")
-    row_start = np.searchsorted(r[order], np.arange(n))
-    row_count = np.bincount(r, minlength=n)
-    kth = np.zeros(n, dtype=np.float32)
-    full = row_count >= width
-    kth[full] = rounded[order][row_start[full] + width - 1]
-    keep = rounded >= kth[r]
-    r, c, v = r[keep], c[keep], v[keep]
-    order = np.lexsort((c, -tiebreak[c], -v, r))
-    r, c = r[order], c[order]
-    pos = np.arange(len(r)) - np.searchsorted(r, np.arange(n))[r]
-    keep = pos < k
-    out[r[keep], pos[keep]] = c[keep]
-    return out
-
-
 def _rank(vectors: sp.csr_matrix, rows: np.ndarray, neighbours: np.ndarray, alphas: Sequence[float], k: int,
           tiebreak: np.ndarray) -> dict[float, np.ndarray]:
     """Top ``k`` items of ``alpha * own + (1 - alpha) * neighbours' mean`` per query row, for every alpha.
@@ -251,40 +188,23 @@ def _rank(vectors: sp.csr_matrix, rows: np.ndarray, neighbours: np.ndarray, alph
     the customer's own items plus those ``k``, and each alpha only re-sorts them.
     """
     out = {alpha: np.full((len(rows), k), -1, dtype=np.int64) for alpha in alphas}
-    n_items = vectors.shape[1]
     for start in range(0, len(rows), _BLOCK):
         part = slice(start, start + _BLOCK)
         own = vectors[np.asarray(rows[part], dtype=np.int64)].tocoo()
-        mean_sparse = (_neighbour_weights(neighbours[part], vectors.shape[0]) @ vectors).tocsr()
-        n_rows = mean_sparse.shape[0]
-        if is_dense(mean_sparse):  # the scores cover most of the catalog: dense arrays are cheaper
-            mean = mean_sparse.toarray()
-            others = mean.copy()
-            others[own.row, own.col] = 0.0
-            best_other = top_k_rows(others, k, tiebreak)
-        else:
-            mean_sparse.sort_indices()
-            mean_r = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(mean_sparse.indptr))
-            mean_key = mean_r * n_items + mean_sparse.indices  # sorted: rows in order, columns within
-            others_sparse = mean_sparse.copy()
-            others_sparse.data[np.isin(mean_key, own.row.astype(np.int64) * n_items + own.col)] = 0.0
-            best_other = top_k_csr(others_sparse, k, tiebreak)
+        mean = (_neighbour_weights(neighbours[part], vectors.shape[0]) @ vectors).toarray()
+        others = mean.copy()
+        others[own.row, own.col] = 0.0
+        best_other = top_k_rows(others, k, tiebreak)
         r_other, slot = np.nonzero(best_other >= 0)
         r = np.concatenate([own.row.astype(np.int64), r_other])
         c = np.concatenate([own.col.astype(np.int64), best_other[r_other, slot]])
         own_value = np.concatenate([own.data, np.zeros(len(r_other))])
-        if is_dense(mean_sparse):
-            mean_value = mean[r, c]
-        elif mean_key.size:
-            at = np.minimum(np.searchsorted(mean_key, r * n_items + c), mean_key.size - 1)
-            mean_value = np.where(mean_key[at] == r * n_items + c, mean_sparse.data[at], 0.0)
-        else:
-            mean_value = np.zeros(r.size)
+        mean_value = mean[r, c]
         for alpha in alphas:
             score = alpha * own_value + (1.0 - alpha) * mean_value
             order = np.lexsort((c, -tiebreak[c], -score, r))
             rr, cc, ss = r[order], c[order], score[order]
-            pos = np.arange(len(rr)) - np.searchsorted(rr, np.arange(n_rows))[rr]
+            pos = np.arange(len(rr)) - np.searchsorted(rr, np.arange(mean.shape[0]))[rr]
             keep = (pos < k) & (ss > 0)
             out[alpha][part][rr[keep], pos[keep]] = cc[keep]
     return out
@@ -345,7 +265,7 @@ class TifuKNN(BaselineRecommender):
 
 def tune_tifu_knn(train_events: pd.DataFrame, validation_days: int = 28, max_customers: int = 1000,
                   seed: int = 0, start: TifuParams | None = None, grid: dict[str, Iterable[Any]] | None = None,
-                  k: int = 10, max_neighbour_pool: int | None = None) -> tuple[TifuParams, dict[str, Any]]:
+                  k: int = 10) -> tuple[TifuParams, dict[str, Any]]:
     """Choose TIFU-KNN's hyperparameters on the last ``validation_days`` of ``train_events``.
 
     Coordinate search from ``start`` (the paper's Ta Feng setting): each parameter of ``grid`` in turn takes
@@ -354,10 +274,6 @@ def tune_tifu_knn(train_events: pd.DataFrame, validation_days: int = 28, max_cus
     all). Scored on at most ``max_customers`` of the validation window's returning customers (a seeded sample).
     Returns the chosen parameters and a summary (validation NDCG, trials, seconds). When the train side is too
     short for a validation window, returns ``start`` unchanged.
-
-    With ``max_neighbour_pool``, neighbours are drawn from the :func:`neighbour_pool` of the validation train
-    side (as :func:`recsvc_training.models.next_basket.build_next_basket` draws them), and only the pool's and
-    the sampled customers' vectors are built: a trial then costs the same on any log size.
     """
     started = time.perf_counter()
     best = start or TifuParams()
@@ -371,9 +287,6 @@ def tune_tifu_knn(train_events: pd.DataFrame, validation_days: int = 28, max_cus
         keep = np.sort(np.random.default_rng(seed).choice(len(truth), max_customers, replace=False))
         truth = truth.subset(np.isin(np.arange(len(truth)), keep))
     purchases = _purchases(val.train, val.index)
-    pool = neighbour_pool(purchases, val.index.n_customers, max_neighbour_pool)
-    if pool is not None:  # a customer's vector is their own purchases: the others' rows are not needed
-        purchases = purchases[np.isin(purchases["c"].to_numpy(), np.union1d(pool, truth.customer_rows))]
     pop = GlobalPopularity(_DEFAULT_WINDOW).fit(val.train, val.index).ranking
     pop_score = popularity_score(pop)
     rows = truth.customer_rows
@@ -382,7 +295,7 @@ def tune_tifu_knn(train_events: pd.DataFrame, validation_days: int = 28, max_cus
     def search(params: TifuParams) -> TifuParams:
         """Best (neighbours, alpha) for the vector settings of ``params``; every pair scored into ``trials``."""
         vectors = tifu_user_vectors(purchases, val.index.n_customers, val.index.n_items, params)
-        nearest = _Neighbourhood(vectors, params.metric, pool).nearest(rows, max(NEIGHBOURS_GRID))
+        nearest = _Neighbourhood(vectors, params.metric).nearest(rows, max(NEIGHBOURS_GRID))
         for n in NEIGHBOURS_GRID:
             for alpha, own in _rank(vectors, rows, nearest[:, :n], ALPHA_GRID, k, pop_score).items():
                 recs = fill_unique(np.hstack([own, _tile(pop, len(rows), 2 * k)]), k, len(pop))
@@ -399,7 +312,6 @@ def tune_tifu_knn(train_events: pd.DataFrame, validation_days: int = 28, max_cus
                     best = candidate
     summary = {"tuned": True, "validation_ndcg": round(trials[best], 6), "validation_customers": len(truth),
                "validation_cutoff_day": val.cutoff_day, "trials": len(trials),
-               "tuning_neighbour_pool": int(pool.size) if pool is not None else "all",
                "seconds": round(time.perf_counter() - started, 2), **dataclasses.asdict(best)}
     logger.info("TIFU-KNN tuned on the validation window: %s", summary)
     return best, summary

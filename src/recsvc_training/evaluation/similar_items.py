@@ -6,9 +6,7 @@ small log). Protocol, for a window of days:
 
 - **pairs**: for every basket in the window, the customer's previous basket (any day before it); every item
   ``a`` of the previous basket with every item ``b`` of this one (``b != a``, both in the catalog), each
-  (customer, a, b) once; at most ``max_pairs`` pairs with at most ``max_queries`` distinct items ``a``, drawn
-  with a fixed seed (every query item is one call of the serving code per method, which scores the catalog:
-  a bound on the queries keeps the measurement's cost from growing with catalog x queries);
+  (customer, a, b) once; at most ``max_pairs`` pairs, drawn with a fixed seed;
 - **hit_rate@10**: the share of pairs where ``b`` is among the 10 items similar to ``a``;
 - **category_match@10**: over the same queries, the share of the similar items in ``a``'s category (items
   without a category are left out; NaN when the catalog has none);
@@ -62,8 +60,6 @@ logger = logging.getLogger(__name__)
 
 K = 10
 DEFAULT_MAX_PAIRS = 20_000
-#: Distinct query items of a measurement (see the module docstring).
-DEFAULT_MAX_QUERIES = 2_000
 _SEED = 0
 
 
@@ -79,14 +75,9 @@ class Pairs:
 
 
 def next_basket_pairs(events: pd.DataFrame, start_day: int, end_day: int, item_ids: np.ndarray,
-                      max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = _SEED,
-                      max_queries: int = DEFAULT_MAX_QUERIES) -> Pairs:
+                      max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = _SEED) -> Pairs:
     """The pairs of the window ``start_day <= day < end_day`` (see the module docstring); ``item_ids`` is the
-    model's sorted catalog.
-
-    Beyond ``max_queries`` query items, the pairs are put in a seeded random order and those of the first
-    ``max_queries`` query items to appear in it are kept (a query item is then drawn about in proportion to
-    its pairs, as a uniform draw of pairs would weigh it), then at most ``max_pairs`` of those."""
+    model's sorted catalog."""
     bought = events[events[C.EVENT].to_numpy() == C.PURCHASE]
     bought = bought[bought[C.DAY].to_numpy() < end_day]
     query = bought[C.ITEM_ID].astype(str).to_numpy().astype(np.str_)
@@ -108,11 +99,6 @@ def next_basket_pairs(events: pd.DataFrame, start_day: int, end_day: int, item_i
                                                                                         "i": "a"})
     pairs = now.merge(before, on="prev")
     pairs = pairs[pairs["a"] != pairs["i"]].drop_duplicates(["c", "a", "i"])
-    query = pairs["a"].to_numpy()
-    if np.unique(query).size > max_queries:
-        shuffled = np.random.default_rng(seed + 1).permutation(len(pairs))
-        first_seen = pd.unique(query[shuffled])[:max_queries]
-        pairs = pairs[np.isin(query, first_seen)]
     if len(pairs) > max_pairs:
         pairs = pairs.iloc[np.sort(np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False))]
     return Pairs(pairs["a"].to_numpy(dtype=np.int64), pairs["i"].to_numpy(dtype=np.int64))

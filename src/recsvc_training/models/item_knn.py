@@ -44,19 +44,19 @@ def build_item_neighbours(purchases: sp.csr_matrix, k: int = KNN_NEIGHBOURS, min
     counts = np.zeros(n_items, dtype=np.int64)
     for start in range(0, n_items, _BLOCK):
         block = (xt[start:start + _BLOCK] @ x).tocsr()  # [block, n_items] co-buyer counts
-        # every row of the block at once: the pairs kept, best first (ties to the lower item), top k per row
-        rows = start + np.repeat(np.arange(block.shape[0], dtype=np.int64), np.diff(block.indptr))
-        cols, common = block.indices.astype(np.int64), block.data
-        keep = (cols != rows) & (common >= min_common)
-        rows, cols, common = rows[keep], cols[keep], common[keep]
-        sims = common / (norms[rows] * norms[cols])
-        order = np.lexsort((cols, -sims, rows))
-        rows, cols, sims = rows[order], cols[order], sims[order]
-        rank = np.arange(rows.size) - np.searchsorted(rows, rows)
-        top = rank < k
-        items_parts.append(cols[top].astype(np.int32))
-        score_parts.append(sims[top].astype(np.float32))
-        counts += np.bincount(rows[top], minlength=n_items)
+        for local in range(block.shape[0]):
+            row = start + local
+            lo, hi = block.indptr[local], block.indptr[local + 1]
+            cols, common = block.indices[lo:hi], block.data[lo:hi]
+            keep = (cols != row) & (common >= min_common)
+            cols, common = cols[keep], common[keep]
+            if not cols.size:
+                continue
+            sims = common / (norms[row] * norms[cols])
+            top = np.lexsort((cols, -sims))[:k]
+            items_parts.append(cols[top].astype(np.int32))
+            score_parts.append(sims[top].astype(np.float32))
+            counts[row] = top.size
     indptr[1:] = np.cumsum(counts)
     items = np.concatenate(items_parts) if items_parts else np.zeros(0, dtype=np.int32)
     scores = np.concatenate(score_parts) if score_parts else np.zeros(0, dtype=np.float32)

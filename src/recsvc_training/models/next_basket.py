@@ -24,14 +24,9 @@ import scipy.sparse as sp
 from recsvc.artifacts.parts.next_basket import NextBasket
 from recsvc.config import TrainingSettings
 from recsvc_training.evaluation.nextbasket import (
-    _BLOCK,
     TifuParams,
     _neighbour_weights,
-    _Neighbourhood,
-    is_dense,
-    neighbour_pool,
     tifu_user_vectors,
-    top_k_csr,
     top_k_rows,
     tune_tifu_knn,
 )
@@ -43,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: Items kept per customer: the ranker's pool asks each source for ``ranker_pool_per_source`` (100).
 DEFAULT_LIST_LENGTH = 100
+#: Dense score cells per block of customers (a block's scores are block x n_items float64).
+_BLOCK_CELLS = 8_000_000
 #: Customers the neighbours are drawn from (see :func:`build_next_basket`).
 MAX_NEIGHBOUR_POOL = 10_000
 
@@ -59,10 +56,7 @@ def tune_next_basket(data: TrainingData, settings: TrainingSettings) -> TunedNex
     """Choose TIFU-KNN's hyperparameters once for a run, on events before the evaluation's cut-off.
 
     The validation window is the last ``eval_test_days`` before that cut-off (the window the evaluation's own
-    TIFU-KNN baseline was tuned on before it reused this), 1,000 sampled returning customers, NDCG@10, their
-    neighbours drawn from every customer of the window. Drawing them from :func:`build_next_basket`'s bounded
-    pool instead bounds the tuning's cost but moved the chosen parameters on Ta Feng's first 400k rows and cost
-    the served ranking its lead over buying again by count there (``tests/test_learned.py``), so it stays off.
+    TIFU-KNN baseline was tuned on before it reused this), 1,000 sampled returning customers, NDCG@10.
     """
     events = data.events
     end = int(events[C.DAY].max())
@@ -86,6 +80,29 @@ def _purchase_frame(events: EventRows) -> pd.DataFrame:
                          "basket": pd.factorize(key)[0].astype(np.int64)})
 
 
+def _nearest(vectors: sp.csr_matrix, query: np.ndarray, pool: np.ndarray, sq_norms: np.ndarray,
+             pool_t: sp.csr_matrix, count: int, metric: str) -> np.ndarray:
+    """``[len(query), count]`` customer rows from ``pool`` nearest to each query row (never itself), nearest
+    first, ``-1`` padded: the distance of :class:`~recsvc_training.evaluation.nextbasket._Neighbourhood`."""
+    out = np.full((query.size, count), -1, dtype=np.int64)
+    width = min(count, pool.size - 1)
+    if width <= 0:
+        return out
+    dist = (vectors[query] @ pool_t).toarray()
+    if metric == "euclidean":
+        dist *= -2.0
+        dist += sq_norms[query][:, None]
+        dist += sq_norms[pool][None, :]
+    else:
+        norms = np.sqrt(sq_norms)
+        dist /= -np.maximum(norms[query][:, None] * norms[pool][None, :], 1e-300)
+    dist[query[:, None] == pool[None, :]] = np.inf  # never one's own neighbour
+    part = np.argpartition(dist, width - 1, axis=1)[:, :width]
+    order = np.argsort(np.take_along_axis(dist, part, axis=1), axis=1, kind="stable")
+    out[:, :width] = pool[np.take_along_axis(part, order, axis=1)]
+    return out
+
+
 def build_next_basket(events: EventRows, maps: IdMaps, tiebreak: np.ndarray, tuned: TunedNextBasket | None = None,
                       k: int = DEFAULT_LIST_LENGTH, max_neighbour_pool: int = MAX_NEIGHBOUR_POOL) -> NextBasket:
     """Each customer's top ``k`` items by TIFU-KNN score (ties to the higher ``tiebreak``, per item row, then
@@ -103,51 +120,41 @@ def build_next_basket(events: EventRows, maps: IdMaps, tiebreak: np.ndarray, tun
     frame = _purchase_frame(events)
     vectors = tifu_user_vectors(frame, n_customers, n_items, params)
     rows = np.flatnonzero(np.diff(vectors.indptr) > 0)
-    pool = neighbour_pool(frame, n_customers, max_neighbour_pool)
+    baskets = np.bincount(frame.drop_duplicates("basket")["c"].to_numpy(), minlength=n_customers)
+    pool = rows if rows.size <= max_neighbour_pool else np.sort(
+        rows[np.lexsort((rows, -baskets[rows]))[:max_neighbour_pool]])
     width = min(k, n_items)
     counts = np.zeros(n_customers, dtype=np.int64)
     items_out: list[np.ndarray] = []
     scores_out: list[np.ndarray] = []
-    neighbourhood = _Neighbourhood(vectors, params.metric, pool)
     if rows.size and width > 0:
+        sq_norms = np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel()
+        pool_t = vectors[pool].T.tocsr()
         vectors_t = vectors.T.tocsr()
+        block = max(16, min(256, _BLOCK_CELLS // max(n_items, pool.size, 1)))
         tie = np.asarray(tiebreak, dtype=np.float64)
-        for start in range(0, rows.size, _BLOCK):
-            part = rows[start:start + _BLOCK]
-            weights = _neighbour_weights(neighbourhood.nearest(part, params.neighbours), n_customers)
-            # Sparse scores where a block's rows hold few items (their neighbours' and their own, not the
-            # catalog). Both ways sum the neighbours' mean in one order and add at most one own term to an
-            # entry, so the scores, and the lists, are the same to the last bit.
-            mean = (vectors_t @ weights.T.tocsr()).T
+        for start in range(0, rows.size, block):
+            part = rows[start:start + block]
+            nearest = _nearest(vectors, part, pool, sq_norms, pool_t, params.neighbours, params.metric)
+            weights = _neighbour_weights(nearest, n_customers)
+            # items x block is the cheaper product; the own term is added densely (a sparse sum costs more)
+            score = np.ascontiguousarray((vectors_t @ weights.T.tocsr()).toarray().T)
+            score *= 1.0 - params.alpha
             own = vectors[part].tocoo()
-            if is_dense(mean):  # as dense arrays (the rows cover most of the catalog)
-                dense = np.ascontiguousarray(mean.toarray())
-                dense *= 1.0 - params.alpha
-                dense[own.row, own.col] += params.alpha * own.data
-                top = top_k_rows(dense, width, tie)
-                valid = top >= 0
-                values = np.take_along_axis(dense, np.maximum(top, 0), axis=1)[valid]
-            else:
-                mean = mean.tocoo()
-                score = sp.csr_matrix(
-                    (np.concatenate([mean.data * (1.0 - params.alpha), params.alpha * own.data]),
-                     (np.concatenate([mean.row, own.row]), np.concatenate([mean.col, own.col]))),
-                    shape=(part.size, n_items))
-                score.sum_duplicates()
-                top = top_k_csr(score, width, tie)
-                valid = top >= 0
-                r, slot = np.nonzero(valid)
-                values = np.asarray(score[r, top[r, slot]]).ravel()
+            score[own.row, own.col] += params.alpha * own.data
+            top = top_k_rows(score, width, tie)
+            valid = top >= 0
+            values = np.take_along_axis(score, np.maximum(top, 0), axis=1)
             counts[part] = valid.sum(axis=1)
             items_out.append(top[valid].astype(np.int32))
-            scores_out.append(values.astype(np.float32))
+            scores_out.append(values[valid].astype(np.float32))
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     items = np.concatenate(items_out) if items_out else np.zeros(0, dtype=np.int32)
     scores = np.concatenate(scores_out) if scores_out else np.zeros(0, dtype=np.float32)
     # float32 rounding can turn a tiny positive score into 0; the part stores positive scores only
     scores = np.maximum(scores, np.float32(np.finfo(np.float32).tiny))
     summary = {**(tuned.summary if tuned is not None else {"tuned": False}), **dataclasses.asdict(params)}
-    summary.update(list_length=width, customers=int(rows.size), neighbour_pool=int(neighbourhood.pool.size),
+    summary.update(list_length=width, customers=int(rows.size), neighbour_pool=int(pool.size),
                    build_seconds=round(time.perf_counter() - started, 2))
     logger.info("TIFU-KNN lists for %d customers (top %d) in %.1fs", rows.size, width, summary["build_seconds"])
     return NextBasket(indptr, items, scores, summary)
