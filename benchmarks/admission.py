@@ -143,12 +143,17 @@ def measure(cap: int, duration: float, warmup: float, work: Path, pool_run: bool
     out["quiet_wait_s"] = wait_for_quiet(30.0)
     # 30 caller processes importing numpy and grpc on a busy 2-core host need more than load.py's default
     startup = 10.0 + 0.5 * overload
-    with running(start_echo(1, scratch)) as echo:
-        _pin(echo, server_cpus)
-        _, data, sampler = run_load("admission-echo", echo, "Recommend", SPEC, overload, duration, warmup,
-                                    scratch, startup=startup)
-        out["echo"] = _split(data, warmup, duration)
-        out["echo"]["other_cpu_cores"] = round(sampler.cores()[2], 2)
+
+    def echo_run(label: str) -> dict[str, Any]:
+        with running(start_echo(1, scratch)) as echo:
+            _pin(echo, server_cpus)
+            _, data, sampler = run_load(label, echo, "Recommend", SPEC, overload, duration, warmup, scratch,
+                                        startup=startup)
+            split = _split(data, warmup, duration)
+            split["other_cpu_cores"] = round(sampler.cores()[2], 2)
+            return split
+
+    out["echo"] = echo_run("admission-echo")
     with running(start_server(root, 1, scratch, env)) as server:
         _pin(server, server_cpus)
         _, data, sampler = run_load("admission-cap", server, "Recommend", SPEC, cap, duration, warmup, scratch,
@@ -163,12 +168,7 @@ def measure(cap: int, duration: float, warmup: float, work: Path, pool_run: bool
             out["overload_pool_refusals"] = _overload("admission-10x-pool", server, overload, duration, warmup,
                                                       scratch, startup)
     # the echo again, after: the host's load drifts over minutes, and the ratios use the better echo p99
-    with running(start_echo(1, scratch)) as echo:
-        _pin(echo, server_cpus)
-        _, data, sampler = run_load("admission-echo-after", echo, "Recommend", SPEC, overload, duration, warmup,
-                                    scratch, startup=startup)
-        out["echo_after"] = _split(data, warmup, duration)
-        out["echo_after"]["other_cpu_cores"] = round(sampler.cores()[2], 2)
+    out["echo_after"] = echo_run("admission-echo-after")
     # a run the host starved of every call has no p99 (nan): the other one is the yardstick then
     echo_p99 = float(np.nanmin([out["echo"]["ok_p99_ms"], out["echo_after"]["ok_p99_ms"]]))
     out["echo_p99_ms"] = echo_p99
