@@ -50,13 +50,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
+from benchmarks.trainer_vs_bare_als import bare_als_fit
 from recsvc.config import TrainingSettings
 from recsvc_training.input import columns as C
-from recsvc_training.input.id_maps import build_id_maps, event_rows
-from recsvc_training.input.ingest import load_training_data
-from recsvc_training.models.interactions import build_confidence
 from recsvc_training.pipeline import train
 from recsvc_training.run_summary import peak_rss_mb
 
@@ -256,26 +253,6 @@ class _StepHandler(logging.Handler):
             self.sampler.step_done(match.group(1))
 
 
-def bare_als_seconds(data_dir: Path, settings: TrainingSettings) -> tuple[float, dict[str, int]]:
-    """A plain implicit fit on the trainer's confidence matrix (matrix building not timed) and its shape."""
-    from implicit.als import AlternatingLeastSquares
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data = load_training_data(data_dir, settings, Path(tmp))
-    maps = build_id_maps(data)
-    events = event_rows(data, maps)
-    matrix = build_confidence(events, maps, settings, int(data.events[C.DAY].max()))
-    model = AlternatingLeastSquares(factors=settings.als_factors, regularization=settings.als_regularization,
-                                    iterations=settings.als_iterations, random_state=settings.als_random_state)
-    with threadpool_limits(1, "blas"):
-        started = time.perf_counter()
-        model.fit(matrix, show_progress=False)
-        seconds = time.perf_counter() - started
-    shape = {"customers": int(matrix.shape[0]), "items": int(matrix.shape[1]), "nonzeros": int(matrix.nnz),
-             "events": len(events)}
-    return seconds, shape
-
-
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -296,7 +273,7 @@ def run(work: Path, seed: int, settings: TrainingSettings) -> dict[str, Any]:
         cpu = _cpu_seconds() - cpu_started
     peak_train = peak_rss_mb()
     cpu_started = _cpu_seconds()
-    bare, shape = bare_als_seconds(data_dir, settings)
+    bare, shape = bare_als_fit(data_dir, settings)
     bare_cpu = _cpu_seconds() - cpu_started
     manifest = json.loads((Path(result.path) / "manifest.json").read_text())
     extra = manifest.get("extra", {})

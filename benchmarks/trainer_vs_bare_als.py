@@ -29,8 +29,9 @@ from recsvc_training.models.interactions import build_confidence
 from recsvc_training.pipeline import train
 
 
-def bare_als_seconds(data_dir: Path, settings: TrainingSettings) -> float:
-    """A plain implicit fit on the trainer's confidence matrix (matrix building not timed)."""
+def bare_als_fit(data_dir: Path, settings: TrainingSettings) -> tuple[float, dict[str, int]]:
+    """A plain implicit fit on the trainer's confidence matrix (matrix building not timed): its seconds and the
+    matrix's shape (customers, items, nonzeros, events)."""
     from implicit.als import AlternatingLeastSquares
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,7 +44,15 @@ def bare_als_seconds(data_dir: Path, settings: TrainingSettings) -> float:
     with threadpool_limits(1, "blas"):
         started = time.perf_counter()
         model.fit(matrix, show_progress=False)
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+    shape = {"customers": int(matrix.shape[0]), "items": int(matrix.shape[1]), "nonzeros": int(matrix.nnz),
+             "events": len(events)}
+    return seconds, shape
+
+
+def bare_als_seconds(data_dir: Path, settings: TrainingSettings) -> float:
+    """The seconds of :func:`bare_als_fit`."""
+    return bare_als_fit(data_dir, settings)[0]
 
 
 def main() -> None:
