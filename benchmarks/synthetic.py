@@ -56,6 +56,10 @@ class SyntheticSpec:
     #: Carry a learned ranker of the trainer's shape, so Recommend for a known customer takes the default
     #: path of a trained model (candidate pool, features, trees); without it the engine blends by rank.
     learned_ranker: bool = True
+    #: The ranker's two-stage scoring (:mod:`recsvc.ranking.cascade`) as the trainer records it: first trees
+    #: (0: none) and rows kept per pool; the trainer's choice on Ta Feng and Online Retail (README, Serving).
+    ranker_cascade_trees: int = 10
+    ranker_cascade_keep: int = 50
 
     @property
     def id_width(self) -> int:
@@ -183,6 +187,8 @@ def build_synthetic_set(spec: SyntheticSpec) -> ArtifactSet:
             arrays.update(cosine_arrays)
     if spec.learned_ranker:
         ranker_arrays, extra["ranker"] = synthetic_ranker(spec.seed)
+        if spec.ranker_cascade_trees > 0:
+            extra["ranker"]["cascade"] = {"trees": spec.ranker_cascade_trees, "keep": spec.ranker_cascade_keep}
         arrays.update(ranker_arrays)
     artifacts = ArtifactSet(arrays=arrays, channels=list(CHANNELS), data_end_day=DATA_END_DAY,
                             row_counts={"items": n_items, "customers": n_customers, "history_pairs": nnz,

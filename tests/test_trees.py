@@ -246,12 +246,13 @@ def test_fit_ranker_rejects_inconsistent_input(bad: dict[str, object]) -> None:
 
 # --- hand-built ensembles against a plain reference -------------------------------------------------------
 
-def reference_predict(ensemble: TreeEnsemble, X: np.ndarray) -> np.ndarray:
-    """LightGBM's Tree::NumericalDecision, one row and one node at a time, summed in tree order."""
+def reference_predict(ensemble: TreeEnsemble, X: np.ndarray, roots: np.ndarray | None = None) -> np.ndarray:
+    """LightGBM's Tree::NumericalDecision, one row and one node at a time, summed in tree order (over the trees
+    at ``roots``, default all)."""
     out = np.zeros(X.shape[0])
     for r, row in enumerate(np.asarray(X, dtype=np.float64)):
         total = 0.0
-        for root in ensemble.tree_root:
+        for root in (ensemble.tree_root if roots is None else roots):
             node = int(root)
             while node >= 0:
                 x = float(row[ensemble.split_feature[node]])
@@ -442,3 +443,34 @@ def test_validate_rejects_orphan_node_and_length_mismatch() -> None:
         TreeEnsemble(**base, feature_names=["a"])  # node 1 and leaves 2, 3 hang off no root
     with pytest.raises(TreeEnsembleError, match="one per node"):
         TreeEnsemble(**{**base, "threshold": np.array([0.0])}, feature_names=["a"])
+
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_trees=st.integers(2, 10), data=st.data())
+def test_a_slice_of_trees_scores_those_trees_alone(seed: int, n_trees: int, data: st.DataObject) -> None:
+    """``trees(start, stop)`` renumbers nodes and leaves and scores exactly the reference sum over those trees."""
+    rng = np.random.default_rng(seed)
+    grid = np.array([-1.0, 0.0, 0.5, 2.0])
+    ensemble = random_ensemble(rng, n_trees, 3, np.concatenate([grid, [np.inf]]))
+    start = data.draw(st.integers(0, n_trees - 1))
+    stop = data.draw(st.integers(start + 1, n_trees))
+    X = rng.choice(np.concatenate([grid, SPECIAL]), size=(40, 3))
+    part = ensemble.trees(start, stop)
+    assert part.n_trees == stop - start
+    assert part.n_nodes + part.n_leaves < ensemble.n_nodes + ensemble.n_leaves or (start, stop) == (0, n_trees)
+    np.testing.assert_array_equal(part.predict(X), reference_predict(ensemble, X, ensemble.tree_root[start:stop]))
+
+
+def test_first_trees_equal_lightgbm_after_that_many_iterations(lambdarank_booster: lightgbm.Booster,
+                                                               ensembles: dict[str, TreeEnsemble]) -> None:
+    ensemble = ensembles["lambdarank"]
+    X = query_rows(np.random.default_rng(5), 300, ensemble)
+    for k in (1, 7, ensemble.n_trees - 1):
+        np.testing.assert_array_equal(ensemble.trees(0, k).predict(X),
+                                      lambdarank_booster.predict(X, raw_score=True, num_iteration=k))
+        np.testing.assert_allclose(ensemble.trees(0, k).predict(X) + ensemble.trees(k, ensemble.n_trees).predict(X),
+                                   ensemble.predict(X), rtol=1e-12, atol=1e-12)
+    for bad in ((3, 3), (-1, 2), (0, ensemble.n_trees + 1)):
+        with pytest.raises(ValueError, match="outside"):
+            ensemble.trees(*bad)

@@ -105,6 +105,12 @@ class TrainingSettings:
     #: Candidates each source proposes to the ranker's pool.
     ranker_pool_per_source: int = 100
     ranker_trees: int = 150
+    #: Two-stage scoring (:mod:`recsvc.ranking.cascade`): the first trees score every pool row and the rest
+    #: only each pool's best rows. The trainer takes the cheapest first stage (trees, and rows kept: the stored
+    #: list's length or twice it) whose top-10 lists share at least ``ranker_cascade_min_agreement`` of their
+    #: items with the whole ensemble's on the validation window (README, Serving: the cascade).
+    ranker_cascade: bool = True
+    ranker_cascade_min_agreement: float = 0.995
     #: Quality gate: refuse a set whose NDCG@10 is below buy-it-again times this ratio on its own split ...
     gate_min_ratio_to_buy_it_again: float = 1.0
     #: ... or more than this fraction below the NDCG@10 of the version it replaces (0.05 = 5 % worse).

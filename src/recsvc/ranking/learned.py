@@ -20,6 +20,7 @@ import numpy as np
 from recsvc.artifacts import ArtifactError
 from recsvc.artifacts.parts.ranker import RankerPart
 from recsvc.ranking.als import AlsSource
+from recsvc.ranking.cascade import Cascade, CascadeSettings
 from recsvc.ranking.copurchase import CoPurchaseSource
 from recsvc.ranking.features import FEATURE_NAMES, CandidatePool, build_pools
 from recsvc.ranking.model import LoadedModel
@@ -71,7 +72,7 @@ class LearnedRanker:
     """
 
     def __init__(self, model: LoadedModel, ensemble: TreeEnsemble,
-                 pool_per_source: int = DEFAULT_POOL_PER_SOURCE) -> None:
+                 pool_per_source: int = DEFAULT_POOL_PER_SOURCE, cascade: CascadeSettings | None = None) -> None:
         if tuple(ensemble.feature_names) != FEATURE_NAMES:
             raise ArtifactError(
                 f"model {model.version}: the ranker was trained on features {list(ensemble.feature_names)}, "
@@ -80,6 +81,8 @@ class LearnedRanker:
         self.ensemble = ensemble
         self.pool_per_source = pool_per_source
         self.sources = pool_sources(model)
+        #: Two-stage scoring (:mod:`recsvc.ranking.cascade`) when the trainer chose it; else every row, every tree.
+        self.cascade = Cascade(ensemble, cascade) if cascade is not None else None
 
     @classmethod
     def from_model(cls, model: LoadedModel) -> LearnedRanker | None:
@@ -89,7 +92,7 @@ class LearnedRanker:
         if part is None:
             return None
         pool_per_source = int(part.stats.get("pool_per_source", DEFAULT_POOL_PER_SOURCE))
-        return cls(model, TreeEnsemble.from_part(part), pool_per_source)
+        return cls(model, TreeEnsemble.from_part(part), pool_per_source, CascadeSettings.from_stats(part.stats))
 
     def rank(self, ctx: RankingContext) -> RankedPool:
         """The pool for ``ctx`` ordered by the ranker (ties by lower item row): :meth:`rank_many` of one."""
@@ -102,7 +105,8 @@ class LearnedRanker:
         batch = build_pools(self.model, contexts, self.sources, self.pool_per_source)
         if batch.features.shape[0] == 0:
             return [RankedPool(pool, np.zeros(0, dtype=np.int64), np.zeros(0)) for pool in batch.pools]
-        scores = self.ensemble.predict(batch.features)
+        scores = (self.cascade.scores(batch.features, batch.bounds) if self.cascade is not None
+                  else self.ensemble.predict(batch.features))
         bounds = batch.bounds.tolist()
         return [self._ordered(pool, scores[lo:hi]) if hi > lo else
                 RankedPool(pool, np.zeros(0, dtype=np.int64), np.zeros(0))

@@ -131,6 +131,38 @@ class TreeEnsemble(RankerPart):
             out[start:stop] = self._plan.predict_block(values[start:stop])
         return out
 
+    def trees(self, start: int, stop: int) -> TreeEnsemble:
+        """The ensemble of trees ``start <= t < stop`` alone, nodes and leaves renumbered in their stored order.
+
+        Its ``predict`` sums those trees in tree order, so ``trees(0, k)`` gives exactly the partial sum the
+        whole ensemble reaches after ``k`` trees (what :mod:`recsvc.ranking.cascade` ranks a pool by first).
+        """
+        if not 0 <= start < stop <= self.n_trees:
+            raise ValueError(f"trees {start}..{stop} outside the ensemble's 0..{self.n_trees}")
+        node_kept = np.zeros(self.n_nodes, dtype=bool)
+        leaf_kept = np.zeros(self.n_leaves, dtype=bool)
+        frontier = self.tree_root[start:stop].astype(np.intp)
+        while frontier.size:  # the structure checks guarantee every tree is finite and disjoint
+            leaf_kept[~frontier[frontier < 0]] = True
+            inner = frontier[frontier >= 0]
+            node_kept[inner] = True
+            frontier = np.concatenate([self.left_child[inner], self.right_child[inner]]).astype(np.intp)
+        node_map = np.append(np.cumsum(node_kept) - 1, 0)  # the extra entry: a safe index for np.where below
+        leaf_map = np.append(np.cumsum(leaf_kept) - 1, 0)
+
+        def renumber(children: np.ndarray) -> np.ndarray:
+            children = children.astype(np.int64)
+            inner = children >= 0
+            return np.where(inner, node_map[np.where(inner, children, -1)],
+                            ~leaf_map[np.where(inner, -1, ~children)]).astype(np.int32)
+
+        return TreeEnsemble(
+            split_feature=self.split_feature[node_kept], threshold=self.threshold[node_kept],
+            left_child=renumber(self.left_child[node_kept]), right_child=renumber(self.right_child[node_kept]),
+            default_left=self.default_left[node_kept], missing_type=self.missing_type[node_kept],
+            leaf_value=self.leaf_value[leaf_kept], tree_root=renumber(self.tree_root[start:stop]),
+            feature_names=self.feature_names, stats={})
+
     # --- storage: to_arrays / from_arrays are the part's ---------------------------------------------------
 
     @classmethod

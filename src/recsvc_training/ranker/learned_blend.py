@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 
 from recsvc.config import TrainingSettings
+from recsvc.ranking.cascade import STATS_KEY as CASCADE_KEY
 from recsvc.ranking.features import FEATURE_NAMES, build_pool
 from recsvc.ranking.learned import pool_sources
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.sources import RankingContext
 from recsvc.ranking.trees import TreeEnsemble
 from recsvc_training.input import columns as C
+from recsvc_training.ranker.cascade_choice import choose_cascade
 from recsvc_training.ranker.fit import fit_ranker, tree_ensemble_from_lightgbm
 from recsvc_training.ranker.selection import select_model, split_validation
 
@@ -202,8 +204,12 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
     gains = booster.feature_importance(importance_type="gain")
     if held_out is not None and len(held_out):
         newest_model, newest_start = ordered[-1]
+        cascade, stats["cascade_choice"] = choose_cascade(newest_model, ensemble, settings.ranker_pool_per_source,
+                                                          held_out, settings)
+        if cascade is not None:
+            stats[CASCADE_KEY] = cascade.to_stats()
         stats["selection"] = select_model(newest_model, ensemble, settings.ranker_pool_per_source, held_out,
-                                          newest_start)
+                                          newest_start, cascade=cascade)
     stats.update(trees=ensemble.n_trees, trees_requested=settings.ranker_trees,
                  seconds=round(time.perf_counter() - started, 2),
                  feature_gain={name: round(float(g), 2) for name, g in zip(FEATURE_NAMES, gains, strict=True)})

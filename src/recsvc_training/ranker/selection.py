@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.ranking.blend import BlendWeights
+from recsvc.ranking.cascade import CascadeSettings
 from recsvc.ranking.learned import LearnedRanker
 from recsvc.ranking.model import LoadedModel
 from recsvc.ranking.paths import ANY_CHANNEL, SERVABLE_BASELINES, RankingPaths
@@ -77,7 +78,8 @@ def _top_items(ranked: np.ndarray, allowed: np.ndarray, popular: np.ndarray, k: 
 
 
 def validate_policies(model: LoadedModel, ensemble: TreeEnsemble, pool_per_source: int,
-                      purchases: pd.DataFrame) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+                      purchases: pd.DataFrame, cascade: CascadeSettings | None = None,
+                      ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     """NDCG@10 of the learned ranker and of every servable baseline on ``purchases`` (held-out customers of a
     window after ``model``'s data), per main channel and over all (:data:`ANY_CHANNEL`); and the customers
     each covers."""
@@ -91,7 +93,7 @@ def validate_policies(model: LoadedModel, ensemble: TreeEnsemble, pool_per_sourc
     query = np.searchsorted(customers, rows)
     truth = sp.csr_matrix((np.ones(rows.size), (query, items)), shape=(customers.size, model.n_items))
     truth.data[:] = 1.0
-    learned = LearnedRanker(model, ensemble, pool_per_source)
+    learned = LearnedRanker(model, ensemble, pool_per_source, cascade)  # scored as it will be served
     weights = BlendWeights()
     paths = RankingPaths(model, (), weights, ChannelPolicies({}, weights, model.channels), learned)
     names = (POLICY_LEARNED, *SERVABLE_BASELINES)
@@ -154,11 +156,12 @@ def choose(scores: Mapping[str, Mapping[str, float]], counts: Mapping[str, int],
 
 
 def select_model(model: LoadedModel, ensemble: TreeEnsemble, pool_per_source: int, purchases: pd.DataFrame,
-                 label_start_day: int, min_customers: int = MIN_CHANNEL_CUSTOMERS) -> dict[str, Any]:
+                 label_start_day: int, min_customers: int = MIN_CHANNEL_CUSTOMERS,
+                 cascade: CascadeSettings | None = None) -> dict[str, Any]:
     """The selection block (``extra["ranker"]["selection"]``): chosen policy and reason per channel, the
     validation scores and customer counts. Empty choice (the ranker serves) without held-out customers."""
     started = time.perf_counter()
-    scores, counts = validate_policies(model, ensemble, pool_per_source, purchases)
+    scores, counts = validate_policies(model, ensemble, pool_per_source, purchases, cascade)
     chosen, reasons = choose(scores, counts, min_customers)
     block = {"chosen": chosen, "reasons": reasons, "metric": SELECTION_METRIC, "validation": scores,
              "customers": counts, "label_start_day": int(label_start_day),
