@@ -172,6 +172,11 @@ class RecommendationEngine:
         return self._model.version
 
     @property
+    def learned_ranker(self) -> LearnedRanker | None:
+        """The model's learned ranker (None: the set holds none, or this engine was built without it)."""
+        return self._paths.learned
+
+    @property
     def weights(self) -> BlendWeights:
         return self._weights
 
@@ -434,8 +439,9 @@ class RecommendationEngine:
         """For each known customer row, the learned ranker's order of their pool on a known channel, the
         items not sellable there left out, before any request filter (no store, no context, no live events):
         what the stored lists hold (:mod:`recsvc.ranking.batch`), the trees evaluated once for all of them.
-        None for a customer not ranked by the learned ranker (no ranker, custom sources, cold start) or one a
-        channel policy hides items from (the caller ranks those through :meth:`recommend`)."""
+        None for a customer not ranked by the learned ranker (no ranker, custom sources, cold start, a
+        channel where model selection chose a baseline) or one a channel policy hides items from (the caller
+        ranks those through :meth:`recommend`)."""
         return self.ranked_pools_on(customer_rows, [channel_row] * len(customer_rows))
 
     def ranked_pools_on(self, customer_rows: Sequence[int], channel_rows: Sequence[int]) -> list[Ranked | None]:
@@ -454,8 +460,11 @@ class RecommendationEngine:
             if applied is not None and (applied.coldstart or not applied.repurchase
                                         or applied.exclude_bought_within_days > 0):
                 continue
+            name = self._paths.learned_path(row, channel_row, applied)
+            if name is None:
+                continue  # model selection chose a baseline on this channel: served live, by that baseline
             at.append(i)
-            names.append((applied.name if applied is not None else "") or POLICY_LEARNED)
+            names.append(name)
         ranked = learned.rank_many([self._context(int(customer_rows[i]), int(channel_rows[i]), -1, _NO_ROWS)
                                     for i in at])
         for i, name, result in zip(at, names, ranked, strict=True):
