@@ -10,6 +10,12 @@ forked processes over chunks of customers, one BLAS thread each), after the set 
 prints wall and CPU milliseconds per customer and channel (CPU of the parent and its workers), the
 extrapolation to 1M customers x 3 channels in wall time with these workers, and the peak RSS of the parent
 and of the largest worker (the workers share the model's memory-mapped pages, so RSS counts them in each).
+
+``--against-full`` also ranks every chunk of customers a second time with the ranker's cascade off (every
+pool row through every tree), in turns with the served way, one process, and reports both CPU times and
+their ratio (a busy neighbour slows both alike)::
+
+    python -m benchmarks.nightly_ranking --customers 2000 --against-full
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import resource
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from recsvc.server.workers import limit_blas_threads
 
@@ -32,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes (0: one per core)")
     parser.add_argument("--work-dir", default="benchmarks/results/raw")
     parser.add_argument("--out", default="", help="also write the JSON here")
+    parser.add_argument("--against-full", action="store_true",
+                        help="also rank without the cascade, in turns, one process (the CPU ratio)")
     args = parser.parse_args(argv)
     limit_blas_threads(os.environ)  # before numpy
     import numpy as np
@@ -54,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
+    if args.against_full:
+        return compare_with_full(engine, rows, args.length, args.out)
     wall, cpu = time.perf_counter(), cpu_seconds()
     stored_rows_by_channel(engine, rows, model.channels, args.length, workers=args.workers)
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
@@ -72,6 +83,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def compare_with_full(engine: Any, rows: Any, length: int, out: str) -> int:
+    """CPU per customer and channel with the ranker's cascade and without, chunk by chunk in turns."""
+    import numpy as np
+
+    from recsvc.ranking.batch import stored_rows_by_channel
+
+    learned = engine.learned_ranker
+    if learned is None or learned.cascade is None:
+        raise SystemExit("the set's ranker has no cascade to compare (ranker_cascade_trees in the spec)")
+    served = learned.cascade
+    spent = {"cascade": 0.0, "full": 0.0}
+    for chunk in np.array_split(rows, max(1, rows.size // 100)):
+        for way in spent:
+            learned.cascade = served if way == "cascade" else None
+            started = time.process_time()
+            stored_rows_by_channel(engine, chunk, engine.model.channels, length)
+            spent[way] += time.process_time() - started
+    learned.cascade = served
+    pairs = rows.size * len(engine.model.channels)
+    report = {"customers": int(rows.size), "channels": len(engine.model.channels), "length": length,
+              "cascade": served.settings.to_stats(),
+              "cpu_ms_per_customer_channel": {way: round(1000 * s / pairs, 3) for way, s in spent.items()},
+              "full_over_cascade": round(spent["full"] / spent["cascade"], 3),
+              "extrapolated_1m_x3_cpu_minutes": {way: round(s / pairs * 3_000_000 / 60, 1)
+                                                 for way, s in spent.items()},
+              "load_average": os.getloadavg()}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
     return 0
 
 

@@ -57,7 +57,7 @@ class SyntheticSpec:
     #: path of a trained model (candidate pool, features, trees); without it the engine blends by rank.
     learned_ranker: bool = True
     #: The ranker's two-stage scoring (:mod:`recsvc.ranking.cascade`) as the trainer records it: first trees
-    #: (0: none) and rows kept per pool; the trainer's choice on Ta Feng and Online Retail (README, Serving).
+    #: (0: none) and rows kept per pool; the trainer's choice on Ta Feng (README, Serving: the cascade).
     ranker_cascade_trees: int = 10
     ranker_cascade_keep: int = 50
 

@@ -91,7 +91,7 @@ def choose_cascade(model: LoadedModel, ensemble: TreeEnsemble, pool_per_source: 
                             f"of the top-{AGREEMENT_K} items"
     else:
         report["cost"] = round(best_cost / full_cost, 4)
-    logger.info("ranker cascade: %s (%s)", chosen, tried)
+    logger.info("ranker cascade: %s on %d validation pools (%s)", chosen, sizes.size, tried)
     return chosen, report
 
 
