@@ -20,10 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from recsvc.artifacts.parts.ranker import CASCADE_STATS
 from recsvc.ranking.trees import TreeEnsemble
-
-#: The key of the cascade in the ranker's stats (``extra.ranker``): ``{"trees": k, "keep": m}``.
-STATS_KEY = "cascade"
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class CascadeSettings:
     @classmethod
     def from_stats(cls, stats: Mapping[str, Any]) -> CascadeSettings | None:
         """The settings the trainer recorded, or None (no cascade: older sets, or the trainer chose none)."""
-        value = stats.get(STATS_KEY)
+        value = stats.get(CASCADE_STATS)
         if not isinstance(value, Mapping):
             return None
         trees, keep = value.get("trees"), value.get("keep")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsvc.artifacts.parts.ranker import CASCADE_STATS
 from recsvc.config import TrainingSettings
-from recsvc.ranking.cascade import STATS_KEY as CASCADE_KEY
 from recsvc.ranking.features import FEATURE_NAMES, build_pool
 from recsvc.ranking.learned import pool_sources
 from recsvc.ranking.model import LoadedModel
@@ -207,7 +207,7 @@ def fit_learned_ranker(windows: Sequence[tuple[LoadedModel, int]], events: pd.Da
         cascade, stats["cascade_choice"] = choose_cascade(newest_model, ensemble, settings.ranker_pool_per_source,
                                                           held_out, settings)
         if cascade is not None:
-            stats[CASCADE_KEY] = cascade.to_stats()
+            stats[CASCADE_STATS] = cascade.to_stats()
         stats["selection"] = select_model(newest_model, ensemble, settings.ranker_pool_per_source, held_out,
                                           newest_start, cascade=cascade)
     stats.update(trees=ensemble.n_trees, trees_requested=settings.ranker_trees,

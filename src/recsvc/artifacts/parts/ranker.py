@@ -21,7 +21,9 @@ ranker_tree_root           int32, [n_trees]          root of each tree, encoded 
 ranker_feature_names       U, [n_features]           names of the columns of ``X``, in order
 =========================  ========================  ===================================================
 
-``extra.ranker`` holds what the trainer measured and ``pool_per_source`` (candidates per source).
+``extra.ranker`` holds what the trainer measured, ``pool_per_source`` (candidates per source) and, when the
+trainer chose one, ``cascade`` (``{"trees": k, "keep": m}``: the first ``k`` trees score every pool row, the
+rest each pool's ``m`` best rows; ``recsvc.ranking.cascade``).
 Reading the part checks that the arrays are well-formed trees (:func:`tree_depths`), so a set with a
 malformed ranker is refused at load like any other corrupt set.
 """
@@ -51,6 +53,8 @@ FIELDS: dict[str, tuple[str, np.dtype]] = {
 }
 FEATURE_NAMES = PREFIX + "feature_names"
 RANKER_EXTRA = "ranker"
+#: The key of the two-stage scoring in ``extra.ranker`` (see the module docstring).
+CASCADE_STATS = "cascade"
 #: ``missing_type`` codes, in LightGBM's order (``MissingType::None/Zero/NaN``).
 MISSING_NONE = 0
 MISSING_ZERO = 1
