@@ -18,6 +18,9 @@ process's maximum resident set (``ru_maxrss``) after each step. The set is cache
     python -m benchmarks.campaign_batch                          # 5,000 customers ranked, extrapolated
     python -m benchmarks.campaign_batch --rank-customers 0       # every customer (hours on the reference path)
     python -m benchmarks.campaign_batch --workers 2 --skip-jobs  # the ranking only, in 2 forked workers
+    python -m benchmarks.campaign_batch --skip-jobs \
+        --stored-set benchmarks/results/raw/artifacts-100k/versions/bench-100k-stored
+        # customers with nightly lists (the load test's set), answered from them as after a nightly run
 
 ``--workers`` ranks in that many forked processes (:mod:`recsvc.ranking.batch`); ``--skip-jobs`` measures the
 ranking alone and takes the every-customer job's time from the last report at ``--out`` (the job does not
@@ -97,11 +100,15 @@ def main() -> None:
     parser.add_argument("--skip-jobs", action="store_true", help="rank only; reuse the last report's job times")
     parser.add_argument("--work", default="/tmp/recsvc-campaign-batch")
     parser.add_argument("--out", default=str(RESULTS / "campaign_batch"))
+    parser.add_argument("--stored-set", default="",
+                        help="a published version folder with nightly lists (e.g. the load test's bench-100k-stored): "
+                             "rank the customers it holds lists for, answered from them, instead of the set above")
     args = parser.parse_args()
 
     from tqdm import tqdm
 
-    from recsvc.artifacts import load_current
+    from recsvc.artifacts import load_artifact_set, load_current
+    from recsvc.artifacts.parts.stored_lists import StoredLists
     from recsvc.ranking import LoadedModel, RecommendationEngine
     from recsvc.ranking.batch import recommend_many
     from recsvc_training.campaigns import run_campaign
@@ -129,10 +136,17 @@ def main() -> None:
         if key not in report:
             report[key] = {**previous[key], "from_report_of": previous.get("measured_at", "")}
 
-    model = LoadedModel(load_current(root))
+    model = LoadedModel(load_artifact_set(Path(args.stored_set)) if args.stored_set else load_current(root))
     engine = RecommendationEngine(model)
     count = args.rank_customers or model.n_customers
-    ids = [model.customer_id(r) for r in range(0, model.n_customers, max(1, model.n_customers // count))][:count]
+    if args.stored_set:  # the customers the nightly ranking stored lists for, as the nightly job's campaign sees
+        stored = model.parts.get(StoredLists)
+        if stored is None:
+            parser.error(f"{args.stored_set} holds no stored lists")
+        ids = [model.customer_id(int(r)) for r in stored.customers[:count]]
+        report["ranking_from"] = f"stored lists of {args.stored_set} ({stored.customers.size} customers)"
+    else:
+        ids = [model.customer_id(r) for r in range(0, model.n_customers, max(1, model.n_customers // count))][:count]
     bar = tqdm(total=len(ids), desc="recommend_many", unit="customer", mininterval=2.0)
     t, cpu = time.perf_counter(), _cpu()
     done = 0
