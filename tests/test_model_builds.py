@@ -16,6 +16,7 @@ from recsvc.artifacts import ArtifactSet
 from recsvc.artifacts.parts.ann import ANN_ARRAY, KIND_EXACT, KIND_FAISS_IVF
 from recsvc.artifacts.parts.ann_cosine import COSINE_ARRAY
 from recsvc.artifacts.parts.coldstart import COLDSTART_CUSTOMER, LFM_ITEM_EMBEDDINGS
+from recsvc.artifacts.parts.next_basket import NextBasket
 from recsvc.config import TrainingSettings
 from recsvc_training.assemble import ModelRole, build_artifacts
 from recsvc_training.input import columns as C
@@ -44,6 +45,16 @@ def test_a_label_window_set_builds_no_index_and_no_lightfm() -> None:
     assert built.extra["ann"]["kind"] == KIND_EXACT and built.extra["ann_cosine"]["kind"] == KIND_EXACT
     assert LFM_ITEM_EMBEDDINGS not in built.arrays and "skipped" in built.extra["coldstart"]
     assert built.extra["built_for"] == "label_window"
+
+
+def test_a_similar_items_set_is_a_label_window_set_without_the_next_basket_lists() -> None:
+    built = build_artifacts(never_bought(), INDEXED, role=ModelRole.SIMILAR_ITEMS)
+    window = build_artifacts(never_bought(), INDEXED, role=ModelRole.LABEL_WINDOW)
+    assert not set(NextBasket.ARRAYS) & set(built.arrays) and set(NextBasket.ARRAYS) <= set(window.arrays)
+    assert ANN_ARRAY not in built.arrays and LFM_ITEM_EMBEDDINGS not in built.arrays
+    assert built.extra["built_for"] == "similar_items"
+    for name in set(window.arrays) - set(NextBasket.ARRAYS):  # the rest is the same maths on the same events
+        np.testing.assert_array_equal(built.arrays[name], window.arrays[name], err_msg=name)
 
 
 def test_the_evaluation_set_scores_als_as_served_but_builds_no_cosine_index() -> None:
@@ -113,3 +124,19 @@ def test_label_windows_are_built_once_each_for_the_ranker_only() -> None:
     assert builder.calls[-1][1] is ModelRole.EVALUATION and evaluated.extra["built_for"] == "evaluation"
     assert [b["role"] for b in models.built] == ["label_window"] * 3 + ["evaluation"]
     assert np.all(np.diff([b["day"] for b in models.built[:3]]) < 0)
+
+
+def test_the_similar_items_choice_reuses_a_days_set_and_builds_a_lighter_one_only_when_there_is_none() -> None:
+    data = shop_data()
+    settings = dataclasses.replace(FAST, ranker_label_days=14, ranker_label_windows=2, ranker_min_history_days=7)
+    builder = RecordingBuilder()
+    models = ModelsBefore(data, settings, builder)
+    end = models.end_day + 1
+    window = models(end - 14)
+    assert models.for_similar_items(end - 14) is window and len(builder.calls) == 1  # shared, nothing built
+    light = models.for_similar_items(end - 28)
+    assert builder.calls[-1] == (builder.calls[-1][0], ModelRole.SIMILAR_ITEMS)
+    assert models.for_similar_items(end - 28) is light and len(builder.calls) == 2  # once per day
+    later = models(end - 28)  # a label window of that day still gets its TIFU-KNN lists
+    assert later is not light and builder.calls[-1][1] is ModelRole.LABEL_WINDOW
+    assert NextBasket.ARRAYS[0] in later.arrays and NextBasket.ARRAYS[0] not in light.arrays

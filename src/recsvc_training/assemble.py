@@ -61,11 +61,15 @@ class ModelRole(enum.Enum):
     ranker's training reads (its candidate pool and features, :func:`recsvc.ranking.learned.pool_sources`):
     no LightFM (the pool has no cold-start source), no cosine index, and ALS scored exactly instead of
     through an ANN index (the index only approximates the exact top-k it would be tuned against).
+    ``SIMILAR_ITEMS``: a set only the SimilarItems choice reads (ALS, history, co-purchase): a label-window
+    set without the TIFU-KNN lists, which no SimilarItems method reads and which cost a large log more than the
+    rest of the set together.
     """
 
     PUBLISHED = "published"
     EVALUATION = "evaluation"
     LABEL_WINDOW = "label_window"
+    SIMILAR_ITEMS = "similar_items"
 
 
 #: Build steps in run order (the keys of the per-step timings, after ``ingest``).
@@ -176,8 +180,8 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings,
             arrays.update(als.to_arrays())
         with clock.step("ann"):  # large catalogs only (ann_min_items); ann_meta says what was decided
             ann_arrays: dict[str, np.ndarray] = {}
-            if role is ModelRole.LABEL_WINDOW:
-                ann_meta = _not_built("ALS is scored exactly in a label-window set")
+            if role in (ModelRole.LABEL_WINDOW, ModelRole.SIMILAR_ITEMS):
+                ann_meta = _not_built(f"ALS is scored exactly in a {role.value} set")
             else:
                 ann_arrays, ann_meta = build_ann_index(als.user_factors, als.item_factors, settings)
             arrays.update(ann_arrays)
@@ -193,15 +197,19 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings,
         with clock.step("copurchase"):
             arrays.update(build_copurchase(events, maps, settings))
         with clock.step("next_basket"):  # TIFU-KNN lists: a candidate source, a ranker feature, a baseline
-            next_basket_part = build_next_basket(events, maps, arrays[POP_GLOBAL], next_basket,
-                                                 max(settings.ranker_pool_per_source, 10))
-            arrays.update(next_basket_part.to_arrays())
+            next_basket_extra: dict[str, Any] = {}
+            if role is not ModelRole.SIMILAR_ITEMS:
+                next_basket_part = build_next_basket(events, maps, arrays[POP_GLOBAL], next_basket,
+                                                     max(settings.ranker_pool_per_source, 10))
+                arrays.update(next_basket_part.to_arrays())
+                next_basket_extra = next_basket_part.to_extra()
         with clock.step("customers"):  # RFM, net spend and channels, for the customer profile
             arrays.update(build_customer_summary(data, events, maps, arrays[ITEM_PRICES], end_day))
         with clock.step("coldstart"):  # LightFM on attributes, for customers with little or no history
             coldstart_arrays, coldstart_meta = (
-                build_coldstart(data, events, maps, arrays, settings) if role is not ModelRole.LABEL_WINDOW
-                else ({}, {"skipped": "a label-window set: the ranker's pool has no cold-start source"}))
+                build_coldstart(data, events, maps, arrays, settings)
+                if role not in (ModelRole.LABEL_WINDOW, ModelRole.SIMILAR_ITEMS)
+                else ({}, {"skipped": f"a {role.value} set: nothing it is read for uses cold start"}))
             arrays.update(coldstart_arrays)
     finally:
         clock.close()
@@ -239,7 +247,7 @@ def build_artifacts(data: TrainingData, settings: TrainingSettings,
         extra={"build_seconds": dict(clock.timings), "built_for": role.value, "quantity_cap": QUANTITY_CAP,
                ANN_EXTRA: ann_meta,
                COSINE_EXTRA: cosine_meta, SEGMENTS_EXTRA: list(RFM_SEGMENTS), COLDSTART_EXTRA: coldstart_meta,
-               HALF_LIFE_EXTRA: settings.recency_half_life_days, **part_extra, **next_basket_part.to_extra()},
+               HALF_LIFE_EXTRA: settings.recency_half_life_days, **part_extra, **next_basket_extra},
     )
     artifacts.validate()
     logger.info("built artifact set: %s", ", ".join(f"{k} {v}" for k, v in artifacts.row_counts.items()))

@@ -173,7 +173,8 @@ def train(data_dir: Path, artifact_root: StoreRoot, settings: TrainingSettings, 
         if answers is not None:
             attach_newcomer_answers(artifacts, data, answers)
     with _timed(timings, "similar_items"):  # the SimilarItems method, chosen on the last eval_test_days
-        similar = similar_choice_for(models.end_day + 1, data, models, settings.eval_test_days, models.first_day)
+        similar = similar_choice_for(models.end_day + 1, data, models.for_similar_items, settings.eval_test_days,
+                                     models.first_day)
         if similar is not None:
             attach_similar_items(artifacts, similar)
     if holdout is not None:

@@ -200,7 +200,7 @@ def evaluate_holdout(models: ModelsBefore, settings: TrainingSettings,
     answers = newcomer_answers_for(cutoff, data, models, settings.eval_test_days, models.first_day)
     if answers is not None:
         attach_newcomer_answers(test_artifacts, data.before(cutoff), answers)
-    similar = similar_choice_for(cutoff, data, models, settings.eval_test_days, models.first_day)
+    similar = similar_choice_for(cutoff, data, models.for_similar_items, settings.eval_test_days, models.first_day)
     if similar is not None:
         attach_similar_items(test_artifacts, similar)
     test_model = LoadedModel(test_artifacts)

@@ -53,6 +53,7 @@ class ModelsBefore:
         self.settings = settings
         self._build = build
         self._models: dict[int, LoadedModel] = {}
+        self._similar: dict[int, LoadedModel] = {}
         self.built: list[dict[str, Any]] = []
         #: Each label window's ranker examples, shared by the evaluation's and the published ranker.
         self.examples: ExampleCache = {}
@@ -74,6 +75,16 @@ class ModelsBefore:
         if day not in self._models:
             self._models[day] = LoadedModel(self._timed_build(day, ModelRole.LABEL_WINDOW))
         return self._models[day]
+
+    def for_similar_items(self, day: int) -> LoadedModel:
+        """The models before ``day`` for the SimilarItems choice: the set already built for that day when there
+        is one (every role holds what the choice reads), else one built for :attr:`ModelRole.SIMILAR_ITEMS`,
+        kept apart so that a later label window of that day still gets its TIFU-KNN lists."""
+        if day in self._models:
+            return self._models[day]
+        if day not in self._similar:
+            self._similar[day] = LoadedModel(self._timed_build(day, ModelRole.SIMILAR_ITEMS))
+        return self._similar[day]
 
     def remember(self, day: int, model: LoadedModel) -> None:
         """Share a model the caller built from the events before ``day`` (extra ranker arrays do not matter:
