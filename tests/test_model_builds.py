@@ -107,12 +107,17 @@ class RecordingBuilder:
         return build_artifacts(data, settings, role=role)
 
 
-def test_label_windows_are_built_once_each_for_the_ranker_only() -> None:
-    data = shop_data()
-    settings = dataclasses.replace(FAST, ranker_label_days=14, ranker_label_windows=3, ranker_min_history_days=7)
+def recording_models(label_windows: int) -> tuple[ModelsBefore, RecordingBuilder, int]:
+    """The shop's models before a day, 14-day label windows, every build recorded; and the day after the log."""
+    settings = dataclasses.replace(FAST, ranker_label_days=14, ranker_label_windows=label_windows,
+                                   ranker_min_history_days=7)
     builder = RecordingBuilder()
-    models = ModelsBefore(data, settings, builder)
-    end = models.end_day + 1
+    models = ModelsBefore(shop_data(), settings, builder)
+    return models, builder, models.end_day + 1
+
+
+def test_label_windows_are_built_once_each_for_the_ranker_only() -> None:
+    models, builder, end = recording_models(3)
     first = models.label_windows(end)
     again = models.label_windows(end)
     assert [m for m, _ in first] == [m for m, _ in again]  # cached: the second call built nothing
@@ -127,15 +132,11 @@ def test_label_windows_are_built_once_each_for_the_ranker_only() -> None:
 
 
 def test_the_similar_items_choice_reuses_a_days_set_and_builds_a_lighter_one_only_when_there_is_none() -> None:
-    data = shop_data()
-    settings = dataclasses.replace(FAST, ranker_label_days=14, ranker_label_windows=2, ranker_min_history_days=7)
-    builder = RecordingBuilder()
-    models = ModelsBefore(data, settings, builder)
-    end = models.end_day + 1
+    models, builder, end = recording_models(2)
     window = models(end - 14)
     assert models.for_similar_items(end - 14) is window and len(builder.calls) == 1  # shared, nothing built
     light = models.for_similar_items(end - 28)
-    assert builder.calls[-1] == (builder.calls[-1][0], ModelRole.SIMILAR_ITEMS)
+    assert builder.calls[-1][1] is ModelRole.SIMILAR_ITEMS
     assert models.for_similar_items(end - 28) is light and len(builder.calls) == 2  # once per day
     later = models(end - 28)  # a label window of that day still gets its TIFU-KNN lists
     assert later is not light and builder.calls[-1][1] is ModelRole.LABEL_WINDOW
