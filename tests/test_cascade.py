@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsvc.artifacts import ArtifactError
 from recsvc.artifacts.parts.ranker import RANKER_EXTRA
 from recsvc.config import TrainingSettings
 from recsvc.ranking.cascade import Cascade, CascadeSettings
@@ -79,7 +80,7 @@ def test_settings_come_from_the_rankers_stats_or_not_at_all() -> None:
 
 def test_a_cascade_needs_fewer_first_trees_than_the_ensemble(ensemble: TreeEnsemble) -> None:
     for trees in (0, ensemble.n_trees):
-        with pytest.raises(ValueError, match="first trees"):
+        with pytest.raises(ArtifactError, match="first trees"):  # so a server refuses a set that names one
             Cascade(ensemble, CascadeSettings(trees=trees, keep=5))
 
 
@@ -151,3 +152,13 @@ def test_the_learned_ranker_ranks_with_the_cascade_its_stats_name(
     best_by_head = set(np.argsort(-head, kind="stable")[:3].tolist())
     assert set(ranked.order[:3].tolist()) == best_by_head  # the first stage chose the rows the tail scores
     np.testing.assert_allclose(ranked.scores[:3], np.sort(full[list(best_by_head)])[::-1], rtol=1e-12)
+
+
+def test_a_set_naming_a_cascade_its_ranker_cannot_have_is_refused(
+        validation: tuple[Any, TreeEnsemble, pd.DataFrame]) -> None:
+    _, ensemble, _ = validation
+    artifacts = build_synthetic_artifacts(n_items=3000, n_customers=300, factors=8, seed=4)
+    artifacts.arrays.update(ensemble.to_arrays())
+    artifacts.extra[RANKER_EXTRA] = {"pool_per_source": 30, "cascade": {"trees": ensemble.n_trees, "keep": 50}}
+    with pytest.raises(ArtifactError, match="first trees"):
+        LearnedRanker.from_model(LoadedModel(artifacts))

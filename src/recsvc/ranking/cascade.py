@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from recsvc.artifacts.parts.ranker import CASCADE_STATS
+from recsvc.artifacts.parts.ranker import CASCADE_STATS, TreeEnsembleError
 from recsvc.ranking.trees import TreeEnsemble
 
 
@@ -50,8 +50,9 @@ class Cascade:
     """Scores the rows of several pools (``bounds``: pool ``p`` is rows ``bounds[p]:bounds[p + 1]``)."""
 
     def __init__(self, ensemble: TreeEnsemble, settings: CascadeSettings) -> None:
-        if not 0 < settings.trees < ensemble.n_trees:
-            raise ValueError(f"a cascade needs 1..{ensemble.n_trees - 1} first trees, got {settings.trees}")
+        if not 0 < settings.trees < ensemble.n_trees:  # an artifact error: a set naming such a cascade is refused
+            raise TreeEnsembleError(f"a cascade needs 1..{ensemble.n_trees - 1} first trees of this ensemble, "
+                                    f"got {settings.trees}")
         self.settings = settings
         self.head = ensemble.trees(0, settings.trees)
         self.tail = ensemble.trees(settings.trees, ensemble.n_trees)
